@@ -1,0 +1,41 @@
+"""fnet: neural-network layers with handwritten backward passes, in JAX.
+
+Each layer is a pure pair ``forward(params, x) -> (y, cache)`` and
+``backward(cache, dout) -> (dparams, dx)``; ``sequential`` composes them, and
+``loss_and_grads`` runs forward -> loss -> backward. No automatic
+differentiation is used anywhere in the library; the tests check every
+handwritten rule against it.
+"""
+
+from fnet import graph, init, layers, losses
+from fnet.core import Layer, Static, apply, output_shape, sequential
+from fnet.errors import DTypeError, LayerError, ShapeError
+from fnet.losses import Loss
+from fnet.models import book_names, two_layer_net
+from fnet.net import accuracy, accuracy_of, loss_and_grads, predict
+from fnet.summary import summary
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DTypeError",
+    "Layer",
+    "LayerError",
+    "Loss",
+    "ShapeError",
+    "Static",
+    "accuracy",
+    "accuracy_of",
+    "apply",
+    "book_names",
+    "graph",
+    "init",
+    "layers",
+    "loss_and_grads",
+    "losses",
+    "output_shape",
+    "predict",
+    "sequential",
+    "summary",
+    "two_layer_net",
+]

@@ -1,0 +1,312 @@
+"""The layer protocol and the ``sequential`` combinator.
+
+A layer is an immutable record of pure functions::
+
+    init(key, input_shape)  -> (params, output_shape)
+    forward(params, x)      -> (y, cache)
+    backward(cache, dout)   -> (dparams, dx)
+
+``dparams`` has exactly the pytree structure of ``params`` (``{}`` for a layer
+without parameters). Shapes are tuples whose batch dimension may be ``None``.
+
+A few layers need more than ``params`` and ``x``: dropout needs a random key and
+to know whether it is training; batch norm needs the mode and non-trained
+running statistics. Such a layer lists what it needs in ``uses`` and receives
+exactly those as keyword arguments; every other layer keeps the plain
+signature. See ``docs/design.md`` for the decision and its reasons::
+
+    uses        forward signature                               returns
+    {}          forward(params, x)                              (y, cache)
+    {"key"}     forward(params, x, *, key)                      (y, cache)
+    {"train"}   forward(params, x, *, train)                    (y, cache)
+    {"state"}   forward(params, x, *, state)                    (y, cache, new_state)
+
+(any combination; "state" is the only one that changes what comes back).
+``apply`` calls any layer uniformly and always returns ``(y, cache, new_state)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+
+from fnet.errors import LayerError, ShapeError, shape_str
+
+Shape = tuple  # tuple[int | None, ...]: the batch dimension may be None
+Params = Any  # a pytree of arrays
+Cache = Any  # a pytree: whatever backward needs, and nothing more
+State = Any  # a pytree of non-trained arrays (batch norm's running statistics)
+
+USES = frozenset({"key", "train", "state"})
+
+
+@dataclasses.dataclass(frozen=True)
+class Layer:
+    """A layer: a name and a set of pure functions (see the module docstring).
+
+    **Fields:**
+
+    - ``name``: the layer kind, e.g. ``"affine"``; ``sequential`` derives
+      parameter keys from it (``affine_0``, ``affine_1``).
+    - ``init(key, input_shape) -> (params, output_shape)``.
+    - ``forward(params, x, **ctx) -> (y, cache)`` (``(y, cache, new_state)`` if
+      ``"state"`` is in ``uses``).
+    - ``backward(cache, dout) -> (dparams, dx)``.
+    - ``uses``: which of ``"key"``, ``"train"``, ``"state"`` forward takes.
+    - ``init_state(input_shape) -> state``: required when ``"state"`` is used.
+    - ``children``: ``(key, layer)`` pairs of a combinator, for introspection.
+    """
+
+    name: str
+    init: Callable[[jax.Array, Shape], tuple[Params, Shape]]
+    forward: Callable[..., tuple]
+    backward: Callable[[Cache, jax.Array], tuple[Params, jax.Array]]
+    uses: frozenset[str] = frozenset()
+    init_state: Callable[[Shape], State] | None = None
+    children: tuple[tuple[str, Layer], ...] = ()
+
+    def __post_init__(self):
+        object.__setattr__(self, "uses", frozenset(self.uses))
+        unknown = self.uses - USES
+        if unknown:
+            raise ValueError(f"layer {self.name!r}: unknown entries in uses: {sorted(unknown)}; "
+                             f"allowed are {sorted(USES)}")
+        if ("state" in self.uses) != (self.init_state is not None):
+            raise ValueError(f"layer {self.name!r}: a layer that uses 'state' must give init_state, "
+                             "and only such a layer may")
+
+    def __repr__(self) -> str:
+        if self.children:
+            inner = ", ".join(f"{k}={c!r}" for k, c in self.children)
+            return f"{self.name}({inner})"
+        return f"{self.name}()"
+
+
+@jax.tree_util.register_static
+@dataclasses.dataclass(frozen=True)
+class Static:
+    """A value carried inside a cache as pytree metadata, invisible to ``jit``.
+
+    Shapes and structures that backward needs are Python values known at trace
+    time; wrapping them keeps them Python values when a cache crosses ``jit``.
+    """
+
+    value: Any
+
+
+def check_shape(shape: Any, layer: str) -> Shape:
+    """Validate an ``input_shape`` argument: a tuple of ints, the first may be None."""
+    ok = isinstance(shape, (tuple, list)) and all(
+        (d is None and i == 0) or (isinstance(d, int) and not isinstance(d, bool) and d >= 0)
+        for i, d in enumerate(shape))
+    if not ok:
+        raise ShapeError(layer, f"input_shape must be a tuple of non-negative ints whose first "
+                                f"(batch) entry may be None, e.g. (None, 784); got {shape!r}")
+    return tuple(shape)
+
+
+def apply(layer: Layer, params: Params, x: jax.Array, *, key: jax.Array | None = None,
+          train: bool | None = None, state: State | None = None) -> tuple[jax.Array, Cache, State]:
+    """Run any layer's forward with a uniform signature.
+
+    **Arguments:** ``key`` for layers that draw random numbers (dropout in
+    training), ``train`` (required when the layer behaves differently in
+    training and evaluation), ``state`` (required when the layer keeps
+    non-trained state; start from ``layer.init_state(input_shape)``).
+
+    **Returns:** ``(y, cache, new_state)``; ``new_state`` is ``None`` for a layer
+    without state.
+    """
+    if "train" in layer.uses and train is None:
+        raise ValueError(f"{layer.name}: this network behaves differently in training and in "
+                         "evaluation (it holds dropout or batch norm); pass train=True or train=False")
+    if "state" in layer.uses and state is None:
+        raise ValueError(f"{layer.name}: this network keeps non-trained state (batch norm running "
+                         "statistics); pass state=..., starting from net.init_state(input_shape)")
+    return _call(layer, params, x, {"key": key, "train": train, "state": state})
+
+
+def _call(layer: Layer, params: Params, x: jax.Array, ctx: Mapping[str, Any]):
+    kwargs = {k: ctx[k] for k in layer.uses}
+    out = layer.forward(params, x, **kwargs)
+    if "state" in layer.uses:
+        return out
+    y, cache = out
+    return y, cache, None
+
+
+def output_shape(layer: Layer, input_shape: Shape) -> Shape:
+    """The output shape of ``layer`` for ``input_shape``, without allocating parameters."""
+    box = []
+
+    def run(key):
+        params, shape = layer.init(key, input_shape)
+        box.append(shape)
+        return params
+
+    jax.eval_shape(run, jax.random.key(0))
+    return box[0]
+
+
+def param_shapes(layer: Layer, input_shape: Shape) -> tuple[Any, Shape]:
+    """``(params as ShapeDtypeStructs, output_shape)``, without allocating anything."""
+    box = []
+
+    def run(key):
+        params, shape = layer.init(key, input_shape)
+        box.append(shape)
+        return params
+
+    shapes = jax.eval_shape(run, jax.random.key(0))
+    return shapes, box[0]
+
+
+# --------------------------------------------------------------------------- sequential
+
+
+def sequential(*layers: Layer | tuple[str, Layer]) -> Layer:
+    """Compose layers; the result is itself a ``Layer`` (so sequentials nest).
+
+    Each argument is a layer, keyed by its name and a per-name counter
+    (``affine_0``, ``relu_0``, ``affine_1``), or a ``(key, layer)`` pair that
+    names it explicitly (``("Affine1", affine(50))``). ``params`` is a dict
+    from those keys to each layer's params, so ``params["affine_0"]["W"]``.
+
+    The result uses the union of what its layers use: it passes a random key
+    (split per layer with ``fold_in`` of the layer's position), the mode and
+    each layer's own slice of the state, and collects the new state.
+
+    Shapes and structures are checked at trace time: a ``dparams`` or ``dx``
+    returned by a layer's backward with the wrong structure or shape raises
+    ``ShapeError`` naming that layer.
+    """
+    if not layers:
+        raise ValueError("sequential() needs at least one layer")
+    children: list[tuple[str, Layer]] = []
+    counts: dict[str, int] = {}
+    for item in layers:
+        if isinstance(item, Layer):
+            n = counts.get(item.name, 0)
+            counts[item.name] = n + 1
+            children.append((f"{item.name}_{n}", item))
+        elif (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)
+              and isinstance(item[1], Layer)):
+            children.append(item)
+        else:
+            raise TypeError(f"sequential: every argument must be a Layer or a (key, Layer) pair; "
+                            f"got {item!r}. Did you forget to call a constructor, e.g. relu() "
+                            "rather than relu?")
+    keys = [k for k, _ in children]
+    dups = sorted({k for k in keys if keys.count(k) > 1})
+    if dups:
+        raise ValueError(f"sequential: duplicate parameter keys {dups}; give explicit keys with "
+                         "(key, layer) pairs")
+    children_t = tuple(children)
+    uses = frozenset().union(*(c.uses for _, c in children_t))
+    stateful = [(i, k, c) for i, (k, c) in enumerate(children_t) if "state" in c.uses]
+
+    def guard(key: str, fn: Callable, *args):
+        try:
+            return fn(*args)
+        except LayerError as e:
+            e.add_key(key)
+            raise
+
+    def init(rng: jax.Array, input_shape: Shape):
+        shape = check_shape(input_shape, "sequential")
+        rngs = jax.random.split(rng, len(children_t))
+        params = {}
+        for (k, child), r in zip(children_t, rngs, strict=True):
+            params[k], shape = guard(k, child.init, r, shape)
+        return params, shape
+
+    def init_state(input_shape: Shape):
+        shape = check_shape(input_shape, "sequential")
+        state = {}
+        for k, child in children_t:
+            if "state" in child.uses:
+                state[k] = guard(k, child.init_state, shape)
+            shape = guard(k, output_shape, child, shape)
+        return state
+
+    def forward(params: Params, x: jax.Array, **ctx):
+        if set(ctx) != uses:
+            needs = ", ".join(f"{u}=..." for u in sorted(uses)) or "nothing beyond params and x"
+            raise TypeError(f"sequential.forward takes {needs} (its layers use {sorted(uses)}); "
+                            f"got {sorted(ctx)}. fnet.apply(net, params, x, key=..., train=..., "
+                            "state=...) calls any layer uniformly")
+        _check_params(params, keys)
+        if "state" in uses:
+            _check_state(ctx["state"], [k for _, k, _ in stateful])
+        rng = ctx.get("key")
+        caches, specs, new_state = [], [], {}
+        for i, (k, child) in enumerate(children_t):
+            sub = dict(ctx)
+            if "key" in child.uses and rng is not None:
+                sub["key"] = jax.random.fold_in(rng, i)
+            if "state" in child.uses:
+                sub["state"] = ctx["state"][k]
+            x_in_shape = jax.numpy.shape(x)
+            y, cache, s = guard(k, _call, child, params[k], x, sub)
+            if "state" in child.uses:
+                new_state[k] = s
+            leaves, treedef = jax.tree.flatten(params[k])
+            specs.append((treedef, tuple(jax.numpy.shape(p) for p in leaves), x_in_shape))
+            caches.append(cache)
+            x = y
+        out = (x, (tuple(caches), Static(tuple(specs))))
+        return (*out, new_state) if "state" in uses else out
+
+    def backward(cache: Cache, dout: jax.Array):
+        caches, specs = cache
+        grads = {}
+        for (k, child), c, spec in reversed(list(zip(children_t, caches, specs.value, strict=True))):
+            dp, dout = guard(k, child.backward, c, dout)
+            _check_grads(k, child.name, dp, dout, spec)
+            grads[k] = dp
+        return {k: grads[k] for k in keys}, dout
+
+    return Layer("sequential", init, forward, backward, uses=uses,
+                 init_state=init_state if stateful else None, children=children_t)
+
+
+def _check_params(params: Params, keys: list[str]) -> None:
+    if not isinstance(params, Mapping):
+        raise ShapeError("sequential", f"params must be the dict that init returned (keys {keys}); "
+                                       f"got {type(params).__name__}")
+    missing = [k for k in keys if k not in params]
+    extra = [k for k in params if k not in keys]
+    if missing or extra:
+        raise ShapeError("sequential", f"params do not match this network: missing {missing}, "
+                                       f"unexpected {extra}. Were they made by init of a different net?")
+
+
+def _check_state(state: State, keys: list[str]) -> None:
+    if not isinstance(state, Mapping) or sorted(state) != sorted(keys):
+        got = sorted(state) if isinstance(state, Mapping) else type(state).__name__
+        raise ShapeError("sequential", f"state must have entries {keys} (from net.init_state); got {got}")
+
+
+def _check_grads(key: str, kind: str, dparams, dx, spec) -> None:
+    treedef, leaf_shapes, x_shape = spec
+    leaves, got_def = jax.tree.flatten(dparams)
+    if got_def != treedef:
+        e = ShapeError(kind, f"backward returned dparams with structure {got_def}, but the params have "
+                             f"structure {treedef}; dparams must mirror params exactly ({{}} for a "
+                             "layer without parameters)")
+        e.add_key(key)
+        raise e
+    for i, (g, shape) in enumerate(zip(leaves, leaf_shapes, strict=True)):
+        if jax.numpy.shape(g) != shape:
+            e = ShapeError(kind, f"backward returned a gradient of shape {jax.numpy.shape(g)} for a "
+                                 f"parameter of shape {shape} (leaf {i}); they must match")
+            e.add_key(key)
+            raise e
+    if jax.numpy.shape(dx) != x_shape:
+        e = ShapeError(kind, f"backward returned dx of shape {shape_str(jax.numpy.shape(dx))}, but the "
+                             f"layer's input had shape {shape_str(x_shape)}; they must match")
+        e.add_key(key)
+        raise e

@@ -1,0 +1,131 @@
+"""The gradient-equivalence harness: handwritten backward vs ``jax.vjp`` of the same forward.
+
+Each ``compare_*`` function returns a dict ``{name: relative error}``, one entry
+per gradient (every parameter leaf and the input), so tests can assert a bound
+and the "harness can fail" tests can assert that a wrong rule exceeds it.
+
+Relative error of two arrays: ``max|a - b| / max(max|a|, max|b|)`` (0 when both
+are exactly zero): the worst entry, measured against the gradient's scale.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import fnet
+
+
+def rel_err(a, b) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    assert a.shape == b.shape, f"shapes differ: {a.shape} vs {b.shape}"
+    scale = max(np.max(np.abs(a), initial=0.0), np.max(np.abs(b), initial=0.0))
+    diff = np.max(np.abs(a - b), initial=0.0)
+    return 0.0 if diff == 0.0 else float(diff / scale) if scale > 0 else float("inf")
+
+
+def _errors(prefix: str, got, want) -> dict[str, float]:
+    got_leaves, _ = jax.tree_util.tree_flatten_with_path(got)
+    want_leaves, _ = jax.tree_util.tree_flatten_with_path(want)
+    assert jax.tree.structure(got) == jax.tree.structure(want), (
+        f"{prefix}: handwritten structure {jax.tree.structure(got)} != autodiff {jax.tree.structure(want)}")
+    out = {}
+    for (path, g), (_, w) in zip(got_leaves, want_leaves, strict=True):
+        name = prefix + jax.tree_util.keystr(path)
+        assert jnp.shape(g) == jnp.shape(w), f"{name}: shape {jnp.shape(g)} != {jnp.shape(w)}"
+        assert jnp.result_type(g) == jnp.result_type(w), (
+            f"{name}: dtype {jnp.result_type(g)} != {jnp.result_type(w)}")
+        out[name] = rel_err(g, w)
+    return out
+
+
+def cast(tree, dtype):
+    """Floating leaves of ``tree`` cast to ``dtype``; other leaves unchanged."""
+    return jax.tree.map(lambda a: a.astype(dtype) if jnp.issubdtype(jnp.result_type(a), jnp.floating) else a,
+                        tree)
+
+
+def compare_layer(layer: fnet.Layer, x_shape: tuple, *, dtype=jnp.float64, seed: int = 0,
+                  train: bool | None = True, x_fn: Callable | None = None) -> dict[str, float]:
+    """Handwritten ``backward`` vs ``jax.vjp`` of ``forward`` on random params, input and dout."""
+    k_init, k_x, k_dout, k_fwd = jax.random.split(jax.random.key(seed), 4)
+    params, _ = layer.init(k_init, (None, *x_shape[1:]))
+    params = cast(params, dtype)
+    x = (x_fn or jax.random.normal)(k_x, x_shape, dtype)
+    ctx = {"key": k_fwd, "train": train if "train" in layer.uses else None,
+           "state": cast(layer.init_state(x_shape), dtype) if "state" in layer.uses else None}
+
+    def f(p, x):
+        return fnet.apply(layer, p, x, **ctx)[0]
+
+    @jax.jit  # one compilation instead of hundreds of eager dispatches
+    def both(params, x, dout):
+        _, cache, _ = fnet.apply(layer, params, x, **ctx)
+        handwritten = layer.backward(cache, dout)
+        _, vjp = jax.vjp(f, params, x)
+        return handwritten, vjp(dout)
+
+    y_shape = jax.eval_shape(f, params, x).shape
+    dout = jax.random.normal(k_dout, y_shape, dtype)
+    (dparams, dx), (dparams_ref, dx_ref) = both(params, x, dout)
+    return {**_errors("dparams", dparams, dparams_ref), **_errors("dx", dx, dx_ref)}
+
+
+def compare_loss(loss: fnet.Loss, y_shape: tuple, t_kind: str, *, dtype=jnp.float64,
+                 seed: int = 0, scale: float = 1.0) -> dict[str, float]:
+    """Handwritten loss ``backward`` vs ``jax.vjp`` of its ``forward`` w.r.t. ``y``.
+
+    ``t_kind``: ``"labels"`` (int indices), ``"one_hot"`` or ``"probs"``.
+    """
+    k_y, k_t = jax.random.split(jax.random.key(seed))
+    y = scale * jax.random.normal(k_y, y_shape, dtype)
+    t = make_targets(k_t, y_shape, t_kind, dtype)
+    dout = 0.7  # not 1, so a rule that ignores dout fails
+    _, cache = loss.forward(y, t)
+    dy = loss.backward(cache, dout)
+    _, vjp = jax.vjp(lambda y: loss.forward(y, t)[0], y)
+    (dy_ref,) = vjp(jnp.asarray(dout, dtype))
+    return _errors("dy", dy, dy_ref)
+
+
+def make_targets(key, y_shape, kind, dtype):
+    n, c = y_shape
+    labels = jax.random.randint(key, (n,), 0, c)
+    if kind == "labels":
+        return labels
+    if kind == "one_hot":
+        return jax.nn.one_hot(labels, c, dtype=dtype)
+    if kind == "probs":
+        return jax.nn.softmax(jax.random.normal(key, y_shape, dtype))
+    if kind == "real":
+        return jax.random.normal(key, y_shape, dtype)
+    raise ValueError(kind)
+
+
+def compare_node(node: fnet.graph.Node, shapes: tuple, *, static: tuple = (), dtype=jnp.float64,
+                 seed: int = 0, positive: bool = False) -> dict[str, float]:
+    """Handwritten node ``backward`` vs ``jax.vjp`` of its ``forward`` w.r.t. every input."""
+    keys = jax.random.split(jax.random.key(seed), len(shapes) + 1)
+    xs = [jax.random.normal(k, s, dtype) for k, s in zip(keys, shapes, strict=False)]
+    if positive:
+        xs = [0.5 + jnp.abs(x) for x in xs]
+    out, cache = node.forward(*xs, *static)
+    dout = jax.random.normal(keys[-1], jnp.shape(out), dtype)
+    grads = node.backward(cache, dout)
+    grads = grads if node.arity > 1 else (grads,)
+    _, vjp = jax.vjp(lambda *xs: node.forward(*xs, *static)[0], *xs)
+    return _errors("dinputs", tuple(grads), tuple(vjp(dout)))
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One entry of the gradient-equivalence list."""
+
+    id: str
+    check: Callable[..., dict[str, float]]
+    kwargs_per_shape: tuple[dict[str, Any], ...]
