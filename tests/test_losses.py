@@ -1,0 +1,87 @@
+"""Loss values against NumPy, target formats, extremes and errors."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from fnet import losses
+
+sce = losses.softmax_cross_entropy
+mse = losses.mean_squared_error
+
+
+def _np_sce(y, labels):
+    y = np.asarray(y, np.float64)
+    logp = y - y.max(1, keepdims=True)
+    logp = logp - np.log(np.exp(logp).sum(1, keepdims=True))
+    return -logp[np.arange(len(labels)), labels].mean()
+
+
+def test_cross_entropy_matches_numpy_for_labels_and_one_hot():
+    y = jax.random.normal(jax.random.key(0), (6, 4))
+    t = jnp.array([0, 3, 1, 1, 2, 0])
+    loss_labels, _ = sce.forward(y, t)
+    loss_onehot, _ = sce.forward(y, jax.nn.one_hot(t, 4))
+    assert float(loss_labels) == pytest.approx(_np_sce(y, np.asarray(t)), rel=1e-6)
+    assert float(loss_onehot) == pytest.approx(float(loss_labels), rel=1e-6)
+
+
+def test_cross_entropy_with_integer_one_hot_targets():
+    y = jax.random.normal(jax.random.key(0), (3, 4))
+    t = jnp.array([2, 0, 1])
+    a, _ = sce.forward(y, t)
+    b, _ = sce.forward(y, jax.nn.one_hot(t, 4, dtype=jnp.int32))
+    assert float(a) == pytest.approx(float(b), rel=1e-6)
+
+
+def test_cross_entropy_backward_is_p_minus_t_over_n():
+    y = jax.random.normal(jax.random.key(0), (5, 3))
+    t = jnp.array([0, 1, 2, 2, 1])
+    _, cache = sce.forward(y, t)
+    dy = sce.backward(cache)
+    np.testing.assert_allclose(dy, (jax.nn.softmax(y) - jax.nn.one_hot(t, 3)) / 5, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(sce.backward(cache, 2.0), 2 * dy, rtol=1e-6)
+
+
+@pytest.mark.parametrize("scale", [1000.0, -1000.0])
+def test_cross_entropy_is_finite_at_extreme_logits(scale):
+    y = jnp.array([[scale, 0.0, -scale], [0.0, scale, 0.0]], jnp.float32)
+    t = jnp.array([2, 1])
+    loss, cache = sce.forward(y, t)
+    dy = sce.backward(cache)
+    assert jnp.isfinite(loss) and jnp.all(jnp.isfinite(dy))
+    # +1000: row 0 is wrong by 2000, row 1 right; -1000: row 0 right, row 1 wrong by 1000 + log 2
+    expected = 1000.0 if scale > 0 else (1000 + np.log(2)) / 2
+    assert float(loss) == pytest.approx(expected, rel=1e-6)
+    assert float(loss) == pytest.approx(_np_sce(y, np.asarray(t)), rel=1e-6)
+
+
+def test_out_of_range_label_gives_nan_not_a_silent_zero():
+    loss, _ = sce.forward(jnp.zeros((2, 3)), jnp.array([0, 3]))
+    assert jnp.isnan(loss)
+
+
+def test_mean_squared_error_is_the_books_formula_averaged_over_the_batch():
+    # the book's two examples: "2" is the answer; y puts 0.6 on it, then 0.1
+    y = jnp.array([[0.1, 0.05, 0.6, 0.0, 0.05, 0.1, 0.0, 0.1, 0.0, 0.0],
+                   [0.1, 0.05, 0.1, 0.0, 0.05, 0.1, 0.0, 0.6, 0.0, 0.0]])
+    t = jnp.array([[0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]] * 2)
+    loss, cache = mse.forward(y, t)
+    book = [0.5 * np.sum((np.asarray(yi) - np.asarray(ti)) ** 2) for yi, ti in zip(y, t, strict=True)]
+    assert float(loss) == pytest.approx(np.mean(book), rel=1e-6)
+    assert book == pytest.approx([0.0975, 0.5975])  # the book's worked examples
+    np.testing.assert_allclose(mse.backward(cache), (y - t) / 2, rtol=1e-6)
+
+
+def test_label_errors():
+    y = jnp.zeros((4, 10))
+    with pytest.raises(ValueError, match=r"softmax_cross_entropy: targets of shape \(4, 1\) do not fit "
+                                         r"outputs of shape \(4, 10\): pass class indices of shape \(4,\)"):
+        sce.forward(y, jnp.zeros((4, 1), jnp.int32))
+    with pytest.raises(TypeError, match=r"class-index labels of shape \(4,\) must be integers, got float"):
+        sce.forward(y, jnp.zeros(4))
+    with pytest.raises(ValueError, match=r"expected network outputs y of shape \(N, C\), got \(10,\)"):
+        sce.forward(jnp.zeros(10), jnp.zeros((), jnp.int32))
+    with pytest.raises(ValueError, match=r"mean_squared_error: needs targets of the outputs' shape"):
+        mse.forward(y, jnp.zeros(4, jnp.int32))

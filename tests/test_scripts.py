@@ -1,0 +1,32 @@
+"""The scripts run as a user runs them, and print what the README promises."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_script(*args, timeout=300):
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+def test_buy_apple_prints_the_seed_numbers():
+    proc = run_script("scripts/buy_apple.py")
+    assert proc.returncode == 0, proc.stderr
+    values = {}
+    section = None
+    for line in proc.stdout.splitlines():
+        if not line.startswith(" "):
+            section = line.split(":")[0]
+        else:
+            name, value = line.split()
+            values[(section, name)] = float(value)
+    assert values == {
+        ("buy_apple", "price"): 220, ("buy_apple", "dapple"): 2.2, ("buy_apple", "dapple_num"): 110,
+        ("buy_apple", "dtax"): 200,
+        ("buy_apple_orange", "price"): 715, ("buy_apple_orange", "dapple_num"): 110,
+        ("buy_apple_orange", "dapple"): 2.2, ("buy_apple_orange", "dorange"): 3.3,
+        ("buy_apple_orange", "dorange_num"): 165, ("buy_apple_orange", "dtax"): 650,
+    }
