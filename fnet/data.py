@@ -525,7 +525,9 @@ def _fetch(url: str, target: Path, md5: str | None, timeout: float) -> None:
         except urllib.error.HTTPError as e:
             raise _FetchError(f"HTTP {e.code} {e.reason}") from None
         except urllib.error.URLError as e:
-            raise _FetchError(f"{e.reason}") from None
+            if not isinstance(e.reason, TimeoutError):  # a connect timeout arrives wrapped
+                raise _FetchError(f"{e.reason}") from None
+            raise _FetchError(f"no answer within {timeout:g} s (timeout)") from None
         except TimeoutError:
             raise _FetchError(f"no answer within {timeout:g} s (timeout)") from None
         except (OSError, http.client.HTTPException, ValueError) as e:
