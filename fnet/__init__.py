@@ -7,8 +7,9 @@ differentiation is used anywhere in the library; the tests check every
 handwritten rule against it.
 """
 
-from fnet import graph, init, layers, losses
+from fnet import data, graph, init, layers, losses
 from fnet.core import Layer, Static, apply, output_shape, sequential
+from fnet.data import DataError, load_fashion_mnist, load_mnist
 from fnet.errors import DTypeError, LayerError, ShapeError
 from fnet.losses import Loss
 from fnet.models import book_names, two_layer_net
@@ -19,6 +20,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DTypeError",
+    "DataError",
     "Layer",
     "LayerError",
     "Loss",
@@ -28,9 +30,12 @@ __all__ = [
     "accuracy_of",
     "apply",
     "book_names",
+    "data",
     "graph",
     "init",
     "layers",
+    "load_fashion_mnist",
+    "load_mnist",
     "loss_and_grads",
     "losses",
     "output_shape",
