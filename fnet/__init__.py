@@ -7,13 +7,14 @@ differentiation is used anywhere in the library; the tests check every
 handwritten rule against it.
 """
 
-from fnet import data, graph, init, layers, losses
+from fnet import data, graph, init, layers, losses, optim, schedules
 from fnet.core import Layer, Static, apply, output_shape, sequential
 from fnet.data import DataError, load_fashion_mnist, load_mnist
 from fnet.errors import DTypeError, LayerError, ShapeError
 from fnet.losses import Loss
 from fnet.models import book_names, two_layer_net
 from fnet.net import accuracy, accuracy_of, loss_and_grads, predict
+from fnet.optim import Optimizer
 from fnet.summary import summary
 
 __version__ = "0.1.0"
@@ -24,6 +25,7 @@ __all__ = [
     "Layer",
     "LayerError",
     "Loss",
+    "Optimizer",
     "ShapeError",
     "Static",
     "accuracy",
@@ -38,8 +40,10 @@ __all__ = [
     "load_mnist",
     "loss_and_grads",
     "losses",
+    "optim",
     "output_shape",
     "predict",
+    "schedules",
     "sequential",
     "summary",
     "two_layer_net",
