@@ -1,0 +1,170 @@
+"""Checkpoints: params, optimizer state, network state, random key, epoch, history and config.
+
+One ``.npz`` file, no pickle: every array is stored under its pytree path
+(``params/Affine1/W``, ``opt_state/...``), and a JSON entry ``__meta__`` holds
+the epoch, the per-epoch history, the run's config and the key's PRNG
+implementation. Files are written atomically (a temporary file in the same
+directory, then ``os.replace``), so a crash never leaves a half-written
+checkpoint where a good one was.
+
+Loading needs templates (what the network and optimizer would create), so a
+checkpoint that does not fit the network fails with a message naming the
+mismatching entry.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+FORMAT = "fnet-checkpoint"
+VERSION = 1
+TREES = ("params", "opt_state", "state")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, unreadable, or does not fit the network."""
+
+
+@dataclasses.dataclass
+class Checkpoint:
+    """What a training run needs to continue exactly where it stopped."""
+
+    params: Any
+    opt_state: Any
+    state: Any
+    key: jax.Array
+    epoch: int
+    history: dict[str, np.ndarray]
+    config: dict[str, Any]
+
+
+def path_str(path) -> str:
+    """A pytree key path as ``a/b/0``."""
+    parts = []
+    for k in path:
+        if isinstance(k, jax.tree_util.DictKey):
+            parts.append(str(k.key))
+        elif isinstance(k, jax.tree_util.SequenceKey):
+            parts.append(str(k.idx))
+        elif isinstance(k, jax.tree_util.GetAttrKey):
+            parts.append(k.name)
+        else:
+            parts.append(str(k))
+    return "/".join(parts)
+
+
+def _flatten(prefix: str, tree) -> dict[str, np.ndarray]:
+    out = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        out[f"{prefix}/{path_str(path)}" if path else prefix] = np.asarray(leaf)
+    return out
+
+
+def save(path: str | os.PathLike, ckpt: Checkpoint) -> Path:
+    """Write ``ckpt`` to ``path`` atomically. Returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays: dict[str, np.ndarray] = {}
+    for name in TREES:
+        arrays.update(_flatten(name, getattr(ckpt, name)))
+    arrays["key"] = np.asarray(jax.random.key_data(ckpt.key))
+    meta = {
+        "format": FORMAT, "version": VERSION, "epoch": int(ckpt.epoch),
+        "key_impl": str(jax.random.key_impl(ckpt.key)),
+        "history": {k: np.asarray(v).tolist() for k, v in ckpt.history.items()},
+        "config": ckpt.config,
+    }
+    arrays["__meta__"] = np.array(json.dumps(meta))
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _read(path: Path) -> tuple[dict[str, np.ndarray], dict]:
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise CheckpointError(f"{path}: not a readable fnet checkpoint ({e})") from None
+    if "__meta__" not in arrays:
+        raise CheckpointError(f"{path}: not an fnet checkpoint (no __meta__ entry)")
+    meta = json.loads(str(arrays.pop("__meta__")))
+    if meta.get("format") != FORMAT or meta.get("version") != VERSION:
+        raise CheckpointError(f"{path}: unsupported checkpoint format {meta.get('format')!r} "
+                              f"version {meta.get('version')!r} (this fnet reads {FORMAT} v{VERSION})")
+    return arrays, meta
+
+
+def read_config(path: str | os.PathLike) -> dict[str, Any]:
+    """The run's config and epoch, without building anything: ``{"epoch": k, "config": {...}}``."""
+    _, meta = _read(Path(path))
+    return {"epoch": meta["epoch"], "config": meta["config"]}
+
+
+def _restore(path: Path, prefix: str, template, arrays: dict[str, np.ndarray], used: set) -> Any:
+    leaves = []
+    paths_leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
+    for p, like in paths_leaves:
+        name = f"{prefix}/{path_str(p)}" if p else prefix
+        if name not in arrays:
+            raise CheckpointError(f"{path} does not fit this network: entry {name} "
+                                  f"(shape {tuple(like.shape)}) is missing from the file. Was it saved "
+                                  "from a different architecture or optimizer?")
+        value = arrays[name]
+        if value.shape != tuple(like.shape):
+            raise CheckpointError(f"{path} does not fit this network: {name} has shape {value.shape} in the "
+                                  f"file, but the network expects {tuple(like.shape)}")
+        if value.dtype != like.dtype:
+            raise CheckpointError(f"{path}: {name} has dtype {value.dtype} in the file, but the network "
+                                  f"expects {like.dtype}")
+        used.add(name)
+        leaves.append(jnp.asarray(value))
+    return jax.tree.unflatten(treedef, leaves)
+
+
+def load(path: str | os.PathLike, *, params_like, opt_state_like=None, state_like=None) -> Checkpoint:
+    """Read a checkpoint, checking every entry against templates.
+
+    **Arguments:** templates with the structure, shapes and dtypes expected
+    (arrays or ``jax.ShapeDtypeStruct``, e.g. from ``jax.eval_shape``):
+    ``params_like`` (required), ``opt_state_like`` and ``state_like`` (the
+    corresponding entries are skipped when ``None``).
+
+    **Raises:** ``CheckpointError`` naming the first entry that is missing or has
+    another shape or dtype, or listing entries the network does not have.
+    """
+    path = Path(path)
+    arrays, meta = _read(path)
+    used: set[str] = set()
+    params = _restore(path, "params", params_like, arrays, used)
+    opt_state = None if opt_state_like is None else _restore(path, "opt_state", opt_state_like, arrays, used)
+    state = None if state_like is None else _restore(path, "state", state_like, arrays, used)
+    checked = ("params",) + (("opt_state",) if opt_state_like is not None else ()) + (
+        ("state",) if state_like is not None else ())
+    extra = sorted(k for k in arrays if k.split("/")[0] in checked and k not in used)
+    if extra:
+        raise CheckpointError(f"{path} does not fit this network: the file has entries the network does "
+                              f"not: {', '.join(extra[:5])}{' ...' if len(extra) > 5 else ''}")
+    key = jax.random.wrap_key_data(jnp.asarray(arrays["key"]), impl=meta["key_impl"])
+    history = {k: np.asarray(v) for k, v in meta["history"].items()}
+    return Checkpoint(params, opt_state, state, key, meta["epoch"], history, meta["config"])

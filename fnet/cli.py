@@ -1,0 +1,277 @@
+"""``fnet-train`` / ``scripts/train.py``: train a network on MNIST or Fashion-MNIST.
+
+The defaults are the book's chapter-5 run: ``two_layer_net(784, 50, 10)``,
+SGD with learning rate 0.1, batch 100, 10000 iterations, evaluated on the
+training and test sets after every epoch (600 iterations). The dataset
+defaults to Fashion-MNIST, which ships as a Debian package and needs no
+download; ``--dataset mnist`` gives the book's own data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+DEFAULT_LR = {"sgd": 0.1}  # the book's chapter-5 run; other optimizers use their own defaults
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from fnet import data, optim
+
+    p = argparse.ArgumentParser(
+        prog="fnet-train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", choices=sorted(data.DATASETS), default="fashion-mnist")
+    g.add_argument("--data-dir", type=Path, help="directory holding the four IDX files (else the "
+                                                  "search path of fnet.data: $FNET_DATA, ~/.cache/fnet, ...)")
+    g.add_argument("--no-download", action="store_true",
+                   help="never download: fail with the list of places searched if the files are missing")
+    g.add_argument("--train-size", type=_positive_int,
+                   help="use only the first N training examples (the book's overfitting experiments)")
+    g = p.add_argument_group("model")
+    g.add_argument("--model", choices=["two_layer", "mlp", "convnet"], default="two_layer")
+    g.add_argument("--hidden", type=_positive_int, nargs="+", metavar="N",
+                   help="hidden layer sizes (two_layer: one size, default 50; mlp: default 100 100)")
+    g.add_argument("--activation", choices=["relu", "sigmoid", "tanh"],
+                   help="hidden activation of --model mlp (default relu)")
+    g.add_argument("--weight-init", help="he, xavier or a standard deviation (two_layer default 0.01; "
+                                         "mlp default: he for relu, xavier otherwise)")
+    g.add_argument("--dropout", type=float, metavar="RATE",
+                   help="mlp: dropout after each hidden layer, RATE = probability of dropping")
+    g.add_argument("--batchnorm", action="store_true", help="mlp: batch norm before each activation")
+    g = p.add_argument_group("training")
+    g.add_argument("--optimizer", choices=sorted(optim.OPTIMIZERS), default="sgd")
+    g.add_argument("--lr", type=_positive_float, help="learning rate (default 0.1 for sgd as in the book, "
+                                                      "else the optimizer's default)")
+    g.add_argument("--weight-decay", type=_non_negative_float, default=0.0, metavar="LAMBDA",
+                   help="L2 weight decay on weights (not biases)")
+    g.add_argument("--batch-size", type=_positive_int, default=100)
+    stop = g.add_mutually_exclusive_group()
+    stop.add_argument("--epochs", type=_positive_int, help="passes over the training set")
+    stop.add_argument("--iters", type=_positive_int, help="minibatch updates (default 10000, as the book)")
+    g.add_argument("--sampling", choices=["shuffle", "replacement"], default="shuffle",
+                   help="shuffle: each epoch visits every example once (default); replacement: the "
+                        "book's random minibatches")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--no-eval-train", action="store_true",
+                   help="skip evaluating the whole training set after each epoch")
+    g = p.add_argument_group("output")
+    g.add_argument("--checkpoint", type=Path, metavar="PATH", help="save after every epoch (.npz)")
+    g.add_argument("--resume", action="store_true", help="continue from --checkpoint")
+    g.add_argument("--plot", type=Path, metavar="PATH", help="PNG of loss and accuracy per epoch "
+                                                             "(needs matplotlib: pip install fnet[plot])")
+    g.add_argument("--json", type=Path, metavar="PATH", help="write metrics and timings as JSON")
+    g.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    return p
+
+
+def _check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
+    if a.model == "two_layer":
+        if a.hidden and len(a.hidden) != 1:
+            p.error(f"--model two_layer has one hidden layer; got --hidden {' '.join(map(str, a.hidden))} "
+                    "(use --model mlp for several)")
+        for opt, value in (("--activation", a.activation), ("--dropout", a.dropout),
+                           ("--batchnorm", a.batchnorm or None)):
+            if value is not None:
+                p.error(f"{opt} applies to --model mlp (two_layer is the book's Affine-ReLU-Affine)")
+    if a.model == "convnet":
+        for opt, value in (("--hidden", a.hidden), ("--activation", a.activation), ("--dropout", a.dropout),
+                           ("--batchnorm", a.batchnorm or None)):
+            if value is not None:
+                p.error(f"{opt} applies to --model mlp")
+    if a.dropout is not None and not 0 <= a.dropout < 1:
+        p.error(f"--dropout is the probability of dropping a unit, in [0, 1); got {a.dropout}")
+    if a.weight_init is not None and a.weight_init not in ("he", "xavier"):
+        try:
+            if float(a.weight_init) <= 0:
+                raise ValueError
+        except ValueError:
+            p.error("--weight-init must be he, xavier or a positive standard deviation; "
+                    f"got {a.weight_init!r}")
+    if a.resume and a.checkpoint is None:
+        p.error("--resume needs --checkpoint PATH")
+    if a.resume and not a.checkpoint.exists():
+        p.error(f"--resume: no checkpoint at {a.checkpoint}")
+    if a.plot is not None:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            p.error("--plot needs matplotlib: pip install 'fnet[plot]' (or pip install matplotlib)")
+
+
+def build_model(a: argparse.Namespace, n_features: int, n_classes: int):
+    """The network the options describe, and the input shape it expects."""
+    from fnet import models
+
+    weight_init = a.weight_init
+    if weight_init is not None and weight_init not in ("he", "xavier"):
+        weight_init = float(weight_init)
+    if a.model == "two_layer":
+        hidden = a.hidden[0] if a.hidden else 50
+        std = 0.01 if weight_init is None else weight_init
+        return models.two_layer_net(n_features, hidden, n_classes, weight_init_std=std), (None, n_features)
+    if a.model == "mlp":
+        kwargs = {"activation": a.activation or "relu", "use_batchnorm": a.batchnorm,
+                  "use_dropout": a.dropout is not None}
+        if a.dropout is not None:
+            kwargs["dropout_rate"] = a.dropout
+        if weight_init is not None:
+            kwargs["weight_init"] = weight_init
+        net = models.multi_layer_net(n_features, a.hidden or [100, 100], n_classes, **kwargs)
+        return net, (None, n_features)
+    return models.simple_convnet(), (None, 28, 28, 1)
+
+
+def _describe_device() -> str:
+    import jax
+
+    d = jax.devices()[0]
+    return f"{len(jax.devices())} x {d.device_kind} ({d.platform})"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    _check_args(parser, a)
+
+    import jax
+    import numpy as np
+
+    import fnet
+    from fnet import checkpoint as ckpt_lib
+    from fnet import data, losses, optim, train
+
+    t_start = time.perf_counter()
+    try:
+        (x_train, t_train), (x_test, t_test) = data.load_dataset(
+            a.dataset, a.data_dir, normalize=True, flatten=a.model != "convnet", download=not a.no_download)
+    except data.DataError as e:
+        print(f"fnet-train: {e}", file=sys.stderr)
+        return 2
+    if a.train_size is not None:
+        x_train, t_train = x_train[: a.train_size], t_train[: a.train_size]
+    if a.batch_size > len(x_train):
+        parser.error(f"--batch-size {a.batch_size} is larger than the training set ({len(x_train)} examples)")
+    t_loaded = time.perf_counter()
+
+    net, input_shape = build_model(a, int(np.prod(x_train.shape[1:])), 10)
+    lr = a.lr if a.lr is not None else DEFAULT_LR.get(a.optimizer)
+    hyper = {"weight_decay": a.weight_decay} | ({"lr": lr} if lr is not None else {})
+    optimizer = optim.by_name(a.optimizer, **hyper)
+    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()
+              if k not in ("quiet", "resume", "plot", "json", "checkpoint")}
+    if a.epochs is None and a.iters is None:
+        a.iters = 10000
+    if a.resume:
+        saved = ckpt_lib.read_config(a.checkpoint)["config"]
+        diff = [k for k in ("model", "hidden", "activation", "dataset", "optimizer", "lr", "weight_init",
+                            "dropout", "batchnorm", "weight_decay", "train_size")
+                if saved.get(k) != config.get(k)]
+        if diff:
+            parser.error(f"--resume: {a.checkpoint} was saved with different options: "
+                         + ", ".join(f"--{k.replace('_', '-')} {saved.get(k)!r} (now {config.get(k)!r})"
+                                     for k in diff))
+
+    log = None if a.quiet else print
+    if log:
+        shapes, _ = fnet.core.param_shapes(net, input_shape)
+        n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(shapes))
+        log(f"{a.dataset}: {len(x_train)} train / {len(x_test)} test examples, loaded in "
+            f"{t_loaded - t_start:.1f}s")
+        log(f"model {a.model}: {n_params:,} parameters; {optimizer!r}; batch {a.batch_size}; "
+            f"{f'iters {a.iters}' if a.iters else f'epochs {a.epochs}'}; device {_describe_device()}")
+    try:
+        result = train.fit(net, losses.softmax_cross_entropy, optimizer, (x_train, t_train), (x_test, t_test),
+                           epochs=a.epochs, iters=a.iters, batch_size=a.batch_size, seed=a.seed,
+                           sampling=a.sampling, eval_train=not a.no_eval_train, checkpoint=a.checkpoint,
+                           resume=a.resume, config=config, log=log)
+    except train.NonFiniteLossError as e:
+        print(f"fnet-train: {e}", file=sys.stderr)
+        return 1
+    except ckpt_lib.CheckpointError as e:
+        print(f"fnet-train: {e}", file=sys.stderr)
+        return 2
+    total = time.perf_counter() - t_start
+    h = result.history
+    final = {k: float(h[k][-1]) for k in ("loss", "train_acc", "test_acc")} if len(h["epoch"]) else {}
+    if log:
+        rate = int(h["steps"].sum()) * a.batch_size / max(result.train_seconds, 1e-9)
+        log(f"total {total:.1f}s (data {t_loaded - t_start:.1f}s, compile {result.compile_seconds:.1f}s, "
+            f"training {result.train_seconds:.1f}s, {rate:,.0f} samples/s)")
+        if final:
+            log(f"final: train acc {final['train_acc']:.4f}, test acc {final['test_acc']:.4f}")
+    if a.json is not None:
+        a.json.parent.mkdir(parents=True, exist_ok=True)
+        a.json.write_text(json.dumps({
+            "config": config, "final": final,
+            "history": {k: v.tolist() for k, v in h.items()},
+            "timings": {"total_s": total, "data_s": t_loaded - t_start, "compile_s": result.compile_seconds,
+                        "train_s": result.train_seconds},
+            "jax": jax.__version__, "device": _describe_device(), "python": platform.python_version(),
+            "machine": platform.machine(),
+        }, indent=2))
+    if a.plot is not None:
+        plot_history(h, a.plot, title=f"{a.model} on {a.dataset}")
+    return 0
+
+
+def plot_history(history: dict, path: Path, title: str = "") -> None:
+    """A PNG with the loss and the train/test accuracy per epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    ax1.plot(history["epoch"], history["loss"], marker="o", label="minibatch loss (epoch mean)")
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("loss")
+    ax1.legend()
+    ax2.plot(history["epoch"], history["train_acc"], marker="o", label="train")
+    ax2.plot(history["epoch"], history["test_acc"], marker="s", linestyle="--", label="test")
+    ax2.set_xlabel("epoch")
+    ax2.set_ylabel("accuracy")
+    ax2.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,12 @@
+#!/usr/bin/env python
+"""Train a network on MNIST or Fashion-MNIST: ``python scripts/train.py --help``.
+
+The same program is installed as ``fnet-train``; its code is ``fnet/cli.py``.
+"""
+
+import sys
+
+from fnet.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

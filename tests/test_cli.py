@@ -1,0 +1,99 @@
+"""scripts/train.py (fnet-train): a real short run, resume, outputs, and argument errors."""
+
+import json
+import shutil
+import subprocess
+
+import pytest
+from test_scripts import ROOT, run_script
+
+from fnet import checkpoint, cli
+
+FASHION = "/usr/share/datasets/fashion-mnist"
+
+
+@pytest.fixture(autouse=True)
+def _needs_fashion():
+    import os
+
+    if not os.path.isdir(FASHION):
+        pytest.skip(f"{FASHION} is missing: apt-get install dataset-fashion-mnist")
+
+
+def test_short_run_with_json_plot_checkpoint_and_resume(tmp_path):
+    common = ["scripts/train.py", "--train-size", "2000", "--batch-size", "100", "--seed", "2",
+              "--checkpoint", str(tmp_path / "run.npz")]
+    proc = run_script(*common, "--epochs", "2", "--json", str(tmp_path / "m.json"),
+                      "--plot", str(tmp_path / "m.png"))
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("fashion-mnist: 2000 train / 10000 test examples")
+    assert "model two_layer: 39,760 parameters; optim.sgd(lr=0.1); batch 100; epochs 2" in lines[1]
+    epochs = [line for line in lines if line.startswith("epoch ")]
+    assert len(epochs) == 2 and all("train acc" in e and "test acc" in e and "samples/s" in e for e in epochs)
+    assert lines[-2].startswith("total ") and lines[-1].startswith("final: train acc ")
+
+    report = json.loads((tmp_path / "m.json").read_text())
+    assert report["config"]["optimizer"] == "sgd" and report["config"]["lr"] is None
+    assert report["history"]["epoch"] == [1, 2]
+    assert 0.1 < report["final"]["test_acc"] <= 1.0
+    assert report["final"]["test_acc"] == report["history"]["test_acc"][-1]
+    assert {"total_s", "compile_s", "train_s", "data_s"} <= set(report["timings"])
+    assert (tmp_path / "m.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert checkpoint.read_config(tmp_path / "run.npz")["epoch"] == 2
+
+    resumed = run_script(*common, "--epochs", "3", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    epochs = [line for line in resumed.stdout.splitlines() if line.startswith("epoch ")]
+    assert len(epochs) == 1 and epochs[0].startswith("epoch 3/3")
+    assert checkpoint.read_config(tmp_path / "run.npz")["epoch"] == 3
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--lr", "-1"], "argument --lr: expected a positive number, got -1.0"),
+    (["--batch-size", "0"], "argument --batch-size: expected a positive integer, got 0"),
+    (["--epochs", "2", "--iters", "5"], "argument --iters: not allowed with argument --epochs"),
+    (["--hidden", "10", "20"], "--model two_layer has one hidden layer; got --hidden 10 20"),
+    (["--activation", "sigmoid"], "--activation applies to --model mlp"),
+    (["--model", "convnet", "--hidden", "5"], "--hidden applies to --model mlp"),
+    (["--model", "mlp", "--dropout", "1.5"], "--dropout is the probability of dropping a unit, in [0, 1)"),
+    (["--resume"], "--resume needs --checkpoint PATH"),
+    (["--resume", "--checkpoint", "/nonexistent/x.npz"], "--resume: no checkpoint at /nonexistent/x.npz"),
+    (["--weight-init", "glorot"], "--weight-init must be he, xavier or a positive standard deviation"),
+    (["--optimizer", "lbfgs"], "argument --optimizer: invalid choice: 'lbfgs'"),
+    (["--dataset", "cifar"], "argument --dataset: invalid choice: 'cifar'"),
+    (["--train-size", "50", "--batch-size", "100"],
+     "--batch-size 100 is larger than the training set (50 examples)"),
+])
+def test_bad_options_get_a_clear_argparse_error(argv, message, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(argv)
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_resume_with_different_options_is_refused(tmp_path, capsys):
+    path = tmp_path / "run.npz"
+    assert cli.main(["--train-size", "500", "--epochs", "1", "--quiet", "--checkpoint", str(path)]) == 0
+    with pytest.raises(SystemExit):
+        cli.main(["--train-size", "500", "--epochs", "2", "--quiet", "--checkpoint", str(path), "--resume",
+                  "--hidden", "60"])
+    assert "--resume: " in capsys.readouterr().err
+
+
+def test_missing_data_directory_is_reported(tmp_path, capsys):
+    code = cli.main(["--data-dir", str(tmp_path / "empty"), "--no-download", "--epochs", "1", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("fnet-train: Fashion-MNIST: ")
+    assert str(tmp_path / "empty") in err
+
+
+def test_installed_entry_point():
+    exe = shutil.which("fnet-train") or str(ROOT / ".venv" / "bin" / "fnet-train")
+    proc = subprocess.run([exe, "--help"], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0 and "--dataset {fashion-mnist,mnist}" in proc.stdout
+
+
+def test_script_help():
+    proc = run_script("scripts/train.py", "--help", timeout=60)
+    assert proc.returncode == 0 and "--checkpoint PATH" in proc.stdout
