@@ -90,14 +90,17 @@ def _check_data(x, t, what: str):
 
 
 def make_train_epoch(net: Layer, loss: Loss, optimizer, *, batch_size: int, n_steps: int,
-                     sampling: str = "shuffle") -> Callable:
+                     sampling: str = "shuffle", grad_fn: Callable | None = None) -> Callable:
     """The (unjitted) epoch function ``(params, opt_state, state, x, t, key) -> (carry, losses)``.
 
     ``carry = (params, opt_state, state)``; ``losses: (n_steps,)`` minibatch losses.
+    ``grad_fn`` defaults to ``loss_and_grads(net, loss)`` (the handwritten
+    backward); ``scripts/bench.py`` passes an autodiff one to compare the two
+    inside the identical loop.
     """
     if sampling not in SAMPLING:
         raise ValueError(f"fit: sampling must be one of {SAMPLING}, got {sampling!r}")
-    grad_fn = loss_and_grads(net, loss, train=True)
+    grad_fn = grad_fn or loss_and_grads(net, loss, train=True)
     stateful = "state" in net.uses
     uses_key = "key" in net.uses
 
