@@ -89,6 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--no-eval-train", action="store_true",
                    help="skip evaluating the whole training set after each epoch")
+    g = p.add_argument_group("devices (data parallel: the global --batch-size is split over devices)")
+    g.add_argument("--devices", type=_positive_int, metavar="N",
+                   help="devices to train on (default: all; 1 for plain single-device training)")
+    g.add_argument("--coordinator", metavar="HOST:PORT",
+                   help="multi-host: address of process 0, the same on every host")
+    g.add_argument("--num-processes", type=_positive_int, metavar="N", help="multi-host: number of hosts")
+    g.add_argument("--process-id", type=int, metavar="I", help="multi-host: this host's index, 0..N-1")
     g = p.add_argument_group("output")
     g.add_argument("--checkpoint", type=Path, metavar="PATH", help="save after every epoch (.npz)")
     g.add_argument("--resume", action="store_true", help="continue from --checkpoint")
@@ -122,6 +129,12 @@ def _check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
         except ValueError:
             p.error("--weight-init must be he, xavier or a positive standard deviation; "
                     f"got {a.weight_init!r}")
+    multi = (a.coordinator, a.num_processes, a.process_id)
+    if any(v is not None for v in multi) and any(v is None for v in multi):
+        p.error("multi-host training needs all of --coordinator HOST:PORT, --num-processes N and "
+                "--process-id I")
+    if a.process_id is not None and not 0 <= a.process_id < a.num_processes:
+        p.error(f"--process-id must be in 0..{a.num_processes - 1}; got {a.process_id}")
     if a.resume and a.checkpoint is None:
         p.error("--resume needs --checkpoint PATH")
     if a.resume and not a.checkpoint.exists():
@@ -156,11 +169,13 @@ def build_model(a: argparse.Namespace, n_features: int, n_classes: int):
     return models.simple_convnet(), (None, 28, 28, 1)
 
 
-def _describe_device() -> str:
+def _describe_device(mesh=None) -> str:
     import jax
 
     d = jax.devices()[0]
-    return f"{len(jax.devices())} x {d.device_kind} ({d.platform})"
+    used = 1 if mesh is None else mesh.size
+    hosts = f" on {jax.process_count()} hosts" if jax.process_count() > 1 else ""
+    return f"{used} x {d.device_kind} ({d.platform}){hosts}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -173,9 +188,17 @@ def main(argv: list[str] | None = None) -> int:
 
     import fnet
     from fnet import checkpoint as ckpt_lib
-    from fnet import data, losses, optim, train
+    from fnet import data, losses, optim, parallel, train
 
     t_start = time.perf_counter()
+    if a.coordinator is not None:  # before anything else touches JAX
+        parallel.initialize(a.coordinator, a.num_processes, a.process_id)
+    try:
+        mesh = None if a.devices == 1 else parallel.make_mesh(a.devices)
+        if mesh is not None:
+            parallel.check_batch(mesh, a.batch_size, "--batch-size")
+    except ValueError as e:
+        parser.error(str(e).replace("make_mesh: ", "--devices: "))
     try:
         (x_train, t_train), (x_test, t_test) = data.load_dataset(
             a.dataset, a.data_dir, normalize=True, flatten=a.model != "convnet", download=not a.no_download)
@@ -184,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if a.train_size is not None:
         x_train, t_train = x_train[: a.train_size], t_train[: a.train_size]
+    # each host keeps its own shard (with one host: everything)
+    x_train, t_train = parallel.host_shard(x_train, t_train)
+    x_test, t_test = parallel.host_shard(x_test, t_test)
     if a.batch_size > len(x_train):
         parser.error(f"--batch-size {a.batch_size} is larger than the training set ({len(x_train)} examples)")
     t_loaded = time.perf_counter()
@@ -193,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     hyper = {"weight_decay": a.weight_decay} | ({"lr": lr} if lr is not None else {})
     optimizer = optim.by_name(a.optimizer, **hyper)
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()
-              if k not in ("quiet", "resume", "plot", "json", "checkpoint")}
+              if k not in ("quiet", "resume", "plot", "json", "checkpoint", "devices", "coordinator",
+                           "num_processes", "process_id")}
     if a.epochs is None and a.iters is None:
         a.iters = 10000
     if a.resume:
@@ -213,12 +240,12 @@ def main(argv: list[str] | None = None) -> int:
         log(f"{a.dataset}: {len(x_train)} train / {len(x_test)} test examples, loaded in "
             f"{t_loaded - t_start:.1f}s")
         log(f"model {a.model}: {n_params:,} parameters; {optimizer!r}; batch {a.batch_size}; "
-            f"{f'iters {a.iters}' if a.iters else f'epochs {a.epochs}'}; device {_describe_device()}")
+            f"{f'iters {a.iters}' if a.iters else f'epochs {a.epochs}'}; devices {_describe_device(mesh)}")
     try:
         result = train.fit(net, losses.softmax_cross_entropy, optimizer, (x_train, t_train), (x_test, t_test),
                            epochs=a.epochs, iters=a.iters, batch_size=a.batch_size, seed=a.seed,
                            sampling=a.sampling, eval_train=not a.no_eval_train, checkpoint=a.checkpoint,
-                           resume=a.resume, config=config, log=log)
+                           resume=a.resume, config=config, log=log, mesh=mesh)
     except train.NonFiniteLossError as e:
         print(f"fnet-train: {e}", file=sys.stderr)
         return 1
@@ -234,17 +261,17 @@ def main(argv: list[str] | None = None) -> int:
             f"training {result.train_seconds:.1f}s, {rate:,.0f} samples/s)")
         if final:
             log(f"final: train acc {final['train_acc']:.4f}, test acc {final['test_acc']:.4f}")
-    if a.json is not None:
+    if a.json is not None and jax.process_index() == 0:
         a.json.parent.mkdir(parents=True, exist_ok=True)
         a.json.write_text(json.dumps({
             "config": config, "final": final,
             "history": {k: v.tolist() for k, v in h.items()},
             "timings": {"total_s": total, "data_s": t_loaded - t_start, "compile_s": result.compile_seconds,
                         "train_s": result.train_seconds},
-            "jax": jax.__version__, "device": _describe_device(), "python": platform.python_version(),
+            "jax": jax.__version__, "device": _describe_device(mesh), "python": platform.python_version(),
             "machine": platform.machine(),
         }, indent=2))
-    if a.plot is not None:
+    if a.plot is not None and jax.process_index() == 0:
         plot_history(h, a.plot, title=f"{a.model} on {a.dataset}")
     return 0
 

@@ -25,6 +25,7 @@ uninterrupted one.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -34,8 +35,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
 
 from fnet import checkpoint as ckpt_lib
+from fnet import parallel
 from fnet.core import Layer, apply, param_shapes
 from fnet.losses import Loss
 from fnet.net import accuracy_of, loss_and_grads
@@ -90,13 +94,16 @@ def _check_data(x, t, what: str):
 
 
 def make_train_epoch(net: Layer, loss: Loss, optimizer, *, batch_size: int, n_steps: int,
-                     sampling: str = "shuffle", grad_fn: Callable | None = None) -> Callable:
+                     sampling: str = "shuffle", grad_fn: Callable | None = None,
+                     mesh: Mesh | None = None) -> Callable:
     """The (unjitted) epoch function ``(params, opt_state, state, x, t, key) -> (carry, losses)``.
 
     ``carry = (params, opt_state, state)``; ``losses: (n_steps,)`` minibatch losses.
     ``grad_fn`` defaults to ``loss_and_grads(net, loss)`` (the handwritten
     backward); ``scripts/bench.py`` passes an autodiff one to compare the two
-    inside the identical loop.
+    inside the identical loop. With a ``mesh`` (see ``fnet.parallel``), ``x`` and
+    ``t`` are the global ``(hosts, n_per_host, ...)`` arrays of ``parallel.put_data``
+    and every minibatch is split over the devices.
     """
     if sampling not in SAMPLING:
         raise ValueError(f"fit: sampling must be one of {SAMPLING}, got {sampling!r}")
@@ -104,7 +111,7 @@ def make_train_epoch(net: Layer, loss: Loss, optimizer, *, batch_size: int, n_st
     stateful = "state" in net.uses
     uses_key = "key" in net.uses
 
-    def step(carry, batch):
+    def step(carry, batch, axes=None):
         params, opt_state, state = carry
         xb, tb, step_key = batch
         kwargs = {"key": step_key if uses_key else None, "state": state}
@@ -112,32 +119,56 @@ def make_train_epoch(net: Layer, loss: Loss, optimizer, *, batch_size: int, n_st
             value, grads, state = grad_fn(params, xb, tb, **kwargs)
         else:
             value, grads = grad_fn(params, xb, tb, **kwargs)
+        if axes:  # data parallel: average the handwritten gradients over every device
+            value, grads, state = jax.lax.pmean((value, grads, state), axes)
         params, opt_state = optimizer.update(grads, opt_state, params)
         return (params, opt_state, state), value
 
+    def indices(key, n, rows):
+        """``(n_steps, rows)`` example indices for one epoch."""
+        if sampling == "shuffle":
+            return jax.random.permutation(key, n)[: n_steps * rows].reshape(n_steps, rows)
+        return jax.random.randint(key, (n_steps, rows), 0, n)  # the book's np.random.choice
+
     def epoch(params, opt_state, state, x, t, key):
         k_order, k_steps = jax.random.split(key)
+        idx = indices(k_order, x.shape[0], batch_size)
+        # one gather for the whole epoch gives the (n_steps, batch, ...) minibatches
+        batches = (x[idx], t[idx], jax.random.split(k_steps, n_steps))
+        return jax.lax.scan(step, (params, opt_state, state), batches)
+
+    if mesh is None:
+        return epoch
+
+    hosts, devices = mesh.shape["hosts"], mesh.shape["devices"]
+    per_device = parallel.check_batch(mesh, batch_size)
+    per_host = batch_size // hosts
+
+    def local_epoch(params, opt_state, state, x, t, key):
+        x, t = x[0], t[0]  # this host's examples
+        h, d = jax.lax.axis_index("hosts"), jax.lax.axis_index("devices")
+        k_order, k_steps = jax.random.split(key)
+        if hosts > 1:  # each host shuffles its own shard
+            k_order = jax.random.fold_in(k_order, h)
+        # the host's minibatches, as on one device; this device takes its columns
+        idx = jax.lax.dynamic_slice_in_dim(indices(k_order, x.shape[0], per_host), d * per_device,
+                                           per_device, axis=1)
         step_keys = jax.random.split(k_steps, n_steps)
-        n = x.shape[0]
-        if sampling == "shuffle":
-            idx = jax.random.permutation(k_order, n)[: n_steps * batch_size]
-            # one gather for the whole epoch, then a free reshape into minibatches
-            xb = x[idx].reshape(n_steps, batch_size, *x.shape[1:])
-            tb = t[idx].reshape(n_steps, batch_size, *t.shape[1:])
-            return jax.lax.scan(step, (params, opt_state, state), (xb, tb, step_keys))
-        idx = jax.random.randint(k_order, (n_steps, batch_size), 0, n)
+        if uses_key:  # different dropout masks on different devices
+            step_keys = jax.vmap(jax.random.fold_in, (0, None))(step_keys, h * devices + d)
+        step_all = functools.partial(step, axes=parallel.AXES)
+        return jax.lax.scan(step_all, (params, opt_state, state), (x[idx], t[idx], step_keys))
 
-        def sampled(carry, inputs):
-            i, k = inputs
-            return step(carry, (x[i], t[i], k))
-
-        return jax.lax.scan(sampled, (params, opt_state, state), (idx, step_keys))
-
-    return epoch
+    return jax.shard_map(local_epoch, mesh=mesh, out_specs=(P(), P()),
+                         in_specs=(P(), P(), P(), P("hosts"), P("hosts"), P()))
 
 
-def make_evaluate(net: Layer, loss: Loss, *, batch_size: int = 1000) -> Callable:
-    """The (unjitted) ``(params, state, x, t) -> (mean loss, accuracy)``, in chunks of ``batch_size``."""
+def make_evaluate(net: Layer, loss: Loss, *, batch_size: int = 1000, mesh: Mesh | None = None) -> Callable:
+    """The (unjitted) ``(params, state, x, t) -> (mean loss, accuracy)``, in chunks of ``batch_size``.
+
+    With a ``mesh``, ``x`` and ``t`` are global ``(hosts, n_per_host, ...)`` arrays
+    and every device evaluates its share of its host's examples.
+    """
     stateful = "state" in net.uses
 
     def chunk(params, state, xb, tb):
@@ -145,20 +176,46 @@ def make_evaluate(net: Layer, loss: Loss, *, batch_size: int = 1000) -> Callable
         value, _ = loss.forward(y, tb)
         return value * xb.shape[0], accuracy_of(y, tb) * xb.shape[0]
 
-    def evaluate(params, state, x, t):
+    def sums(params, state, x, t):
+        """Summed loss and number correct over ``x``."""
         n = x.shape[0]
         b = min(batch_size, n)
         m = n // b * b
         xs = x[:m].reshape(n // b, b, *x.shape[1:])
         ts = t[:m].reshape(n // b, b, *t.shape[1:])
-        sums = jax.lax.map(lambda xt: chunk(params, state, *xt), (xs, ts))
-        total_loss, correct = jnp.sum(sums[0]), jnp.sum(sums[1])
+        parts = jax.lax.map(lambda xt: chunk(params, state, *xt), (xs, ts))
+        total_loss, correct = jnp.sum(parts[0]), jnp.sum(parts[1])
         if m < n:  # the tail has a static shape too: no padding, no recompilation
             tail_loss, tail_correct = chunk(params, state, x[m:], t[m:])
             total_loss, correct = total_loss + tail_loss, correct + tail_correct
-        return total_loss / n, correct / n
+        return total_loss, correct
 
-    return evaluate
+    def evaluate(params, state, x, t):
+        total_loss, correct = sums(params, state, x, t)
+        return total_loss / x.shape[0], correct / x.shape[0]
+
+    if mesh is None:
+        return evaluate
+
+    hosts, devices = mesh.shape["hosts"], mesh.shape["devices"]
+
+    def local_evaluate(params, state, x, t):
+        x, t = x[0], t[0]
+        m = x.shape[0] // devices
+        d = jax.lax.axis_index("devices")
+        total = jnp.zeros(2, jnp.float32)
+        if m:
+            mine = sums(params, state, jax.lax.dynamic_slice_in_dim(x, d * m, m),
+                        jax.lax.dynamic_slice_in_dim(t, d * m, m))
+            total = total + jnp.stack(mine)
+        if devices * m < x.shape[0]:  # the few left over: every device computes them, each counts 1/devices
+            rest = sums(params, state, x[devices * m:], t[devices * m:])
+            total = total + jnp.stack(rest) / devices
+        total = jax.lax.psum(total, parallel.AXES)
+        return total[0] / (hosts * x.shape[0]), total[1] / (hosts * x.shape[0])
+
+    return jax.shard_map(local_evaluate, mesh=mesh, out_specs=(P(), P()),
+                         in_specs=(P(), P(), P("hosts"), P("hosts")))
 
 
 def _format(rec: dict, total_epochs: int) -> str:
@@ -173,7 +230,8 @@ def fit(net: Layer, loss: Loss, optimizer, train_data: tuple, test_data: tuple |
         epochs: int | None = None, iters: int | None = None, batch_size: int = 100, seed: int = 0,
         sampling: str = "shuffle", eval_batch_size: int = 1000, eval_train: bool = True,
         params=None, checkpoint: str | Path | None = None, resume: bool = False,
-        config: dict | None = None, log: Callable[[str], None] | None = print) -> TrainResult:
+        config: dict | None = None, log: Callable[[str], None] | None = print,
+        mesh: Mesh | str | None = "auto") -> TrainResult:
     """Train ``net`` with ``loss`` and ``optimizer`` on ``train_data = (x, t)``.
 
     **Arguments:**
@@ -188,6 +246,12 @@ def fit(net: Layer, loss: Loss, optimizer, train_data: tuple, test_data: tuple |
       ``resume=True`` training continues from it (same seed and config required).
     - ``config``: JSON-able description of the run, saved in checkpoints.
     - ``log``: called with one progress line per epoch (``None`` for silence).
+    - ``mesh``: train data-parallel over the devices of a ``parallel.make_mesh()``
+      mesh; the default ``"auto"`` uses every device when there are several,
+      ``None`` one device. ``batch_size`` is the global batch and must be
+      divisible by the number of devices. With several processes, ``train_data`` and
+      ``test_data`` are this process's shards (``parallel.host_shard``) and
+      only process 0 writes the checkpoint.
 
     **Returns:** a ``TrainResult``. **Raises:** ``NonFiniteLossError`` (with the last good
     parameters; the checkpoint on disk keeps the last good epoch) when a loss is
@@ -200,10 +264,20 @@ def fit(net: Layer, loss: Loss, optimizer, train_data: tuple, test_data: tuple |
     if test_data is not None:
         x_test, t_test = _check_data(*test_data, "test")
     n = len(x_train)
-    if not 1 <= batch_size <= n:
+    if isinstance(mesh, str):
+        if mesh != "auto":
+            raise ValueError(f"fit: mesh must be a jax.sharding.Mesh, None or 'auto'; got {mesh!r}")
+        mesh = parallel.default_mesh()
+    hosts = 1 if mesh is None else mesh.shape["hosts"]
+    if mesh is not None:
+        try:
+            parallel.check_batch(mesh, batch_size)
+        except ValueError as e:
+            raise ValueError(f"fit: {e}") from None
+    if not 1 <= batch_size // hosts <= n:
         raise ValueError(f"fit: batch_size must be between 1 and the number of training examples ({n}); "
                          f"got {batch_size}")
-    steps_per_epoch = n // batch_size
+    steps_per_epoch = n // (batch_size // hosts)
     if iters is not None:
         if iters < 1:
             raise ValueError(f"fit: iters must be >= 1, got {iters}")
@@ -243,9 +317,15 @@ def fit(net: Layer, loss: Loss, optimizer, train_data: tuple, test_data: tuple |
         if start_epoch >= total_epochs and log:
             log(f"checkpoint {checkpoint} already holds {start_epoch} epochs; nothing to do")
 
-    x_train, t_train = jnp.asarray(x_train), jnp.asarray(t_train)
+    if mesh is None:
+        place = jnp.asarray
+    else:  # replicated state; each host's examples on its own devices
+        params, opt_state, state = parallel.replicate(mesh, (params, opt_state, state))
+        place = functools.partial(parallel.put_data, mesh)
+    x_train, t_train = place(x_train), place(t_train)
     if test_data is not None:
-        x_test, t_test = jnp.asarray(x_test), jnp.asarray(t_test)
+        x_test, t_test = place(x_test), place(t_test)
+    writer = jax.process_index() == 0
 
     # Ahead-of-time compilation: compile time is measured apart from training time.
     t0 = time.perf_counter()
@@ -254,11 +334,11 @@ def fit(net: Layer, loss: Loss, optimizer, train_data: tuple, test_data: tuple |
     def epoch_fn(n_steps):
         if n_steps not in compiled:
             f = jax.jit(make_train_epoch(net, loss, optimizer, batch_size=batch_size, n_steps=n_steps,
-                                         sampling=sampling))
+                                         sampling=sampling, mesh=mesh))
             compiled[n_steps] = f.lower(params, opt_state, state, x_train, t_train, run_key).compile()
         return compiled[n_steps]
 
-    evaluate = jax.jit(make_evaluate(net, loss, batch_size=eval_batch_size))
+    evaluate = jax.jit(make_evaluate(net, loss, batch_size=eval_batch_size, mesh=mesh))
     eval_on_train = evaluate.lower(params, state, x_train, t_train).compile() if eval_train else None
     eval_on_test = evaluate.lower(params, state, x_test, t_test).compile() if test_data is not None else None
     for e in range(start_epoch, total_epochs):
@@ -300,7 +380,7 @@ def fit(net: Layer, loss: Loss, optimizer, train_data: tuple, test_data: tuple |
             history[k].append(rec[k])
         if log:
             log(_format(rec, total_epochs))
-        if checkpoint is not None:
+        if checkpoint is not None and writer:
             ckpt_lib.save(checkpoint, ckpt_lib.Checkpoint(
                 params, opt_state, state, run_key, e + 1, {k: np.asarray(v) for k, v in history.items()},
                 config))
