@@ -82,7 +82,11 @@ class TrainResult:
 
 
 def _check_data(x, t, what: str):
-    x, t = np.asarray(x) if not isinstance(x, jax.Array) else x, t
+    """Validate one ``(x, t)`` pair before anything is compiled; arrays stay where they are."""
+    if not isinstance(x, (np.ndarray, jax.Array)):
+        x = np.asarray(x)
+    if not isinstance(t, (np.ndarray, jax.Array)):
+        t = np.asarray(t)
     if x.ndim < 2:
         raise ValueError(f"fit: x_{what} must have a batch axis, shape (N, ...); got shape {x.shape}")
     if not jnp.issubdtype(x.dtype, jnp.floating):
