@@ -89,8 +89,9 @@ def numerical_gradient(f: Callable[[Params], jax.Array], params: Params, eps: fl
 
     **Cost:** ``2 * size(params)`` evaluations of ``f``. For the two-layer net
     784-50-10 (39,760 parameters: 79,520 evaluations) on 3 examples, on a
-    two-core CPU: about 2.5 s in float64 and 1.5 s in float32, compilation
-    included, against well under a millisecond for backprop. On that CPU
+    two-core CPU shared with other work: 2.5 to 4.8 s in float64 and 1.5 to
+    4 s in float32, compilation included, against 0.08 ms for a compiled
+    backprop. On that CPU
     ``chunk_size=1`` (a compiled loop) was fastest: vmapping over perturbed
     copies of ``W1`` makes XLA transpose each batch of copies for the batched
     matmul, and 4, 16 and 64 took 3.5x, 3.7x and 7x as long. Larger chunks
