@@ -6,8 +6,10 @@ with a gradient computed by brute force, one parameter at a time::
     df/dp  ~  (f(p + h) - f(p - h)) / 2h          (central difference)
 
 ``numerical_gradient`` does exactly that for every entry of a params pytree,
-batched with ``jax.vmap`` and chunked to bound memory; ``compare`` lays the two
-gradients side by side, leaf by leaf, and says where they differ most.
+inside one compiled ``lax.map`` per leaf (``vmap``-ed in chunks when asked), so
+the 79,520 loss evaluations of the book's 784-50-10 net take seconds; ``compare``
+lays the two gradients side by side, leaf by leaf, and says where they differ
+most.
 
 No automatic differentiation is involved: the numerical gradient needs only
 evaluations of ``f``, so it is an independent witness of the handwritten rules.
@@ -26,12 +28,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from fnet.models import book_names
 
 Params = Any  # a pytree of floating-point arrays
 
@@ -167,8 +171,10 @@ class LeafDiff:
     or ``None``); ``shape``; ``mean_abs`` (``mean |a - b|``, what the book
     prints); ``max_abs`` and ``max_abs_at`` (its index into the leaf);
     ``max_rel`` and ``max_rel_at``: the largest ``|a - b| / max(|a| + |b|, 1e-8)``
-    over the entries (0 where both are exactly equal); ``scale``: ``max |b|``,
-    the size of the gradient the differences are measured against.
+    over the entries (0 where both are equal; at most 1, reached where one
+    is 0 or the signs differ, so a true gradient of 0 met by rounding noise
+    shows as a large relative error); ``scale``: ``max |b|``, the size of
+    the gradient the differences are measured against.
     """
 
     path: str
@@ -207,7 +213,7 @@ class GradReport:
                 return d
         raise KeyError(f"{name!r}: the report has {[d.name for d in self.leaves]}")
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[LeafDiff]:
         return iter(self.leaves)
 
     def worst(self, metric: str = "max_abs") -> LeafDiff:
@@ -299,8 +305,6 @@ def _path_str(path) -> str:
 
 def _book_names(treedef, paths: list[str]) -> dict[str, str]:
     """``{path: book name}`` where ``fnet.book_names`` understands the structure, else ``{}``."""
-    from fnet.models import book_names
-
     try:
         named = book_names(jax.tree.unflatten(treedef, paths))
     except (KeyError, TypeError, IndexError, ValueError):
