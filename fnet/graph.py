@@ -12,6 +12,15 @@ The shopping example of the book, as in ``scripts/buy_apple.py``::
     total, c2 = mul.forward(price, 1.1)        # price * tax       = 220
     dprice, dtax = mul.backward(c2, 1.0)       # 1.1, 200
     dapple, dcount = mul.backward(c1, dprice)  # 2.2, 110
+
+To record such a computation, have the backward pass run over the recording
+and draw it as the book does, use ``fnet.tape.Tape`` (also ``graph.Tape``)::
+
+    g = graph.Tape()
+    apple, count, tax = g.input("apple", 100.0), g.input("count", 2.0), g.input("tax", 1.1)
+    total = g.apply(mul, g.apply(mul, apple, count), tax, name="total")
+    g.backward(total)            # {"apple": 2.2, "count": 110, "tax": 200}
+    g.render("buy_apple.svg")    # needs Graphviz's dot; g.to_dot() does not
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ from collections.abc import Callable
 import jax.numpy as jnp
 
 from fnet.core import Static
+from fnet.tape import Tape, Var
 
 
 @dataclasses.dataclass(frozen=True)
@@ -170,3 +180,5 @@ Derivative: 1 for every summand, so the backward pass repeats ``dout`` ``n`` tim
 """)
 
 NODES = (mul, add, inverse, exp, log, repeat, sum)
+
+__all__ = ["NODES", "Node", "Tape", "Var", "add", "exp", "inverse", "log", "mul", "repeat", "sum"]

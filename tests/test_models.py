@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import fnet
-from fnet import losses
+from fnet import gradcheck, losses
 
 
 def test_two_layer_net_has_the_books_parameters():
@@ -21,24 +21,6 @@ def test_two_layer_net_has_the_books_parameters():
         net.init(jax.random.key(0), (None, 100))
 
 
-def numerical_gradient(f, params, eps=1e-5):
-    """Central differences, one parameter at a time (vectorised over the entries of a leaf)."""
-    leaves, treedef = jax.tree.flatten(params)
-    grads = []
-    for i, leaf in enumerate(leaves):
-        def f_leaf(v, i=i, shape=leaf.shape):
-            ls = list(leaves)
-            ls[i] = v.reshape(shape)
-            return f(jax.tree.unflatten(treedef, ls))
-
-        flat = leaf.ravel()
-        basis = jnp.eye(flat.size, dtype=flat.dtype) * eps
-        plus = jax.vmap(lambda d, flat=flat, f_leaf=f_leaf: f_leaf(flat + d))(basis)
-        minus = jax.vmap(lambda d, flat=flat, f_leaf=f_leaf: f_leaf(flat - d))(basis)
-        grads.append(((plus - minus) / (2 * eps)).reshape(leaf.shape))
-    return jax.tree.unflatten(treedef, grads)
-
-
 def test_gradient_check_numerical_vs_backprop():
     # The book's ch05/gradient_check.py: a few samples, numerical vs backprop, per parameter.
     net = fnet.two_layer_net(12, 6, 3, weight_init_std=0.3)
@@ -50,7 +32,7 @@ def test_gradient_check_numerical_vs_backprop():
     params = jax.tree.map(lambda a: a + 0.1 if a.ndim == 1 else a, params)
 
     _, grad_backprop = fnet.loss_and_grads(net, losses.softmax_cross_entropy)(params, x, t)
-    grad_numerical = numerical_gradient(
+    grad_numerical = gradcheck.numerical_gradient(
         lambda p: losses.softmax_cross_entropy.forward(net.forward(p, x)[0], t)[0], params)
     for name, (a, b) in {k: (fnet.book_names(grad_backprop)[k], fnet.book_names(grad_numerical)[k])
                          for k in ("W1", "b1", "W2", "b2")}.items():

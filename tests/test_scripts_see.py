@@ -1,0 +1,75 @@
+"""scripts/gradient_check.py runs end to end on a small IDX dataset, and its exit status gates."""
+
+import gzip
+import importlib.util
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+needs_data = pytest.mark.skipif(importlib.util.find_spec("fnet.data") is None,
+                                reason="fnet.data (the IDX loaders) is not in this checkout")
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """IDX: big-endian magic 0x0000080<ndim> (unsigned bytes), one 4-byte size per axis, the bytes."""
+    header = struct.pack(">I", 0x0800 | array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+@pytest.fixture(scope="module")
+def idx_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("idx")
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 12), ("t10k", 4)):
+        write_idx(d / f"{split}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)))
+        write_idx(d / f"{split}-labels-idx1-ubyte.gz", rng.integers(0, 10, n))
+    return d
+
+
+def run_check(*args):
+    # PYTHONPATH: the script imports the fnet of this checkout, not whichever fnet is installed
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path}
+    return subprocess.run([sys.executable, "scripts/gradient_check.py", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+
+
+@needs_data
+def test_gradient_check_passes_and_prints_the_books_lines(idx_dir):
+    proc = run_check("--data-dir", str(idx_dir), "--samples", "2", "--hidden", "4")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    diffs = {line.split(":")[0]: float(line.split(":")[1]) for line in lines
+             if line.split(":")[0] in ("W1", "b1", "W2", "b2")}
+    assert set(diffs) == {"W1", "b1", "W2", "b2"}
+    assert all(d < 1e-8 for d in diffs.values()), diffs
+    n_params = 784 * 4 + 4 + 4 * 10 + 10
+    assert any(line.startswith(f"numerical: {2 * n_params:,} loss evaluations") for line in lines)
+    assert any(line.startswith("backprop is") for line in lines)
+    assert lines[-1].startswith("OK:")
+
+
+@needs_data
+def test_an_impossible_threshold_fails(idx_dir):
+    proc = run_check("--data-dir", str(idx_dir), "--samples", "2", "--hidden", "4", "--threshold", "1e-30")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.stdout.splitlines()[-1].startswith("FAILED:")
+
+
+@needs_data
+def test_damaged_data_is_exit_status_2(idx_dir, tmp_path):
+    # all four files present (so nothing is downloaded), but the labels do not match the images
+    for f in idx_dir.iterdir():
+        (tmp_path / f.name).write_bytes(f.read_bytes())
+    write_idx(tmp_path / "train-labels-idx1-ubyte.gz", np.zeros(5))
+    proc = run_check("--data-dir", str(tmp_path), "--samples", "2")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "cannot load fashion-mnist" in proc.stderr
