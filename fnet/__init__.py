@@ -7,7 +7,7 @@ differentiation is used anywhere in the library; the tests check every
 handwritten rule against it.
 """
 
-from fnet import data, graph, init, layers, losses, optim, schedules
+from fnet import data, draw, gradcheck, graph, init, layers, losses, optim, schedules, tape
 from fnet.core import Layer, Static, apply, output_shape, sequential
 from fnet.data import DataError, load_fashion_mnist, load_mnist
 from fnet.errors import DTypeError, LayerError, ShapeError
@@ -33,6 +33,8 @@ __all__ = [
     "apply",
     "book_names",
     "data",
+    "draw",
+    "gradcheck",
     "graph",
     "init",
     "layers",
@@ -46,5 +48,6 @@ __all__ = [
     "schedules",
     "sequential",
     "summary",
+    "tape",
     "two_layer_net",
 ]

@@ -68,7 +68,7 @@ def multi_host(tmp, coordinator, process_id):
 
 
 if __name__ == "__main__":
-    import jax.experimental.multihost_utils  # noqa: F401
+    import jax.experimental.multihost_utils
 
     mode, *args = sys.argv[1:]
     result = single_host(*args) if mode == "single-host" else multi_host(*args)
