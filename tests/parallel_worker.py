@@ -32,7 +32,8 @@ def single_host(tmp):
     one, four = fit(d, None, epochs=3), fit(d, mesh, epochs=3)
     out = {"devices": len(jax.devices()), "mesh": dict(mesh.shape),
            "max_param_diff_4_vs_1": max_diff(one.params, four.params),
-           "test_acc_1": float(one.history["test_acc"][-1]), "test_acc_4": float(four.history["test_acc"][-1]),
+           "test_acc_1": float(one.history["test_acc"][-1]),
+           "test_acc_4": float(four.history["test_acc"][-1]),
            "params_are_replicated": all(p.sharding.is_fully_replicated and len(p.sharding.device_set) == 4
                                         for p in jax.tree.leaves(four.params))}
     fit(d, mesh, epochs=2, checkpoint=f"{tmp}/four.npz")
@@ -48,7 +49,8 @@ def single_host(tmp):
         out["batch_error"] = str(e)
     out["cli_exit"] = cli.main(["--devices", "4", "--train-size", "800", "--epochs", "1", "--quiet",
                                 "--json", f"{tmp}/cli.json"])
-    out["cli_devices"] = json.load(open(f"{tmp}/cli.json"))["device"]
+    with open(f"{tmp}/cli.json") as f:
+        out["cli_devices"] = json.load(f)["device"]
     out["default_mesh_devices"] = parallel.default_mesh().size
     return out
 
