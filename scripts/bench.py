@@ -52,9 +52,13 @@ run the benchmark pauses ``PAUSE_S``: worker threads that spin after a call
 
 **Self-check.** Before timing, every contender runs one epoch with the same
 shuffle (the NumPy contender is handed the permutation JAX draws for that key)
-and the same initial parameters; the per-step losses are compared. fnet and
-autodiff must agree to float32 rounding, NumPy closely: a contender doing
-different work shows up in the ``loss diff`` column and the checks.
+and the same initial parameters; the per-step losses are compared with fnet's.
+The loss of step k+1 depends on the gradients and update of step k, so over the
+first ``FIRST_STEPS`` steps they must agree to float32 rounding (1e-5): a
+contender doing different work (a wrong gradient, a missing bias update) shows
+up there. Over a whole epoch, SGD amplifies rounding differences (summation
+order differs between XLA, OpenBLAS with 1 or 2 threads), so the bound is loose
+(2e-2). The ``loss diff`` column shows both maxima: ``first steps / epoch``.
 
 **Targets** (printed as PASS/FAIL lines; informational, the exit status is 0):
 fnet/autodiff time <= 1.00 in every config; wide: fnet >= 85% of the matmul
@@ -91,6 +95,9 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = "/usr/share/datasets/fashion-mnist"
 CONTENDERS = ("fnet", "autodiff", "numpy", "numpy1", "roof")
 PAUSE_S = 0.2  # after every timed run: see the module docstring
+FIRST_STEPS = 5  # the loss check is tight over these steps of the check epoch ...
+FIRST_STEPS_TOL = 1e-5
+EPOCH_TOL = 2e-2  # ... and loose over the whole epoch, where float32 rounding differences grow
 ROOF_N = 2048  # side of the square matmul that defines the roof
 LR = 0.1
 
@@ -637,7 +644,9 @@ def bench_config(config: Config, args: argparse.Namespace, contenders: Sequence[
             entry["final_loss"] = float(r.check_losses[-1])
             entry["losses_finite"] = bool(np.isfinite(r.check_losses).all())
             if ref is not None and ref.check_losses is not None:
-                entry["max_abs_loss_diff_vs_fnet"] = float(np.max(np.abs(r.check_losses - ref.check_losses)))
+                diff = np.abs(r.check_losses - ref.check_losses)
+                entry["max_abs_loss_diff_vs_fnet"] = float(np.max(diff))
+                entry["max_abs_loss_diff_vs_fnet_first_steps"] = float(np.max(diff[:FIRST_STEPS]))
         result["contenders"][name] = entry
     result["loadavg_end"] = _loadavg()
     return result
@@ -714,10 +723,14 @@ def run_train_script(log: Callable[[str], None]) -> dict:
     timings = report["timings"]
     iters = int(sum(report["history"]["steps"]))
     out = {"wall_s": wall, **timings, "iters": iters, "batch_size": report["config"]["batch_size"],
+           # before the script's clock starts (interpreter, imports) and what fit does besides
+           # compiling and training (per-epoch evaluation on 60000 + 10000 examples, checks)
+           "startup_s": wall - timings["total_s"],
+           "eval_and_other_s": (timings["total_s"] - timings["data_s"] - timings["compile_s"]
+                                - timings["train_s"]),
            "epochs": len(report["history"]["epoch"]), "final": report["final"],
            "train_ms_per_step": timings["train_s"] / iters * 1e3}
-    log(f"[train.py] wall {wall:.1f}s (data {timings['data_s']:.1f}s, compile {timings['compile_s']:.1f}s, "
-        f"training {timings['train_s']:.1f}s = {out['train_ms_per_step']:.3f} ms/step over {iters} steps); "
+    log(f"[train.py] wall {wall:.1f}s, training {timings['train_s']:.1f}s; "
         f"test acc {report['final'].get('test_acc', float('nan')):.4f}")
     return out
 
@@ -745,17 +758,16 @@ def checks(results: dict) -> list[dict]:
             r = 1 / c["autodiff"]["ratio_vs_fnet"]["median"]
             lo, hi = 1 / c["autodiff"]["ratio_vs_fnet"]["max"], 1 / c["autodiff"]["ratio_vs_fnet"]["min"]
             add(f"{cname}: fnet/autodiff time <= 1.00", r <= 1.0,
-                f"median paired ratio {r:.3f} (per-repeat range {lo:.3f}-{hi:.3f})")
-        if "fnet" in c and "autodiff" in c:
-            d = c["autodiff"].get("max_abs_loss_diff_vs_fnet")
-            if d is not None:
-                add(f"{cname}: autodiff computes fnet's losses", d <= 1e-4,
-                    f"max |loss difference| over the check epoch {d:.2e} (bound 1e-4)")
-        for np_name in ("numpy", "numpy1"):
-            d = c.get(np_name, {}).get("max_abs_loss_diff_vs_fnet")
-            if "fnet" in c and d is not None:
-                add(f"{cname}: {np_name} computes fnet's losses", d <= 1e-3,
-                    f"max |loss difference| over the check epoch {d:.2e} (bound 1e-3)")
+                f"median paired ratio {r:.3f} (per-repeat range {lo:.3f}-{hi:.3f}"
+                + ("; the range straddles 1: not distinguishable from equal at this noise)" if lo <= 1 <= hi
+                   else ")"))
+        for name in ("autodiff", "numpy", "numpy1"):
+            d1 = c.get(name, {}).get("max_abs_loss_diff_vs_fnet_first_steps")
+            if "fnet" in c and d1 is not None:
+                d = c[name]["max_abs_loss_diff_vs_fnet"]
+                add(f"{cname}: {name} computes fnet's losses", d1 <= FIRST_STEPS_TOL and d <= EPOCH_TOL,
+                    f"max |loss difference| {d1:.1e} over the first {FIRST_STEPS} steps (bound "
+                    f"{FIRST_STEPS_TOL:.0e}), {d:.1e} over the epoch (bound {EPOCH_TOL:.0e})")
         if cname == "wide" and "fnet" in c and "pct_roof" in c["fnet"]:
             p = c["fnet"]["pct_roof"]
             add("wide: fnet >= 85% of the matmul roof", p >= 85,
@@ -776,9 +788,15 @@ def _num(value: float | None, spec: str, suffix: str = "") -> str:
     return "" if value is None else format(value, spec) + suffix
 
 
+def _loss_diff(entry: dict) -> str:
+    if "max_abs_loss_diff_vs_fnet" not in entry:
+        return ""
+    return f"{entry['max_abs_loss_diff_vs_fnet_first_steps']:.0e}/{entry['max_abs_loss_diff_vs_fnet']:.0e}"
+
+
 def format_table(results: dict) -> str:
     head = (f"{'config':8} {'contender':9} {'ms/step':>9} {'min-max':>17} {'samples/s':>10} {'x fnet':>6} "
-            f"{'GFLOP/s':>8} {'% roof':>6} {'compile s':>9} {'final loss':>10} {'loss diff':>9}")
+            f"{'GFLOP/s':>8} {'% roof':>6} {'compile s':>9} {'final loss':>10} {'loss diff':>15}")
     lines = [head, "-" * len(head)]
     for cname, res in results.items():
         if "contenders" not in res:
@@ -792,7 +810,7 @@ def format_table(results: dict) -> str:
                 f"{e['samples_per_s']:10,.0f} {_num(ratio, '6.2f'):>6} {e['gflops']:8.1f} "
                 f"{_num(e.get('pct_roof'), '5.1f', '%'):>6} {_num(e['compile_s'], '9.2f'):>9} "
                 f"{_num(e.get('final_loss'), '10.5f'):>10} "
-                f"{_num(e.get('max_abs_loss_diff_vs_fnet'), '9.1e'):>9}")
+                f"{_loss_diff(e):>15}")
         if "roof" in res:
             g = res["roof"]["gflops"]
             lines.append(f"{cname:8} {'roof':9} {'':>9} {'':>17} {'':>10} {'':>6} {g['median']:8.1f} "
@@ -879,10 +897,12 @@ def main(argv: list[str] | None = None) -> int:
           f"device memory stats: {'n/a' if machine['device_memory_stats'] == 'n/a' else 'in the JSON'}")
     if train_script is not None and "error" not in train_script:
         book = results.get("book", {}).get("contenders", {}).get("fnet")
-        line = (f"scripts/train.py (book defaults, {train_script['iters']} steps, {train_script['epochs']} "
-                f"epochs with evaluations): {train_script['wall_s']:.1f}s wall from process start "
-                f"(training alone {train_script['train_s']:.1f}s = {train_script['train_ms_per_step']:.3f} "
-                "ms/step")
+        ts = train_script
+        line = (f"scripts/train.py (book defaults, {ts['iters']} steps, {ts['epochs']} epochs with "
+                f"evaluations): {ts['wall_s']:.1f}s wall from process start = startup "
+                f"{ts['startup_s']:.1f}s + data {ts['data_s']:.1f}s + compile {ts['compile_s']:.1f}s "
+                f"+ training {ts['train_s']:.1f}s + evaluation and other {ts['eval_and_other_s']:.1f}s "
+                f"(training {ts['train_ms_per_step']:.3f} ms/step")
         if book:
             line += (f"; the bench's fnet book figure predicts "
                      f"{book['ms_per_step']['median'] * train_script['iters'] / 1e3:.1f}s of training")

@@ -73,11 +73,13 @@ def test_fnet_and_autodiff_compute_the_same_losses(report):
 
 def test_numpy_computes_nearly_the_same_losses(report):
     # Same start, same shuffle (the NumPy contender is handed JAX's permutation for the check run),
-    # different summation order: close, not bit-identical.
+    # different summation order: equal to rounding over the first steps, close over the epoch.
     data, _ = report
     c = data["configs"]["book"]["contenders"]
     for name in ("numpy", "numpy1"):
-        np.testing.assert_allclose(c[name]["check_losses"], c["fnet"]["check_losses"], rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(c[name]["check_losses"][:5], c["fnet"]["check_losses"][:5], atol=1e-5)
+        np.testing.assert_allclose(c[name]["check_losses"], c["fnet"]["check_losses"], atol=1e-3)
+        assert c[name]["max_abs_loss_diff_vs_fnet_first_steps"] <= 1e-5
 
 
 def test_the_first_layers_dx_is_not_computed(report):
