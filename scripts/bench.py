@@ -9,11 +9,14 @@ Run from the repository root (so that this checkout's ``fnet`` is imported)::
     PYTHONPATH=. python scripts/bench.py --config book --isolate --train-script
 
 **What is timed.** Every contender trains the same network from the same initial
-parameters on the same data (the Fashion-MNIST training set, or its first
-``--train-size`` examples) with SGD, the same batch size and the same number of
-steps. One timed sample is one "epoch" of ``--steps`` steps: a fresh shuffle of
+parameters on the same data with SGD (learning rate 0.1), the same batch size
+and the same number of steps. One timed sample is one epoch: a fresh shuffle of
 the training set, then ``steps`` minibatches of forward, loss, backward and
-update. Compilation and the first call are excluded (they are reported apart).
+update. The training set is the first ``steps * batch`` examples of
+Fashion-MNIST (``--train-size`` to change it), so that a sample is a whole
+epoch and the per-epoch shuffle weighs on a step as it does in real training
+(book: 600 steps of 100, all 60000 examples, exactly ``fnet.fit``'s epoch).
+Compilation and the first call are excluded (they are reported apart).
 
 - ``fnet``: ``jax.jit(fnet.train.make_train_epoch(...))``, the function
   ``fnet.fit`` runs each epoch (one gather, ``lax.scan`` over minibatches,
@@ -208,13 +211,23 @@ def describe_machine() -> dict:
 # --------------------------------------------------------------------------- data, models, FLOPs
 
 
-def load_data(config: Config, train_size: int | None):
+def load_data(config: Config, train_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``train_size`` Fashion-MNIST training examples, float32 in [0, 1], int32 labels."""
     from fnet import data
 
     (x, t), _ = data.load_fashion_mnist(DATA_DIR, normalize=True, flatten=not config.image, download=False)
-    if train_size is not None:
-        x, t = x[:train_size], t[:train_size]
+    if not 1 <= train_size <= len(x):
+        raise SystemExit(f"bench: {config.name} needs {train_size} training examples; "
+                         f"Fashion-MNIST has {len(x)} (use fewer --steps or a smaller --train-size)")
+    x, t = x[:train_size], t[:train_size]
     return np.ascontiguousarray(x, np.float32), np.ascontiguousarray(t, np.int32)
+
+
+def sizes(config: Config, args: argparse.Namespace) -> tuple[int, int, int]:
+    """``(steps, repeats, train_size)`` for ``config`` under the command-line options."""
+    steps = args.steps or (config.quick_steps if args.quick else config.steps)
+    repeats = args.repeats or (config.quick_repeats if args.quick else config.repeats)
+    return steps, repeats, args.train_size or steps * config.batch_size
 
 
 def build_net(config: Config):
@@ -562,13 +575,12 @@ def bench_config(config: Config, args: argparse.Namespace, contenders: Sequence[
                  log: Callable[[str], None]) -> dict:
     import jax
 
-    steps = args.steps or (config.quick_steps if args.quick else config.steps)
-    repeats = args.repeats or (config.quick_repeats if args.quick else config.repeats)
+    steps, repeats, train_size = sizes(config, args)
     net = build_net(config)
     if net is None:
         log(f"[{config.name}] skipped: fnet.models.simple_convnet does not exist in this checkout")
         return {"skipped": "fnet.models.simple_convnet does not exist in this checkout"}
-    x, t = load_data(config, args.train_size)
+    x, t = load_data(config, train_size)
     if steps * config.batch_size > len(x):
         raise SystemExit(f"bench: {config.name}: {steps} steps of {config.batch_size} need "
                          f"{steps * config.batch_size} examples, the training set has {len(x)}")
@@ -582,7 +594,7 @@ def bench_config(config: Config, args: argparse.Namespace, contenders: Sequence[
         "hlo_dots_expected": 3 * len(ops) - 1,
         "loadavg_start": _loadavg(), "contenders": {}, "skipped": {}}
     log(f"[{config.name}] {config.description}; batch {config.batch_size}, {steps} steps x {repeats} "
-        f"repeats, {flops / 1e6:.1f} MFLOP/step")
+        f"repeats on {len(x)} examples, {flops / 1e6:.1f} MFLOP/step")
 
     runners: dict[str, Runner] = {}
     for name in contenders:
@@ -660,9 +672,9 @@ def child_memory(config: Config, args: argparse.Namespace, contender: str) -> di
     import jax
 
     net = build_net(config)
-    x, t = load_data(config, args.train_size)
+    steps, _, train_size = sizes(config, args)
+    x, t = load_data(config, train_size)
     params, _ = net.init(jax.random.key(args.seed), (None, *x.shape[1:]))
-    steps = args.steps or (config.quick_steps if args.quick else config.steps)
     before = _proc_status_mb("VmHWM")
     if contender in ("fnet", "autodiff"):
         prepare_jax(contender, net, params, x, t, config, steps, args.seed).run(0)
@@ -802,6 +814,9 @@ def format_table(results: dict) -> str:
         if "contenders" not in res:
             lines.append(f"{cname:8} skipped: {res.get('skipped')}")
             continue
+        lines.append(f"{cname:8} {res['description']}: batch {res['batch_size']}, {res['steps']} steps "
+                     f"per epoch on {res['n_train']} examples, {res['repeats']} repeats, "
+                     f"{res['flops_per_step'] / 1e6:.1f} MFLOP/step")
         for name, e in res["contenders"].items():
             ms = e["ms_per_step"]
             ratio = e.get("ratio_vs_fnet", {}).get("median")
@@ -845,7 +860,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="few steps and repeats: a smoke test under a minute")
     p.add_argument("--contenders", default=",".join(CONTENDERS),
                    help=f"comma-separated subset of {','.join(CONTENDERS)} (default all)")
-    p.add_argument("--train-size", type=int, help="use the first N training examples (default all 60000)")
+    p.add_argument("--train-size", type=int,
+                   help="use the first N training examples (default steps * batch: one epoch per sample)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--roof-n", type=int, default=None, help=f"side of the roof's square matmul "
                                                             f"(default {ROOF_N}, --quick 1024)")
