@@ -53,6 +53,14 @@ run the benchmark pauses ``PAUSE_S``: worker threads that spin after a call
 - ``compile s``: ahead-of-time ``lower().compile()`` time; ``final loss``: the
   last minibatch loss of the *check run* below.
 
+Under each config: ``hlo``, op counts of the compiled epoch (dots, copies, the
+per-epoch gather, the shuffle's sorts) and XLA's temporary buffer size; ``roof
+at``, the model's own matmul shapes timed alone; with ``--isolate``, the peak
+RSS of a process running only that contender (and of a baseline process that
+only loads JAX and the data). ``--train-script`` adds ``scripts/train.py`` with
+the book's defaults, timed from process start, split into startup, data,
+compile, training and the rest (per-epoch evaluation, eager work).
+
 **Self-check.** Before timing, every contender runs one epoch with the same
 shuffle (the NumPy contender is handed the permutation JAX draws for that key)
 and the same initial parameters; the per-step losses are compared with fnet's.
