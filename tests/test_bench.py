@@ -1,0 +1,104 @@
+"""scripts/bench.py runs, writes the JSON it documents, and its contenders do the same work.
+
+No timing is asserted: the machines are shared and noisy. What is asserted is that
+every contender ran and timed something, and that the contenders compute the same
+losses from the same start and the same shuffle (a contender doing different,
+cheaper work would be caught here).
+"""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FASHION_DIR = "/usr/share/datasets/fashion-mnist"
+TIMED = ("fnet", "autodiff", "numpy", "numpy1")
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    if not os.path.isdir(FASHION_DIR):
+        pytest.skip(f"{FASHION_DIR} is missing: apt-get install dataset-fashion-mnist")
+    path = tmp_path_factory.mktemp("bench") / "bench.json"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH"))
+                                                       if p)}
+    cmd = [sys.executable, "scripts/bench.py", "--quick", "--config", "book", "--json", str(path)]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return json.loads(path.read_text()), proc.stdout
+
+
+def test_the_machine_is_described(report):
+    data, _ = report
+    m = data["machine"]
+    for key in ("cpu_model", "cpu_count", "jax_device_kind", "jax_platform", "jax", "jaxlib", "numpy",
+                "numpy_blas_threads", "date", "device_memory_stats", "loadavg_start"):
+        assert key in m, key
+    assert m["jax_platform"] in ("cpu", "gpu", "tpu", "cuda", "rocm")
+    assert isinstance(m["cpu_count"], int) and m["cpu_count"] >= 1
+
+
+def test_every_contender_has_positive_finite_timings(report):
+    data, _ = report
+    book = data["configs"]["book"]
+    assert set(book["contenders"]) == set(TIMED)
+    assert book["flops_per_step"] == 2 * 100 * (784 * 50 + 50 * 10) + 2 * 100 * 784 * 50 + 4 * 100 * 50 * 10
+    for name, c in book["contenders"].items():
+        assert len(c["seconds"]) == book["repeats"] >= 2, name
+        assert all(math.isfinite(s) and s > 0 for s in c["seconds"]), name
+        ms = c["ms_per_step"]
+        assert 0 < ms["min"] <= ms["median"] <= ms["max"] < math.inf, name
+        assert c["samples_per_s"] > 0 and c["gflops"] > 0 and c["pct_roof"] > 0, name
+    for name in ("fnet", "autodiff"):
+        assert book["contenders"][name]["compile_s"] > 0
+    roof = book["roof"]["gflops"]
+    assert 0 < roof["min"] <= roof["median"] <= roof["max"] < math.inf
+
+
+def test_fnet_and_autodiff_compute_the_same_losses(report):
+    data, _ = report
+    c = data["configs"]["book"]["contenders"]
+    fnet, autodiff = np.array(c["fnet"]["check_losses"]), np.array(c["autodiff"]["check_losses"])
+    assert len(fnet) == data["configs"]["book"]["steps"]
+    assert np.isfinite(fnet).all() and fnet[-1] < fnet[0]  # it trains
+    np.testing.assert_allclose(autodiff, fnet, rtol=1e-5, atol=1e-5)
+    assert c["autodiff"]["final_loss"] == pytest.approx(c["fnet"]["final_loss"], rel=1e-5)
+
+
+def test_numpy_computes_nearly_the_same_losses(report):
+    # Same start, same shuffle (the NumPy contender is handed JAX's permutation for the check run),
+    # different summation order: equal to rounding over the first steps, close over the epoch.
+    data, _ = report
+    c = data["configs"]["book"]["contenders"]
+    for name in ("numpy", "numpy1"):
+        np.testing.assert_allclose(c[name]["check_losses"][:5], c["fnet"]["check_losses"][:5], atol=1e-5)
+        np.testing.assert_allclose(c[name]["check_losses"], c["fnet"]["check_losses"], atol=1e-3)
+        assert c[name]["max_abs_loss_diff_vs_fnet_first_steps"] <= 1e-5
+
+
+def test_the_first_layers_dx_is_not_computed(report):
+    # The FLOP counting rule assumes it; the HLO of the compiled epoch shows it.
+    data, _ = report
+    book = data["configs"]["book"]
+    assert book["hlo_dots_expected"] == 5
+    ops = book["contenders"]["fnet"]["hlo_ops"]
+    matmuls = sum(ops.get(k, 0) for k in ("dot", "convolution", "custom-call:matmul"))
+    assert matmuls == book["hlo_dots_expected"]
+
+
+def test_the_table_and_the_target_checks_are_printed(report):
+    data, out = report
+    assert "ms/step" in out and "FLOP counting rule" in out
+    for name in TIMED:
+        assert any(line.split()[:2] == ["book", name] for line in out.splitlines()), name
+    names = {c["check"] for c in data["checks"]}
+    assert "book: fnet/autodiff time <= 1.00" in names
+    assert "book: fnet >= 1.5x faster than NumPy" in names
+    assert all(c["status"] in ("PASS", "FAIL", "n/a") for c in data["checks"])
+    assert all(f"{c['status']:4} {c['check']}" in out for c in data["checks"])
