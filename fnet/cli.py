@@ -103,6 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
                                                              "(needs matplotlib: pip install fnet[plot])")
     g.add_argument("--json", type=Path, metavar="PATH", help="write metrics and timings as JSON")
     g.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    g.add_argument("--compile-cache", type=Path, metavar="DIR",
+                   default=Path("~/.cache/fnet/xla").expanduser(),
+                   help="keep compiled XLA programs here, so that a rerun skips compilation "
+                        "(JAX's persistent compilation cache; default %(default)s)")
+    g.add_argument("--no-compile-cache", action="store_true", help="compile from scratch every time")
     return p
 
 
@@ -193,6 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.perf_counter()
     if a.coordinator is not None:  # before anything else touches JAX
         parallel.initialize(a.coordinator, a.num_processes, a.process_id)
+    if not a.no_compile_cache:
+        jax.config.update("jax_compilation_cache_dir", str(a.compile_cache))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     try:
         mesh = None if a.devices == 1 else parallel.make_mesh(a.devices)
         if mesh is not None:
@@ -220,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     optimizer = optim.by_name(a.optimizer, **hyper)
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()
               if k not in ("quiet", "resume", "plot", "json", "checkpoint", "devices", "coordinator",
-                           "num_processes", "process_id")}
+                           "num_processes", "process_id", "compile_cache", "no_compile_cache")}
     if a.epochs is None and a.iters is None:
         a.iters = 10000
     if a.resume:

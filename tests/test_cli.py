@@ -22,7 +22,7 @@ def _needs_fashion():
 
 def test_short_run_with_json_plot_checkpoint_and_resume(tmp_path):
     common = ["scripts/train.py", "--train-size", "2000", "--batch-size", "100", "--seed", "2",
-              "--checkpoint", str(tmp_path / "run.npz")]
+              "--checkpoint", str(tmp_path / "run.npz"), "--compile-cache", str(tmp_path / "xla")]
     proc = run_script(*common, "--epochs", "2", "--json", str(tmp_path / "m.json"),
                       "--plot", str(tmp_path / "m.png"))
     assert proc.returncode == 0, proc.stderr
@@ -47,6 +47,7 @@ def test_short_run_with_json_plot_checkpoint_and_resume(tmp_path):
     epochs = [line for line in resumed.stdout.splitlines() if line.startswith("epoch ")]
     assert len(epochs) == 1 and epochs[0].startswith("epoch 3/3")
     assert checkpoint.read_config(tmp_path / "run.npz")["epoch"] == 3
+    assert any((tmp_path / "xla").iterdir())  # compiled programs were kept for the next run
 
 
 @pytest.mark.parametrize("argv,message", [
@@ -74,15 +75,16 @@ def test_bad_options_get_a_clear_argparse_error(argv, message, capsys):
 
 def test_resume_with_different_options_is_refused(tmp_path, capsys):
     path = tmp_path / "run.npz"
-    assert cli.main(["--train-size", "500", "--epochs", "1", "--quiet", "--checkpoint", str(path)]) == 0
+    common = ["--train-size", "500", "--quiet", "--no-compile-cache", "--checkpoint", str(path)]
+    assert cli.main([*common, "--epochs", "1"]) == 0
     with pytest.raises(SystemExit):
-        cli.main(["--train-size", "500", "--epochs", "2", "--quiet", "--checkpoint", str(path), "--resume",
-                  "--hidden", "60"])
+        cli.main([*common, "--epochs", "2", "--resume", "--hidden", "60"])
     assert "--resume: " in capsys.readouterr().err
 
 
 def test_missing_data_directory_is_reported(tmp_path, capsys):
-    code = cli.main(["--data-dir", str(tmp_path / "empty"), "--no-download", "--epochs", "1", "--quiet"])
+    code = cli.main(["--data-dir", str(tmp_path / "empty"), "--no-download", "--epochs", "1", "--quiet",
+                     "--no-compile-cache"])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("fnet-train: Fashion-MNIST: ")
     assert str(tmp_path / "empty") in err
