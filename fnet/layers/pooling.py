@@ -94,7 +94,7 @@ def max_pool2d(pool_size: int | tuple[int, int] = 2, stride: int | tuple[int, in
     **Tie rule:** when several elements of a window share the maximum, the
     gradient goes to **one** of them, the first in row-major order within the
     window (smallest row offset ``a``, then smallest column offset ``b``), as
-    ``jax.grad`` of ``lax.reduce_window`` max and the book's ``np.argmax`` do.
+    JAX's own derivative of ``lax.reduce_window`` max and the book's ``np.argmax`` do.
     A NaN in a window is its maximum (it propagates, as in ``jnp.max``).
 
     **Cache:** ``arg_max``: for each output, the offset ``a * pw + b`` of its
