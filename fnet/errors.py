@@ -1,9 +1,10 @@
 """Errors raised at init or trace time, naming the layer where they happened.
 
-A layer raises ``ShapeError`` (a ``ValueError``) or ``DTypeError`` (a ``TypeError``)
-with its own name. When the layer sits inside ``sequential``, the combinator
-rewrites the name into the path of parameter keys, so a message reads
-``block_0/affine_1 (affine): ...`` and points at ``params["block_0"]["affine_1"]``.
+A layer raises ``ShapeError`` (a ``ValueError``), ``DTypeError`` (a ``TypeError``)
+or ``ContextError`` (a ``ValueError``: a missing key, mode or state) with its own
+name. When the layer sits inside ``sequential``, the combinator rewrites the name
+into the path of parameter keys, so a message reads ``block_0/affine_1 (affine): ...``
+and points at ``params["block_0"]["affine_1"]``.
 """
 
 from __future__ import annotations
@@ -40,6 +41,13 @@ class ShapeError(LayerError, ValueError):
 
 class DTypeError(LayerError, TypeError):
     """An array has a dtype a layer cannot use (integer images, float labels)."""
+
+
+class ContextError(LayerError, ValueError):
+    """A layer did not get what its ``uses`` declares: no random key, no mode, no state.
+
+    Raised, for example, by dropout called with ``train=True`` and ``key=None``.
+    """
 
 
 def shape_str(shape) -> str:

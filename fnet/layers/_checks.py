@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from fnet.errors import DTypeError, ShapeError, shape_str
+from fnet.errors import ContextError, DTypeError, ShapeError, shape_str
 
 
 def float_input(layer: str, x) -> jax.Array:
@@ -32,3 +33,19 @@ def exact_rank(layer: str, x_shape: tuple, rank: int, layout: str) -> None:
         hint = " Add a batch axis, e.g. x[None]." if len(x_shape) == rank - 1 else ""
         raise ShapeError(layer, f"expected an input of shape {layout} ({rank} axes), "
                                 f"got shape {shape_str(x_shape)}.{hint}")
+
+
+def mode(layer: str, train) -> bool:
+    """``train`` as a Python bool, or a ``ContextError`` if it is missing or not static.
+
+    The mode decides which computation is traced (dropout draws a mask or not), so it
+    must be known at trace time: a Python bool, not a traced array.
+    """
+    if train is None:
+        raise ContextError(layer, "behaves differently in training and in evaluation; pass "
+                                  "train=True or train=False (e.g. fnet.apply(net, params, x, train=True))")
+    if not isinstance(train, (bool, np.bool_)):
+        raise ContextError(layer, f"train must be a Python bool, got {type(train).__name__}. Under "
+                                  "jax.jit, close over it or mark it static (static_argnames=...), "
+                                  "as fnet.loss_and_grads does")
+    return bool(train)

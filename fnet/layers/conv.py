@@ -1,0 +1,112 @@
+"""The 2-D convolution layer: the book's ``Convolution`` (chapter 7), channels-last."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from fnet import init as initializers
+from fnet.core import Layer, Static, check_shape
+from fnet.errors import DTypeError, ShapeError, shape_str
+from fnet.layers import _spatial
+from fnet.layers._checks import float_input
+
+# (input, kernel, output) layouts for lax.conv_general_dilated: images NHWC, kernel HWIO.
+_NHWC = ("NHWC", "HWIO", "NHWC")
+
+
+def conv2d(filters: int, kernel_size: int | tuple[int, int], stride: int | tuple[int, int] = 1,
+           padding: int | tuple | str = 0, *, W_init: initializers.Initializer | float | str = "he",
+           b_init: initializers.Initializer | float | str = 0.0, dtype=jnp.float32) -> Layer:
+    """``y[n, i, j, o] = b[o] + sum_{a, b, c} xpad[n, i*sh + a, j*sw + b, c] * W[a, b, c, o]``
+    (cross-correlation, as in the book and every framework).
+
+    **Layout** (channels-last; the book is channels-first):
+
+    - ``x: (N, H, W, C_in)`` (NHWC), ``W: (kh, kw, C_in, filters)`` (HWIO),
+      ``b: (filters,)``;
+    - ``y: (N, H_out, W_out, filters)`` with
+      ``H_out = (H + top + bottom - kh) // sh + 1`` (likewise ``W_out``).
+
+    **Cache:** ``(x, W, Static(padding))``: the input (for ``dW``), the kernel
+    (for ``dx``) and the explicit padding.
+
+    **Derivative:** ``db = sum of dout`` over ``N, H_out, W_out``; both other
+    gradients are convolutions again (computed with ``lax.conv_general_dilated``):
+
+    - ``dW[a, b, c, o] = sum_{n, i, j} xpad[n, i*sh + a, j*sw + b, c] dout[n, i, j, o]``:
+      ``x`` correlated with ``dout`` spread out by the stride (``rhs_dilation``),
+      the batch axis summed like a channel axis;
+    - ``dx``: ``dout`` spread out by the stride (``lhs_dilation``, ``stride - 1``
+      zeros between rows), padded by ``kh - 1``, correlated with the kernel
+      flipped in space and with in/out channels swapped, then cropped by the
+      forward padding. When the stride does not divide ``H + top + bottom - kh``,
+      the last rows are in no window and get zero gradient.
+
+    **Arguments:** ``kernel_size``, ``stride``: an int or ``(height, width)``;
+    ``padding``: an int or ``(ph, pw)`` (zeros on both sides, the book's ``pad``),
+    ``((top, bottom), (left, right))``, ``"VALID"`` (none) or ``"SAME"``
+    (TensorFlow's: ``ceil(H / sh)`` outputs); ``W_init``: ``"he"`` (default,
+    std ``sqrt(2 / (kh * kw * C_in))``, for ReLU networks), ``"xavier"``, a float
+    std (the book's ``weight_init_std``) or an initialiser; ``b_init`` (default
+    zeros); ``dtype`` of the parameters. The input must have the kernel's dtype.
+    """
+    if not isinstance(filters, int) or isinstance(filters, bool) or filters < 1:
+        raise ValueError(f"conv2d: filters must be a positive int, got {filters!r}")
+    window = _spatial.pair("conv2d", "kernel_size", kernel_size)
+    strides = _spatial.pair("conv2d", "stride", stride)
+    pad_spec = _spatial.padding_spec("conv2d", padding)
+    W_init = initializers.resolve(W_init, "conv2d W_init")
+    b_init = initializers.resolve(b_init, "conv2d b_init")
+
+    def geometry(shape):
+        _spatial.image_rank("conv2d", shape)
+        pads = _spatial.resolve_padding(pad_spec, shape[1:3], window, strides)
+        _spatial.check_window_fits("conv2d", "kernel", shape, window, pads)
+        return pads, _spatial.out_hw(shape[1:3], window, strides, pads)
+
+    def init(key, input_shape):
+        shape = check_shape(input_shape, "conv2d")
+        _, (h_out, w_out) = geometry(shape)
+        kW, kb = jax.random.split(key)
+        params = {"W": W_init(kW, (*window, shape[3], filters), dtype), "b": b_init(kb, (filters,), dtype)}
+        return params, (shape[0], h_out, w_out, filters)
+
+    def forward(params, x):
+        W, b = params["W"], params["b"]
+        x = float_input("conv2d", x)
+        pads, _ = geometry(x.shape)
+        if W.shape[:3] != (*window, x.shape[3]):
+            raise ShapeError("conv2d", f"input of shape {shape_str(x.shape)} has {x.shape[3]} channels "
+                                       f"(last axis), but the kernel has shape {W.shape} (kh, kw, C_in, "
+                                       f"filters) and expects {W.shape[2]}.{_spatial.nchw_hint(x.shape)}")
+        if x.dtype != W.dtype:
+            raise DTypeError("conv2d", f"input has dtype {x.dtype} but the kernel has {W.dtype}; "
+                                       "convolution does not promote: cast one of them")
+        y = lax.conv_general_dilated(x, W, strides, pads, dimension_numbers=_NHWC)
+        return y + b, (x, W, Static(pads))
+
+    def backward(cache, dout):
+        x, W, pads = cache
+        pads = pads.value
+        outs = dout.shape[1:3]
+        cut = _spatial.unused(x.shape[1:3], window, strides, pads, outs)
+        # dW: x is the "image" with batch and channels swapped (C_in plays the batch,
+        # N the channels), dout the "kernel" spread by the stride; the output is
+        # (kh, kw) in space, C_in as batch, filters as features: HWIO.
+        dW = lax.conv_general_dilated(
+            x, dout, window_strides=(1, 1),
+            padding=[(lo, hi - c) for (lo, hi), c in zip(pads, cut, strict=True)],
+            rhs_dilation=strides, dimension_numbers=("CHWN", "IHWO", "HWNC"))
+        # dx: full correlation of the stride-dilated dout with the flipped kernel
+        # ("HWOI": its filters are the input features, C_in the output features);
+        # the padding k - 1 - lo crops the forward padding (negative pads crop) and
+        # + c restores rows that no window reached.
+        dx = lax.conv_general_dilated(
+            dout, jnp.flip(W, axis=(0, 1)), window_strides=(1, 1),
+            padding=[(k - 1 - lo, k - 1 - hi + c) for k, (lo, hi), c in zip(window, pads, cut, strict=True)],
+            lhs_dilation=strides, dimension_numbers=("NHWC", "HWOI", "NHWC"))
+        return {"W": dW, "b": jnp.sum(dout, axis=(0, 1, 2))}, dx
+
+    return Layer("conv2d", init, forward, backward)
