@@ -10,9 +10,9 @@ handwritten rule against it.
 from fnet import data, draw, gradcheck, graph, init, layers, losses, optim, schedules, tape
 from fnet.core import Layer, Static, apply, output_shape, sequential
 from fnet.data import DataError, load_fashion_mnist, load_mnist
-from fnet.errors import DTypeError, LayerError, ShapeError
+from fnet.errors import ContextError, DTypeError, LayerError, ShapeError
 from fnet.losses import Loss
-from fnet.models import book_names, two_layer_net
+from fnet.models import book_names, multi_layer_net, simple_convnet, two_layer_net
 from fnet.net import accuracy, accuracy_of, loss_and_grads, predict
 from fnet.optim import Optimizer
 from fnet.summary import summary
@@ -20,6 +20,7 @@ from fnet.summary import summary
 __version__ = "0.1.0"
 
 __all__ = [
+    "ContextError",
     "DTypeError",
     "DataError",
     "Layer",
@@ -42,11 +43,13 @@ __all__ = [
     "load_mnist",
     "loss_and_grads",
     "losses",
+    "multi_layer_net",
     "optim",
     "output_shape",
     "predict",
     "schedules",
     "sequential",
+    "simple_convnet",
     "summary",
     "tape",
     "two_layer_net",
