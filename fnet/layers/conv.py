@@ -37,7 +37,8 @@ def conv2d(filters: int, kernel_size: int | tuple[int, int], stride: int | tuple
 
     - ``dW[a, b, c, o] = sum_{n, i, j} xpad[n, i*sh + a, j*sw + b, c] dout[n, i, j, o]``:
       ``x`` correlated with ``dout`` spread out by the stride (``rhs_dilation``),
-      the batch axis summed like a channel axis;
+      the batch axis summed like a channel axis; for a single input channel the
+      same sum as one matmul of the windows (im2col) with ``dout`` (faster);
     - ``dx``: ``dout`` spread out by the stride (``lhs_dilation``, ``stride - 1``
       zeros between rows), padded by ``kh - 1``, correlated with the kernel
       flipped in space and with in/out channels swapped, then cropped by the
@@ -92,13 +93,22 @@ def conv2d(filters: int, kernel_size: int | tuple[int, int], stride: int | tuple
         pads = pads.value
         outs = dout.shape[1:3]
         cut = _spatial.unused(x.shape[1:3], window, strides, pads, outs)
-        # dW: x is the "image" with batch and channels swapped (C_in plays the batch,
-        # N the channels), dout the "kernel" spread by the stride; the output is
-        # (kh, kw) in space, C_in as batch, filters as features: HWIO.
-        dW = lax.conv_general_dilated(
-            x, dout, window_strides=(1, 1),
-            padding=[(lo, hi - c) for (lo, hi), c in zip(pads, cut, strict=True)],
-            rhs_dilation=strides, dimension_numbers=("CHWN", "IHWO", "HWNC"))
+        if x.shape[-1] == 1:
+            # One input channel (a grayscale first layer, as in SimpleConvNet): gather
+            # every window (the book's im2col) and do one matmul. On a CPU this
+            # measured 4x faster than the convolution below, which wins from C_in = 2.
+            cols = lax.conv_general_dilated_patches(x, window, strides, pads, dimension_numbers=_NHWC,
+                                                    precision=lax.Precision.HIGHEST)
+            dW = (cols.reshape(-1, window[0] * window[1]).T @ dout.reshape(-1, dout.shape[-1]))
+            dW = dW.reshape(W.shape)
+        else:
+            # dW: x is the "image" with batch and channels swapped (C_in plays the batch,
+            # N the channels), dout the "kernel" spread by the stride; the output is
+            # (kh, kw) in space, C_in as batch, filters as features: HWIO.
+            dW = lax.conv_general_dilated(
+                x, dout, window_strides=(1, 1),
+                padding=[(lo, hi - c) for (lo, hi), c in zip(pads, cut, strict=True)],
+                rhs_dilation=strides, dimension_numbers=("CHWN", "IHWO", "HWNC"))
         # dx: full correlation of the stride-dilated dout with the flipped kernel
         # ("HWOI": its filters are the input features, C_in the output features);
         # the padding k - 1 - lo crops the forward padding (negative pads crop) and
