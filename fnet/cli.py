@@ -1,10 +1,10 @@
-"""``fnet-train`` / ``scripts/train.py``: train a network on MNIST or Fashion-MNIST.
+"""fnet-train (scripts/train.py): train a network on MNIST or Fashion-MNIST.
 
-The defaults are the book's chapter-5 run: ``two_layer_net(784, 50, 10)``,
-SGD with learning rate 0.1, batch 100, 10000 iterations, evaluated on the
+The defaults are the book's chapter-5 run: two_layer_net(784, 50, 10), SGD
+with learning rate 0.1, batch 100, 10000 iterations, evaluated on the
 training and test sets after every epoch (600 iterations). The dataset
 defaults to Fashion-MNIST, which ships as a Debian package and needs no
-download; ``--dataset mnist`` gives the book's own data.
+download; --dataset mnist gives the book's own data.
 """
 
 from __future__ import annotations
