@@ -28,9 +28,23 @@ def two_layer_net(input_size: int, hidden_size: int, output_size: int,
 
 
 def book_names(params) -> dict:
-    """``two_layer_net`` params by the book's names: ``{"W1", "b1", "W2", "b2"}``."""
-    return {"W1": params["Affine1"]["W"], "b1": params["Affine1"]["b"],
-            "W2": params["Affine2"]["W"], "b2": params["Affine2"]["b"]}
+    """Params by the book's flat names: ``Affine{i}`` gives ``W{i}``, ``b{i}`` and
+    ``BatchNorm{i}`` gives ``gamma{i}``, ``beta{i}`` (as in ``TwoLayerNet`` and
+    ``MultiLayerNetExtend``). For ``two_layer_net``: ``{"W1", "b1", "W2", "b2"}``.
+
+    Raises ``KeyError`` when ``params`` has no such entries.
+    """
+    if not isinstance(params, dict):
+        raise TypeError(f"book_names: expected the params dict of a sequential, got {type(params).__name__}")
+    named = {}
+    for key, value in params.items():
+        for prefix, leaves in (("Affine", ("W", "b")), ("BatchNorm", ("gamma", "beta"))):
+            index = key[len(prefix):]
+            if key.startswith(prefix) and index.isdigit():
+                named.update({f"{leaf}{index}": value[leaf] for leaf in leaves})
+    if not named:
+        raise KeyError(f"book_names: no Affine<i> or BatchNorm<i> entries in params (keys {list(params)})")
+    return named
 
 
 _ACTIVATIONS = {"relu": ("Relu", L.relu), "sigmoid": ("Sigmoid", L.sigmoid), "tanh": ("Tanh", L.tanh)}

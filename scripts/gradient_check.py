@@ -9,10 +9,13 @@ differences (two loss evaluations per parameter), and compared per parameter.
     python scripts/gradient_check.py --float32            # the float32 picture
     python scripts/gradient_check.py --dataset mnist --data-dir ~/data/mnist
     python scripts/gradient_check.py --threshold 1e-9     # exit status 1 above it
+    python scripts/gradient_check.py --model mlp --hidden 100 100 --activation sigmoid
 
 The exit status is 0 when every difference is within the threshold, 1 when
 one is not (so the check can gate a change), 2 when the data cannot be loaded.
-Only the book's two-layer net is offered (``--hidden`` sets its width).
+The network is the book's two-layer net (``--hidden`` sets its width) or,
+with ``--model mlp``, ``multi_layer_net`` with the given hidden sizes and
+activation.
 """
 
 from __future__ import annotations
@@ -51,7 +54,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--data-dir", default=None,
                         help="directory with the four IDX files (default: where fnet.data looks)")
     parser.add_argument("--samples", type=int, default=3, help="training images to use (default 3)")
-    parser.add_argument("--hidden", type=int, default=50, help="hidden units (default 50)")
+    parser.add_argument("--model", choices=["two_layer", "mlp"], default="two_layer",
+                        help="two_layer_net (default) or multi_layer_net")
+    parser.add_argument("--hidden", type=int, nargs="+", metavar="N", default=None,
+                        help="hidden sizes (two_layer: one, default 50; mlp: default 100 100)")
+    parser.add_argument("--activation", choices=["relu", "sigmoid", "tanh"], default=None,
+                        help="hidden activation of --model mlp (default relu)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the weight initialisation")
     parser.add_argument("--float32", action="store_true", help="compute in float32 (default float64)")
     parser.add_argument("--eps", type=float, default=None,
@@ -62,8 +70,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.samples < 1:
         parser.error("--samples must be at least 1")
-    if args.hidden < 1:
-        parser.error("--hidden must be at least 1")
+    if args.hidden is None:
+        args.hidden = [50] if args.model == "two_layer" else [100, 100]
+    if min(args.hidden) < 1:
+        parser.error("--hidden sizes must be at least 1")
+    if args.model == "two_layer" and len(args.hidden) != 1:
+        parser.error("--model two_layer has one hidden layer; use --model mlp for several")
+    if args.model == "two_layer" and args.activation is not None:
+        parser.error("--activation applies to --model mlp (two_layer_net uses ReLU, as the book)")
     return args
 
 
@@ -112,7 +126,13 @@ def main(argv=None) -> int:
 
     x, t = load(args.dataset, args.data_dir, args.samples)
     x, t = jnp.asarray(x, dtype), jnp.asarray(t, jnp.int32)
-    net = fnet.two_layer_net(x.shape[1], args.hidden, 10)
+    if args.model == "two_layer":
+        net = fnet.two_layer_net(x.shape[1], args.hidden[0], 10)
+        described = f"two_layer_net({x.shape[1]}, {args.hidden[0]}, 10)"
+    else:
+        activation = args.activation or "relu"
+        net = fnet.multi_layer_net(x.shape[1], args.hidden, 10, activation=activation)
+        described = f"multi_layer_net({x.shape[1]}, {args.hidden}, 10, activation={activation!r})"
     params, _ = net.init(jax.random.key(args.seed), (None, x.shape[1]))
     params = jax.tree.map(lambda a: a.astype(dtype), params)
     n_params = sum(a.size for a in jax.tree.leaves(params))
@@ -132,7 +152,7 @@ def main(argv=None) -> int:
 
     report = gradcheck.compare(grad_backprop, grad_numerical)
     title = "Fashion-MNIST" if args.dataset == "fashion-mnist" else "MNIST"
-    print(f"Gradient check: two_layer_net({x.shape[1]}, {args.hidden}, 10), {len(x)} {title} training "
+    print(f"Gradient check: {described}, {len(x)} {title} training "
           f"images, {dtype_name}, h = {eps:g}")
     print()
     for d in report:

@@ -21,6 +21,16 @@ def test_two_layer_net_has_the_books_parameters():
         net.init(jax.random.key(0), (None, 100))
 
 
+def test_book_names_of_a_multi_layer_net():
+    net = fnet.multi_layer_net(20, [8, 6], 4, use_batchnorm=True)
+    params, _ = net.init(jax.random.key(0), (None, 20))
+    named = fnet.book_names(params)
+    assert sorted(named) == sorted(["W1", "b1", "W2", "b2", "W3", "b3", "gamma1", "beta1", "gamma2", "beta2"])
+    assert named["W3"].shape == (6, 4) and named["gamma2"].shape == (6,)
+    with pytest.raises(KeyError, match="no Affine<i> or BatchNorm<i> entries"):
+        fnet.book_names({"affine_0": {}})
+
+
 def test_gradient_check_numerical_vs_backprop():
     # The book's ch05/gradient_check.py: a few samples, numerical vs backprop, per parameter.
     net = fnet.two_layer_net(12, 6, 3, weight_init_std=0.3)

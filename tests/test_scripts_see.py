@@ -73,3 +73,17 @@ def test_damaged_data_is_exit_status_2(idx_dir, tmp_path):
     proc = run_check("--data-dir", str(tmp_path), "--samples", "2")
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "cannot load fashion-mnist" in proc.stderr
+
+
+@needs_data
+def test_gradient_check_of_a_multi_layer_net(idx_dir):
+    proc = run_check("--data-dir", str(idx_dir), "--samples", "2", "--model", "mlp", "--hidden", "4", "3",
+                     "--activation", "tanh")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("Gradient check: multi_layer_net(784, [4, 3], 10, activation='tanh')")
+    assert {line.split(":")[0] for line in lines if line[:1] in "Wb" and ":" in line} == {
+        "W1", "b1", "W2", "b2", "W3", "b3"}
+    n_params = 784 * 4 + 4 + 4 * 3 + 3 + 3 * 10 + 10
+    assert any(line.startswith(f"numerical: {2 * n_params:,} loss evaluations") for line in lines)
+    assert lines[-1].startswith("OK:")
