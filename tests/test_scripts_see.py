@@ -3,6 +3,7 @@
 import gzip
 import importlib.util
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -82,7 +83,7 @@ def test_gradient_check_of_a_multi_layer_net(idx_dir):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("Gradient check: multi_layer_net(784, [4, 3], 10, activation='tanh')")
-    assert {line.split(":")[0] for line in lines if line[:1] in "Wb" and ":" in line} == {
+    assert {line.split(":")[0] for line in lines if re.match(r"[Wb]\d+: ", line)} == {
         "W1", "b1", "W2", "b2", "W3", "b3"}
     n_params = 784 * 4 + 4 + 4 * 3 + 3 + 3 * 10 + 10
     assert any(line.startswith(f"numerical: {2 * n_params:,} loss evaluations") for line in lines)
