@@ -62,6 +62,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fnet import _args
 from fnet.schedules import Schedule
 
 Params = Any  # a pytree of floating-point arrays
@@ -127,7 +128,7 @@ def momentum(lr: LearningRate = 0.01, momentum: float = 0.9, *, weight_decay: fl
 
     **Arguments:** ``0 <= momentum < 1``. **State:** ``{"step", "v"}``.
     """
-    alpha = _in_unit("momentum", "momentum", momentum)
+    alpha = _args.in_unit("momentum", "momentum", momentum)
 
     def rule(w, g, slots, lr, t):
         (v,) = slots
@@ -158,7 +159,7 @@ def nesterov(lr: LearningRate = 0.01, momentum: float = 0.9, *, weight_decay: fl
 
     **Arguments:** ``0 <= momentum < 1``. **State:** ``{"step", "v"}``.
     """
-    alpha = _in_unit("nesterov", "momentum", momentum)
+    alpha = _args.in_unit("nesterov", "momentum", momentum)
 
     def rule(w, g, slots, lr, t):
         (v,) = slots
@@ -176,7 +177,7 @@ def adagrad(lr: LearningRate = 0.01, eps: float = 1e-7, *, weight_decay: float =
 
     **Arguments:** ``eps > 0`` (the book's ``1e-7``). **State:** ``{"step", "h"}``.
     """
-    eps = _positive("adagrad", "eps", eps)
+    eps = _args.positive("adagrad", "eps", eps)
 
     def rule(w, g, slots, lr, t):
         (h,) = slots
@@ -194,8 +195,8 @@ def rmsprop(lr: LearningRate = 0.01, decay: float = 0.99, eps: float = 1e-7, *,
 
     **Arguments:** ``0 <= decay < 1``; ``eps > 0``. **State:** ``{"step", "h"}``.
     """
-    rho = _in_unit("rmsprop", "decay", decay)
-    eps = _positive("rmsprop", "eps", eps)
+    rho = _args.in_unit("rmsprop", "decay", decay)
+    eps = _args.positive("rmsprop", "eps", eps)
 
     def rule(w, g, slots, lr, t):
         (h,) = slots
@@ -229,9 +230,9 @@ def adam(lr: LearningRate = 0.001, beta1: float = 0.9, beta2: float = 0.999, eps
 
     **Arguments:** ``0 <= beta1, beta2 < 1``; ``eps > 0``. **State:** ``{"step", "m", "v"}``.
     """
-    b1 = _in_unit("adam", "beta1", beta1)
-    b2 = _in_unit("adam", "beta2", beta2)
-    eps = _positive("adam", "eps", eps)
+    b1 = _args.in_unit("adam", "beta1", beta1)
+    b2 = _args.in_unit("adam", "beta2", beta2)
+    eps = _args.positive("adam", "eps", eps)
 
     def rule(w, g, slots, lr, t):
         m, v = slots
@@ -293,7 +294,7 @@ def _optimizer(name: str, hyper: tuple, lr, weight_decay, decay_mask, slots: tup
                rule: Rule) -> Optimizer:
     """Lift a per-leaf ``rule`` onto parameter pytrees, with lr schedule and weight decay."""
     lr = _check_lr(name, lr)
-    weight_decay = _number(name, "weight_decay", weight_decay)
+    weight_decay = _args.number(name, "weight_decay", weight_decay)
     if weight_decay < 0:
         raise ValueError(f"{name}: weight_decay must be >= 0, got {weight_decay}")
     if not callable(decay_mask):
@@ -440,35 +441,12 @@ def _check_state(name: str, state, slots: tuple[str, ...], params) -> None:
 # --------------------------------------------------------------------------- hyperparameter checks
 
 
-def _number(name: str, arg: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name}: {arg} must be a number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name}: {arg} must be finite, got {value}")
-    return value
-
-
-def _positive(name: str, arg: str, value) -> float:
-    value = _number(name, arg, value)
-    if not value > 0:
-        raise ValueError(f"{name}: {arg} must be > 0, got {value}")
-    return value
-
-
-def _in_unit(name: str, arg: str, value) -> float:
-    value = _number(name, arg, value)
-    if not 0 <= value < 1:
-        raise ValueError(f"{name}: {arg} must be in [0, 1), got {value}")
-    return value
-
-
 def _check_lr(name: str, lr) -> LearningRate:
     if callable(lr):
         return lr
     if isinstance(lr, bool) or not isinstance(lr, numbers.Real):
         raise TypeError(f"{name}: lr must be a positive number or a schedule step -> lr, got {lr!r}")
-    return _positive(name, "lr", lr)
+    return _args.positive(name, "lr", lr)
 
 
 def _fmt(value) -> str:

@@ -19,13 +19,13 @@ The step is converted to float32 for the arithmetic, which is exact up to
 from __future__ import annotations
 
 import dataclasses
-import math
-import numbers
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+
+from fnet import _args
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,7 +50,7 @@ class Schedule:
 
 def constant(lr: float) -> Schedule:
     """``lr_t = lr`` at every step."""
-    lr = _positive("constant", "lr", lr)
+    lr = _args.positive("schedules.constant", "lr", lr)
 
     def fn(step):
         return jnp.full((), lr, jnp.float32)
@@ -66,9 +66,9 @@ def step_decay(lr: float, step_size: int, gamma: float = 0.1) -> Schedule:
 
     **Arguments:** ``lr > 0``; ``step_size``: a positive int; ``0 < gamma <= 1``.
     """
-    lr = _positive("step_decay", "lr", lr)
-    step_size = _count("step_decay", "step_size", step_size, minimum=1)
-    gamma = _number("step_decay", "gamma", gamma)
+    lr = _args.positive("schedules.step_decay", "lr", lr)
+    step_size = _args.count("schedules.step_decay", "step_size", step_size, minimum=1)
+    gamma = _args.number("schedules.step_decay", "gamma", gamma)
     if not 0 < gamma <= 1:
         raise ValueError(f"schedules.step_decay: gamma must be in (0, 1], got {gamma}")
 
@@ -95,12 +95,12 @@ def cosine(lr: float, total_steps: int, final_lr: float = 0.0, warmup_steps: int
     **Arguments:** ``lr > 0``; ``total_steps``: a positive int;
     ``0 <= final_lr <= lr``; ``warmup_steps``: an int in ``[0, total_steps)``.
     """
-    lr = _positive("cosine", "lr", lr)
-    total_steps = _count("cosine", "total_steps", total_steps, minimum=1)
-    final_lr = _number("cosine", "final_lr", final_lr)
+    lr = _args.positive("schedules.cosine", "lr", lr)
+    total_steps = _args.count("schedules.cosine", "total_steps", total_steps, minimum=1)
+    final_lr = _args.number("schedules.cosine", "final_lr", final_lr)
     if not 0 <= final_lr <= lr:
         raise ValueError(f"schedules.cosine: final_lr must be in [0, lr={lr}], got {final_lr}")
-    warmup_steps = _count("cosine", "warmup_steps", warmup_steps, minimum=0)
+    warmup_steps = _args.count("schedules.cosine", "warmup_steps", warmup_steps, minimum=0)
     if warmup_steps >= total_steps:
         raise ValueError(f"schedules.cosine: warmup_steps ({warmup_steps}) must be less than "
                          f"total_steps ({total_steps})")
@@ -128,26 +128,3 @@ def _as_step(name: str, step) -> jax.Array:
     return step
 
 
-def _number(name: str, arg: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"schedules.{name}: {arg} must be a number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"schedules.{name}: {arg} must be finite, got {value}")
-    return value
-
-
-def _positive(name: str, arg: str, value) -> float:
-    value = _number(name, arg, value)
-    if not value > 0:
-        raise ValueError(f"schedules.{name}: {arg} must be > 0, got {value}")
-    return value
-
-
-def _count(name: str, arg: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"schedules.{name}: {arg} must be an int, got {value!r}")
-    value = int(value)
-    if value < minimum:
-        raise ValueError(f"schedules.{name}: {arg} must be >= {minimum}, got {value}")
-    return value
