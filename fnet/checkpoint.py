@@ -26,6 +26,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fnet._trees import path_str
+
 FORMAT = "fnet-checkpoint"
 VERSION = 1
 TREES = ("params", "opt_state", "state")
@@ -46,21 +48,6 @@ class Checkpoint:
     epoch: int
     history: dict[str, np.ndarray]
     config: dict[str, Any]
-
-
-def path_str(path) -> str:
-    """A pytree key path as ``a/b/0``."""
-    parts = []
-    for k in path:
-        if isinstance(k, jax.tree_util.DictKey):
-            parts.append(str(k.key))
-        elif isinstance(k, jax.tree_util.SequenceKey):
-            parts.append(str(k.idx))
-        elif isinstance(k, jax.tree_util.GetAttrKey):
-            parts.append(k.name)
-        else:
-            parts.append(str(k))
-    return "/".join(parts)
 
 
 def _flatten(prefix: str, tree) -> dict[str, np.ndarray]:

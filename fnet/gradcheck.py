@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fnet._trees import path_str
 from fnet.models import book_names
 
 Params = Any  # a pytree of floating-point arrays
@@ -264,7 +265,7 @@ def compare(backprop_grads: Params, numerical_grads: Params) -> GradReport:
     b_leaves, b_def = jax.tree_util.tree_flatten_with_path(numerical_grads)
     if a_def != b_def:
         raise ValueError(f"compare: the gradients have different structures:\n  {a_def}\n  {b_def}")
-    paths = [_path_str(p) for p, _ in a_leaves]
+    paths = [path_str(p) for p, _ in a_leaves]
     books = _book_names(a_def, paths)
     out = []
     for path, (_, a), (_, b) in zip(paths, a_leaves, b_leaves, strict=True):
@@ -289,18 +290,6 @@ def _diff(path: str, book: str | None, a: np.ndarray, b: np.ndarray) -> LeafDiff
     return LeafDiff(path, book, a.shape, mean if not math.isnan(mean) else math.inf,
                     float(diff[i_abs]), tuple(int(i) for i in i_abs), float(rel[i_rel]),
                     tuple(int(i) for i in i_rel), float(np.max(np.abs(b))))
-
-
-def _path_str(path) -> str:
-    parts = []
-    for k in path:
-        for attr in ("key", "name", "idx"):
-            if hasattr(k, attr):
-                parts.append(str(getattr(k, attr)))
-                break
-        else:
-            parts.append(str(k))
-    return "/".join(parts)
 
 
 def _book_names(treedef, paths: list[str]) -> dict[str, str]:

@@ -63,6 +63,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fnet import _args
+from fnet._trees import key_str, path_str
 from fnet.schedules import Schedule
 
 Params = Any  # a pytree of floating-point arrays
@@ -375,15 +376,8 @@ def _lr_at(name: str, schedule: Callable, step: jax.Array) -> jax.Array:
 # --------------------------------------------------------------------------- pytree checks
 
 
-def _key_str(entry) -> str:
-    for attr in ("key", "idx", "name"):
-        if hasattr(entry, attr):
-            return str(getattr(entry, attr))
-    return str(entry)
-
-
 def _path_str(path) -> str:
-    return "/".join(_key_str(e) for e in path) or "<root>"
+    return path_str(path) or "<root>"
 
 
 def _leaves(tree) -> list[tuple[str, Any]]:
@@ -399,7 +393,7 @@ def _empty(x) -> bool:
 def _outline(tree) -> dict[tuple, str]:
     """Every leaf and every empty container, by key path, with what it is."""
     flat, _ = jax.tree_util.tree_flatten_with_path(tree, is_leaf=_empty)
-    return {tuple(_key_str(e) for e in p): (repr(x) if _empty(x) else "an array") for p, x in flat}
+    return {tuple(key_str(e) for e in p): (repr(x) if _empty(x) else "an array") for p, x in flat}
 
 
 def _check_like(where: str, what: str, tree, params) -> None:
