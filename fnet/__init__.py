@@ -7,7 +7,7 @@ differentiation is used anywhere in the library; the tests check every
 handwritten rule against it.
 """
 
-from fnet import data, draw, gradcheck, graph, init, layers, losses, optim, schedules, tape
+from fnet import data, draw, gradcheck, graph, init, layers, losses, optim, schedules, shuffle, tape
 from fnet.core import Layer, Static, apply, output_shape, sequential
 from fnet.data import DataError, load_fashion_mnist, load_mnist
 from fnet.errors import ContextError, DTypeError, LayerError, ShapeError
@@ -49,6 +49,7 @@ __all__ = [
     "predict",
     "schedules",
     "sequential",
+    "shuffle",
     "simple_convnet",
     "summary",
     "tape",

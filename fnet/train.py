@@ -2,7 +2,8 @@
 
 Per epoch, on the device and with no Python work per step:
 
-1. shuffle: one ``jax.random.permutation`` of the training set, reshaped into a
+1. shuffle: one ``fnet.shuffle.permutation`` of the training set (JAX's
+   algorithm with a cheaper sort), reshaped into a
    ``(steps, batch)`` array of example indices (or, with
    ``sampling="replacement"``, the book's ``np.random.choice`` per step:
    ``steps x batch`` random indices);
@@ -43,7 +44,7 @@ from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
 from fnet import checkpoint as ckpt_lib
-from fnet import parallel
+from fnet import parallel, shuffle
 from fnet.core import Layer, apply, param_shapes
 from fnet.losses import Loss
 from fnet.net import accuracy_of, loss_and_grads
@@ -135,13 +136,16 @@ def make_train_epoch(net: Layer, loss: Loss, optimizer, *, batch_size: int, n_st
     def indices(key, n, rows):
         """``(n_steps, rows)`` example indices for one epoch."""
         if sampling == "shuffle":
-            return jax.random.permutation(key, n)[: n_steps * rows].reshape(n_steps, rows)
+            return shuffle.permutation(key, n)[: n_steps * rows].reshape(n_steps, rows)
         return jax.random.randint(key, (n_steps, rows), 0, n)  # the book's np.random.choice
 
     def gather_step(x, t, axes=None):
         def body(carry, inputs):
             rows, step_key = inputs
-            return step(carry, (x[rows], t[rows], step_key), axes)
+            # rows come from a permutation of range(n) or randint(0, n): no bounds clamping needed
+            xb = x.at[rows].get(mode="promise_in_bounds")
+            tb = t.at[rows].get(mode="promise_in_bounds")
+            return step(carry, (xb, tb, step_key), axes)
 
         return body
 

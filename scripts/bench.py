@@ -62,7 +62,7 @@ the book's defaults, timed from process start, split into startup, data,
 compile, training and the rest (per-epoch evaluation, eager work).
 
 **Self-check.** Before timing, every contender runs one epoch with the same
-shuffle (the NumPy contender is handed the permutation JAX draws for that key)
+shuffle (the NumPy contender is handed the permutation fnet draws for that key)
 and the same initial parameters; the per-step losses are compared with fnet's.
 The loss of step k+1 depends on the gradients and update of step k, so over the
 first ``FIRST_STEPS`` steps they must agree to float32 rounding (1e-5): a
@@ -499,8 +499,10 @@ def prepare_numpy(net, params, x: np.ndarray, t: np.ndarray, config: Config, ste
         return with_threads(rng.permutation(n))
 
     # The check run uses the permutation the JAX epoch draws for the same key (see make_train_epoch).
+    from fnet import shuffle
+
     k_order, _ = jax.random.split(jax.random.key(seed))
-    order = np.asarray(jax.random.permutation(k_order, n))
+    order = np.asarray(shuffle.permutation(k_order, n))
     reset()
     t0 = time.perf_counter()
     check = with_threads(order)

@@ -72,7 +72,7 @@ def test_fnet_and_autodiff_compute_the_same_losses(report):
 
 
 def test_numpy_computes_nearly_the_same_losses(report):
-    # Same start, same shuffle (the NumPy contender is handed JAX's permutation for the check run),
+    # Same start, same shuffle (the NumPy contender is handed fnet's permutation for the check run),
     # different summation order: equal to rounding over the first steps, close over the epoch.
     data, _ = report
     c = data["configs"]["book"]["contenders"]
