@@ -336,7 +336,7 @@ class Runner:
 
 
 def prepare_jax(name: str, net, params, x: np.ndarray, t: np.ndarray, config: Config, steps: int,
-                seed: int) -> Runner:
+                seed: int, xla_options: dict | None = None) -> Runner:
     import jax
 
     from fnet import losses, optim, train
@@ -354,7 +354,7 @@ def prepare_jax(name: str, net, params, x: np.ndarray, t: np.ndarray, config: Co
     X, T = jax.device_put(x), jax.device_put(t)
     base = jax.random.key(seed)
     t0 = time.perf_counter()
-    compiled = epoch.lower(params, opt_state, None, X, T, base).compile()
+    compiled = epoch.lower(params, opt_state, None, X, T, base).compile(xla_options or None)
     compile_s = time.perf_counter() - t0
 
     def run(rep: int) -> np.ndarray:
@@ -622,7 +622,8 @@ def bench_config(config: Config, args: argparse.Namespace, contenders: Sequence[
     runners: dict[str, Runner] = {}
     for name in contenders:
         if name in ("fnet", "autodiff"):
-            runners[name] = prepare_jax(name, net, params, x, t, config, steps, args.seed)
+            runners[name] = prepare_jax(name, net, params, x, t, config, steps, args.seed,
+                                        dict(args.xla_option or []))
             log(f"[{config.name}] {name}: compiled in {runners[name].compile_s:.2f}s")
         elif name in ("numpy", "numpy1"):
             r = prepare_numpy(net, params, x, t, config, steps, args.seed, 1 if name == "numpy1" else None)
@@ -700,7 +701,8 @@ def child_memory(config: Config, args: argparse.Namespace, contender: str) -> di
     params, _ = net.init(jax.random.key(args.seed), (None, *x.shape[1:]))
     before = _proc_status_mb("VmHWM")
     if contender in ("fnet", "autodiff"):
-        prepare_jax(contender, net, params, x, t, config, steps, args.seed).run(0)
+        options = dict(args.xla_option or [])
+        prepare_jax(contender, net, params, x, t, config, steps, args.seed, options).run(0)
     elif contender in ("numpy", "numpy1"):
         r = prepare_numpy(net, params, x, t, config, steps, args.seed, 1 if contender == "numpy1" else None)
         if not isinstance(r, str):
@@ -723,6 +725,8 @@ def isolated_memory(config: Config, args: argparse.Namespace, contenders: Sequen
                 cmd += [f"--{opt.replace('_', '-')}", str(getattr(args, opt))]
         if args.quick:
             cmd.append("--quick")
+        for opt_name, value in args.xla_option or []:
+            cmd.append(f"--xla-option={opt_name}={value}")
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=_child_env())
         if proc.returncode != 0:
             out[name] = {"error": proc.stderr.strip().splitlines()[-1:] or ["failed"]}
@@ -743,13 +747,14 @@ def _child_env() -> dict:
     return env
 
 
-def run_train_script(log: Callable[[str], None]) -> dict:
+def run_train_script(log: Callable[[str], None], xla_options: Sequence[tuple[str, Any]] = ()) -> dict:
     """``scripts/train.py --quiet --json`` with the book's defaults, timed from process start to exit."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "train.json"
         t0 = time.perf_counter()
+        options = [f"--xla-option={k}={v}" for k, v in xla_options]
         proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), "--quiet", "--json",
-                               str(path)], cwd=ROOT, capture_output=True, text=True, check=False,
+                               str(path), *options], cwd=ROOT, capture_output=True, text=True, check=False,
                               env=_child_env())
         wall = time.perf_counter() - t0
         if proc.returncode != 0:
@@ -876,6 +881,8 @@ def format_table(results: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from fnet.cli import xla_option
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", choices=[*CONFIGS, "all"], default=None,
                    help="which configuration (default: book and wide; all adds convnet when fnet has it)")
@@ -898,6 +905,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="also run each contender in its own process to measure its peak RSS")
     p.add_argument("--train-script", action="store_true",
                    help="also time scripts/train.py end to end with the book's defaults (~10-20 s)")
+    p.add_argument("--xla-option", type=xla_option, action="append", metavar="NAME=VALUE",
+                   help="an XLA compiler option for the fnet and autodiff contenders alike, and for "
+                        "--train-script (repeatable; see fnet-train --help)")
     p.add_argument("--json", type=Path, metavar="PATH", help="write every figure and the machine as JSON")
     p.add_argument("--child-memory", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -924,13 +934,15 @@ def main(argv: list[str] | None = None) -> int:
     log(f"machine: {machine['cpu_model']}, {machine['cpus_usable']} usable cores, JAX {machine['jax']} on "
         f"{machine['jax_device_kind']} ({machine['jax_platform']}), NumPy {machine['numpy']} with "
         f"{machine['numpy_blas_threads']} BLAS threads; load average {machine['loadavg_start']}")
+    if args.xla_option:
+        log("XLA options for fnet and autodiff: " + ", ".join(f"{k}={v!r}" for k, v in args.xla_option))
     results: dict[str, Any] = {}
     for cname in configs:
         results[cname] = bench_config(CONFIGS[cname], args, names, log)
         if args.isolate and "contenders" in results[cname]:
             results[cname]["memory"] = isolated_memory(CONFIGS[cname], args,
                                                        [n for n in names if n != "roof"], log)
-    train_script = run_train_script(log) if args.train_script else None
+    train_script = run_train_script(log, args.xla_option or []) if args.train_script else None
     machine["loadavg_end"] = _loadavg()
     machine["peak_rss_mb_this_process"] = _proc_status_mb("VmHWM")
 

@@ -63,6 +63,8 @@ def test_short_run_with_json_plot_checkpoint_and_resume(tmp_path):
     (["--weight-init", "glorot"], "--weight-init must be he, xavier or a positive standard deviation"),
     (["--optimizer", "lbfgs"], "argument --optimizer: invalid choice: 'lbfgs'"),
     (["--dataset", "cifar"], "argument --dataset: invalid choice: 'cifar'"),
+    (["--xla-option", "xla_cpu_enable_fast_math"], "argument --xla-option: expected NAME=VALUE"),
+    (["--xla-option", "=1"], "argument --xla-option: expected NAME=VALUE, got '=1'"),
     (["--train-size", "50", "--batch-size", "100"],
      "--batch-size 100 is larger than the training set (50 examples)"),
 ])
@@ -99,3 +101,23 @@ def test_installed_entry_point():
 def test_script_help():
     proc = run_script("scripts/train.py", "--help", timeout=60)
     assert proc.returncode == 0 and "--checkpoint PATH" in proc.stdout
+
+
+@pytest.mark.parametrize("text,parsed", [
+    ("xla_cpu_experimental_ynn_fusion_type=", ("xla_cpu_experimental_ynn_fusion_type", "")),
+    ("xla_cpu_enable_fast_math=True", ("xla_cpu_enable_fast_math", True)),
+    ("a=false", ("a", False)),
+    ("a=3", ("a", 3)),
+    ("a=0.5", ("a", 0.5)),
+    ("a=x=y", ("a", "x=y")),
+])
+def test_xla_option_values(text, parsed):
+    assert cli.xla_option(text) == parsed
+
+
+def test_unknown_xla_option_is_reported(capsys):
+    code = cli.main(["--train-size", "500", "--epochs", "1", "--quiet", "--no-compile-cache",
+                     "--xla-option", "xla_no_such_option=1"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("fnet-train: fit: XLA rejected xla_options={'xla_no_such_option': 1}")

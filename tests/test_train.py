@@ -124,3 +124,17 @@ def test_bad_arguments(fashion_small):
         train.fit(fnet.two_layer_net(784, 5, 10), CE, optim.sgd(), (xtr, ttr[:-1]), epochs=1)
     with pytest.raises(ValueError, match="sampling must be one of"):
         _fit(fashion_small, sampling="random")
+
+
+def test_xla_options_reach_the_compiler(fashion_small):
+    logged = []
+    plain = _fit(fashion_small, epochs=1, seed=2)
+    # xla_cpu_enable_fast_math is off by default: the same program, the same parameters
+    same = _fit(fashion_small, epochs=1, seed=2, xla_options={"xla_cpu_enable_fast_math": False})
+    assert _same(plain.params, same.params)
+    with pytest.raises(ValueError, match=r"fit: XLA rejected xla_options=\{'xla_no_such_option': 1\}: "
+                                         r".*xla_no_such_option"):
+        _fit(fashion_small, epochs=1, xla_options={"xla_no_such_option": 1}, log=logged.append)
+    assert logged == []  # rejected before any training
+    with pytest.raises(TypeError, match="xla_options must be a dict of XLA option name -> value"):
+        _fit(fashion_small, epochs=1, xla_options=["xla_cpu_enable_fast_math"])
