@@ -272,7 +272,7 @@ def fit(net: Layer, loss: Loss, optimizer, train_data: tuple, test_data: tuple |
     - ``xla_options``: XLA compiler options for the epoch and evaluation programs
       (``jax.jit(...).lower(...).compile(compiler_options=...)``), e.g.
       ``{"xla_cpu_experimental_ynn_fusion_type": ""}``, which makes the book's
-      784-50-10 network ~20% faster on a CPU and larger ones slower (README, speed
+      784-50-10 network ~15% faster on a CPU and larger ones slower (README, speed
       section). An option XLA does not know raises ``ValueError`` before training.
 
     **Returns:** a ``TrainResult``. **Raises:** ``NonFiniteLossError`` (with the last good
