@@ -320,6 +320,66 @@ def hlo_op_counts(hlo_text: str) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
+_HLO_DEF = re.compile(r"^\s*(?:ROOT )?%([\w.-]+) = (\S+) ([a-z][a-z0-9-]*)\(")
+_FUSION_LIBRARY = re.compile(r'"kind":"(__\w+)"')
+_CONTAINERS = ("while", "call", "conditional")  # instructions whose events hold other ops' events
+
+
+def hlo_ops_described(hlo_text: str) -> dict[str, str]:
+    """``{instruction name: "shape opcode"}`` for the instructions of an optimised module."""
+    out = {}
+    for line in hlo_text.splitlines():
+        m = _HLO_DEF.match(line)
+        if m:
+            name, shape, op = m.groups()
+            library = _FUSION_LIBRARY.search(line) if op == "fusion" else None
+            out[name] = f"{re.sub(r'{[^}]*}', '', shape)} {library.group(1) if library else op}"
+    return out
+
+
+def profile_ops(call: Callable[[], Any], hlo_text: str, steps: int, top: int = 12) -> dict:
+    """Run ``call`` once under ``jax.profiler`` and add up the time of each XLA op, per step.
+
+    The ops are the trace events named after an instruction of the module: on
+    the CPU the thunks (the program must be compiled with
+    ``xla_cpu_enable_xprof_traceme``), on a GPU the kernels of the "XLA Ops"
+    line. Loops and calls, which contain other ops, are left out, so the sum is
+    the time spent inside ops; the rest of the traced step (``traced_us_per_step``)
+    is the runtime's own work between them. A library op that runs on several
+    threads counts once, for the thread that launched it.
+    """
+    import jax
+
+    with tempfile.TemporaryDirectory() as tmp:
+        with jax.profiler.trace(tmp):
+            t0 = time.perf_counter()
+            jax.block_until_ready(call())
+            traced_s = time.perf_counter() - t0
+        files = sorted(Path(tmp).rglob("*.xplane.pb"))
+        if not files:
+            return {"error": "the profiler wrote no trace"}
+        data = jax.profiler.ProfileData.from_file(str(files[0]))
+    described = hlo_ops_described(hlo_text)
+    totals: dict[str, list] = {}
+    for plane in data.planes:
+        for line in plane.lines:
+            if not (line.name.startswith("tf_XLA") or line.name == "XLA Ops"):
+                continue
+            for event in line.events:
+                if event.name not in described or event.name.startswith(_CONTAINERS):
+                    continue
+                entry = totals.setdefault(event.name, [0, 0.0])
+                entry[0] += 1
+                entry[1] += event.duration_ns
+    if not totals:
+        return {"error": "no per-op events in the trace on this backend"}
+    ops = [{"op": name, "hlo": described.get(name, ""), "calls_per_step": n / steps,
+            "us_per_step": ns / steps / 1e3} for name, (n, ns) in totals.items()]
+    ops.sort(key=lambda o: -o["us_per_step"])
+    return {"ops_us_per_step": sum(o["us_per_step"] for o in ops),
+            "traced_us_per_step": traced_s / steps * 1e6, "top": ops[:top], "n_ops": len(ops)}
+
+
 # --------------------------------------------------------------------------- contenders
 
 
@@ -336,7 +396,7 @@ class Runner:
 
 
 def prepare_jax(name: str, net, params, x: np.ndarray, t: np.ndarray, config: Config, steps: int,
-                seed: int, xla_options: dict | None = None) -> Runner:
+                seed: int, xla_options: dict | None = None, profile: bool = False) -> Runner:
     import jax
 
     from fnet import losses, optim, train
@@ -375,6 +435,14 @@ def prepare_jax(name: str, net, params, x: np.ndarray, t: np.ndarray, config: Co
         ops = hlo_op_counts(compiled.as_text())
         info["hlo_ops"] = {k: v for k, v in ops.items() if k in (
             *MATMUL_OPS, "custom-call", "transpose", "copy", "gather", "fusion", "while", "sort")}
+    if profile:  # a separate compilation: the CPU's per-op trace events cost a little time
+        options = dict(xla_options or {})
+        if jax.default_backend() == "cpu":
+            options["xla_cpu_enable_xprof_traceme"] = True
+        traced = epoch.lower(params, opt_state, None, X, T, base).compile(options)
+        jax.block_until_ready(traced(params, opt_state, None, X, T, base))
+        info["profile"] = profile_ops(lambda: traced(params, opt_state, None, X, T, base),
+                                      traced.as_text(), steps)
     return Runner(name, run, check, compile_s, first_call_s, info)
 
 
@@ -623,7 +691,7 @@ def bench_config(config: Config, args: argparse.Namespace, contenders: Sequence[
     for name in contenders:
         if name in ("fnet", "autodiff"):
             runners[name] = prepare_jax(name, net, params, x, t, config, steps, args.seed,
-                                        dict(args.xla_option or []))
+                                        dict(args.xla_option or []), profile=args.profile and name == "fnet")
             log(f"[{config.name}] {name}: compiled in {runners[name].compile_s:.2f}s")
         elif name in ("numpy", "numpy1"):
             r = prepare_numpy(net, params, x, t, config, steps, args.seed, 1 if name == "numpy1" else None)
@@ -871,6 +939,16 @@ def format_table(results: dict) -> str:
         for s in res.get("shape_roofs", []):
             lines.append(f"{'':8} roof at {s['matmul']:18} {tuple(s['lhs'])}x{tuple(s['rhs'])}: "
                          f"{s['gflops']:6.1f} GFLOP/s ({s['ms']:.3f} ms)")
+        for name, e in res["contenders"].items():
+            prof = e.get("profile")
+            if prof and "error" in prof:
+                lines.append(f"{'':8} {name} profile: {prof['error']}")
+            elif prof:
+                lines.append(f"{'':8} {name} profile, us per step: {prof['ops_us_per_step']:.1f} inside "
+                             f"{prof['n_ops']} ops of {prof['traced_us_per_step']:.1f} in the traced epoch "
+                             f"({e['ms_per_step']['median'] * 1e3:.1f} untraced); the largest ops:")
+                lines.extend(f"{'':10} {o['us_per_step']:7.1f}  {o['calls_per_step']:5.2f}x  {o['op']:32} "
+                             f"{o['hlo']}" for o in prof["top"])
         if "memory" in res:
             lines.append(f"{'':8} peak RSS, own process (MiB): " + ", ".join(
                 f"{n} {r['vmhwm_mb']:.0f}"
@@ -908,6 +986,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--xla-option", type=xla_option, action="append", metavar="NAME=VALUE",
                    help="an XLA compiler option for the fnet and autodiff contenders alike, and for "
                         "--train-script (repeatable; see fnet-train --help)")
+    p.add_argument("--profile", action="store_true",
+                   help="also profile one fnet epoch per config (jax.profiler) and print where a step's "
+                        "time goes, op by op")
     p.add_argument("--json", type=Path, metavar="PATH", help="write every figure and the machine as JSON")
     p.add_argument("--child-memory", help=argparse.SUPPRESS)
     args = p.parse_args(argv)

@@ -102,3 +102,32 @@ def test_the_table_and_the_target_checks_are_printed(report):
     assert "book: fnet >= 1.5x faster than NumPy" in names
     assert all(c["status"] in ("PASS", "FAIL", "n/a") for c in data["checks"])
     assert all(f"{c['status']:4} {c['check']}" in out for c in data["checks"])
+
+
+def _bench_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fnet_bench_script", ROOT / "scripts" / "bench.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is created
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_profile_adds_up_each_op_per_step():
+    import jax
+    import jax.numpy as jnp
+
+    bench = _bench_module()
+    steps = 20
+    X, W = jnp.ones((steps, 64, 128), jnp.float32), jnp.ones((128, 32), jnp.float32)
+    f = jax.jit(lambda X, W: jax.lax.scan(lambda a, x: (a + jnp.tanh(x @ W).sum(), None), 0.0, X)[0])
+    options = {"xla_cpu_enable_xprof_traceme": True} if jax.default_backend() == "cpu" else {}
+    compiled = f.lower(X, W).compile(options)
+    prof = bench.profile_ops(lambda: compiled(X, W), compiled.as_text(), steps)
+    assert "error" not in prof, prof
+    assert prof["ops_us_per_step"] > 0 and prof["n_ops"] >= len(prof["top"]) >= 1
+    # the matmul (a dot, or a library fusion holding it) runs once per step and is described from the HLO
+    matmul = [o for o in prof["top"] if o["hlo"].startswith("f32[64,32] ")]
+    assert matmul and matmul[0]["calls_per_step"] == 1, prof["top"]
+    assert all(not o["op"].startswith(("while", "end: ", "ThunkExecutor")) for o in prof["top"])
