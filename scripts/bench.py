@@ -7,6 +7,7 @@ Run from the repository root (so that this checkout's ``fnet`` is imported)::
     PYTHONPATH=. python scripts/bench.py --config all --json bench.json
     PYTHONPATH=. python scripts/bench.py --quick              # smoke test, under a minute
     PYTHONPATH=. python scripts/bench.py --config book --isolate --train-script
+    PYTHONPATH=. python scripts/bench.py --config book --profile
 
 **What is timed.** Every contender trains the same network from the same initial
 parameters on the same data with SGD (learning rate 0.1), the same batch size
@@ -60,6 +61,12 @@ RSS of a process running only that contender (and of a baseline process that
 only loads JAX and the data). ``--train-script`` adds ``scripts/train.py`` with
 the book's defaults, timed from process start, split into startup, data,
 compile, training and the rest (per-epoch evaluation, eager work).
+
+**Profile** (``--profile``): one more fnet epoch per config, compiled with per-op
+trace events and run under ``jax.profiler``; the time of every XLA op is added up
+per step and the largest are printed, with the traced epoch's own time per step
+(what is not inside an op is the runtime between ops). The epoch is compiled
+with the same ``--xla-option`` settings.
 
 **Self-check.** Before timing, every contender runs one epoch with the same
 shuffle (the NumPy contender is handed the permutation fnet draws for that key)
