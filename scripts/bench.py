@@ -421,7 +421,8 @@ def prepare_jax(name: str, net, params, x: np.ndarray, t: np.ndarray, config: Co
     X, T = jax.device_put(x), jax.device_put(t)
     base = jax.random.key(seed)
     t0 = time.perf_counter()
-    compiled = epoch.lower(params, opt_state, None, X, T, base).compile(xla_options or None)
+    lowered = epoch.lower(params, opt_state, None, X, T, base)
+    compiled = lowered.compile(xla_options or None)
     compile_s = time.perf_counter() - t0
 
     def run(rep: int) -> np.ndarray:
@@ -446,7 +447,7 @@ def prepare_jax(name: str, net, params, x: np.ndarray, t: np.ndarray, config: Co
         options = dict(xla_options or {})
         if jax.default_backend() == "cpu":
             options["xla_cpu_enable_xprof_traceme"] = True
-        traced = epoch.lower(params, opt_state, None, X, T, base).compile(options)
+        traced = lowered.compile(options)
         jax.block_until_ready(traced(params, opt_state, None, X, T, base))
         info["profile"] = profile_ops(lambda: traced(params, opt_state, None, X, T, base),
                                       traced.as_text(), steps)
