@@ -129,23 +129,17 @@ def test_backward_with_wrong_dparams_structure_is_named():
         net.backward(cache, y)
 
 
-def test_backward_with_wrong_gradient_shape_is_named():
-    bad = _custom(lambda c, d: ({"w": d}, d * c[1]))  # forgot to sum over the batch
-    net = fnet.sequential(bad)
+@pytest.mark.parametrize("backward, message", [
+    (lambda c, d: ({"w": d}, d * c[1]),  # forgot to sum over the batch
+     r"scale_0 \(scale\): backward returned a gradient of shape \(4, 3\) for a parameter of shape \(3,\)"),
+    (lambda c, d: ({"w": (d * c[0]).sum(0)}, d.sum(0)),
+     r"backward returned dx of shape \(3,\), but the layer's input had shape \(4, 3\)"),
+], ids=["gradient", "dx"])
+def test_backward_with_a_wrong_shape_is_named(backward, message):
+    net = fnet.sequential(_custom(backward))
     params, _ = net.init(jax.random.key(0), (None, 3))
     y, cache = net.forward(params, jnp.ones((4, 3)))
-    with pytest.raises(ValueError, match=r"scale_0 \(scale\): backward returned a gradient of shape "
-                                         r"\(4, 3\) for a parameter of shape \(3,\)"):
-        net.backward(cache, y)
-
-
-def test_backward_with_wrong_dx_shape_is_named():
-    bad = _custom(lambda c, d: ({"w": (d * c[0]).sum(0)}, d.sum(0)))
-    net = fnet.sequential(bad)
-    params, _ = net.init(jax.random.key(0), (None, 3))
-    y, cache = net.forward(params, jnp.ones((4, 3)))
-    with pytest.raises(ValueError, match=r"backward returned dx of shape \(3,\), but the layer's input "
-                                         r"had shape \(4, 3\)"):
+    with pytest.raises(ValueError, match=message):
         net.backward(cache, y)
 
 
