@@ -206,18 +206,18 @@ def main(argv: list[str] | None = None) -> int:
 
     import fnet
     from fnet import checkpoint as ckpt_lib
-    from fnet import data, losses, optim, parallel, train
+    from fnet import data, distributed, losses, optim, train
 
     t_start = time.perf_counter()
     if a.coordinator is not None:  # before anything else touches JAX
-        parallel.initialize(a.coordinator, a.num_processes, a.process_id)
+        distributed.initialize(a.coordinator, a.num_processes, a.process_id)
     if not a.no_compile_cache:
         jax.config.update("jax_compilation_cache_dir", str(a.compile_cache))
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     try:
-        mesh = None if a.devices == 1 else parallel.make_mesh(a.devices)
+        mesh = None if a.devices == 1 else distributed.make_mesh(a.devices)
         if mesh is not None:
-            parallel.check_batch(mesh, a.batch_size, "--batch-size")
+            distributed.check_batch(mesh, a.batch_size, "--batch-size")
     except ValueError as e:
         parser.error(str(e).replace("make_mesh: ", "--devices: "))
     try:
@@ -229,8 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.train_size is not None:
         x_train, t_train = x_train[: a.train_size], t_train[: a.train_size]
     # each host keeps its own shard (with one host: everything)
-    x_train, t_train = parallel.host_shard(x_train, t_train)
-    x_test, t_test = parallel.host_shard(x_test, t_test)
+    x_train, t_train = distributed.host_shard(x_train, t_train)
+    x_test, t_test = distributed.host_shard(x_test, t_test)
     if a.batch_size > len(x_train):
         parser.error(f"--batch-size {a.batch_size} is larger than the training set ({len(x_train)} examples)")
     t_loaded = time.perf_counter()

@@ -44,7 +44,7 @@ from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
 from fnet import checkpoint as ckpt_lib
-from fnet import parallel, shuffle
+from fnet import distributed, shuffle
 from fnet.core import Layer, apply, param_shapes
 from fnet.losses import Loss
 from fnet.net import accuracy_of, loss_and_grads
@@ -110,8 +110,8 @@ def make_train_epoch(net: Layer, loss: Loss, optimizer, *, batch_size: int, n_st
     ``carry = (params, opt_state, state)``; ``losses: (n_steps,)`` minibatch losses.
     ``grad_fn`` defaults to ``loss_and_grads(net, loss)`` (the handwritten
     backward); ``scripts/bench.py`` passes an autodiff one to compare the two
-    inside the identical loop. With a ``mesh`` (see ``fnet.parallel``), ``x`` and
-    ``t`` are the global ``(hosts, n_per_host, ...)`` arrays of ``parallel.put_data``
+    inside the identical loop. With a ``mesh`` (see ``fnet.distributed``), ``x`` and
+    ``t`` are the global ``(hosts, n_per_host, ...)`` arrays of ``distributed.put_data``
     and every minibatch is split over the devices.
     """
     if sampling not in SAMPLING:
@@ -159,7 +159,7 @@ def make_train_epoch(net: Layer, loss: Loss, optimizer, *, batch_size: int, n_st
         return epoch
 
     hosts, devices = mesh.shape["hosts"], mesh.shape["devices"]
-    per_device = parallel.check_batch(mesh, batch_size)
+    per_device = distributed.check_batch(mesh, batch_size)
     per_host = batch_size // hosts
 
     def local_epoch(params, opt_state, state, x, t, key):
@@ -174,7 +174,7 @@ def make_train_epoch(net: Layer, loss: Loss, optimizer, *, batch_size: int, n_st
         step_keys = jax.random.split(k_steps, n_steps)
         if uses_key:  # different dropout masks on different devices
             step_keys = jax.vmap(jax.random.fold_in, (0, None))(step_keys, h * devices + d)
-        return jax.lax.scan(gather_step(x, t, parallel.AXES), (params, opt_state, state), (idx, step_keys))
+        return jax.lax.scan(gather_step(x, t, distributed.AXES), (params, opt_state, state), (idx, step_keys))
 
     return jax.shard_map(local_epoch, mesh=mesh, out_specs=(P(), P()),
                          in_specs=(P(), P(), P(), P("hosts"), P("hosts"), P()))
@@ -228,7 +228,7 @@ def make_evaluate(net: Layer, loss: Loss, *, batch_size: int = 1000, mesh: Mesh 
         if devices * m < x.shape[0]:  # the few left over: every device computes them, each counts 1/devices
             rest = sums(params, state, x[devices * m:], t[devices * m:])
             total = total + jnp.stack(rest) / devices
-        total = jax.lax.psum(total, parallel.AXES)
+        total = jax.lax.psum(total, distributed.AXES)
         return total[0] / (hosts * x.shape[0]), total[1] / (hosts * x.shape[0])
 
     return jax.shard_map(local_evaluate, mesh=mesh, out_specs=(P(), P()),
@@ -263,11 +263,11 @@ def fit(net: Layer, loss: Loss, optimizer, train_data: tuple, test_data: tuple |
       ``resume=True`` training continues from it (same seed and config required).
     - ``config``: JSON-able description of the run, saved in checkpoints.
     - ``log``: called with one progress line per epoch (``None`` for silence).
-    - ``mesh``: train data-parallel over the devices of a ``parallel.make_mesh()``
+    - ``mesh``: train data-parallel over the devices of a ``distributed.make_mesh()``
       mesh; the default ``"auto"`` uses every device when there are several,
       ``None`` one device. ``batch_size`` is the global batch and must be
       divisible by the number of devices. With several processes, ``train_data`` and
-      ``test_data`` are this process's shards (``parallel.host_shard``) and
+      ``test_data`` are this process's shards (``distributed.host_shard``) and
       only process 0 writes the checkpoint.
     - ``xla_options``: XLA compiler options for the epoch and evaluation programs
       (``jax.jit(...).lower(...).compile(compiler_options=...)``), e.g.
@@ -292,11 +292,11 @@ def fit(net: Layer, loss: Loss, optimizer, train_data: tuple, test_data: tuple |
     if isinstance(mesh, str):
         if mesh != "auto":
             raise ValueError(f"fit: mesh must be a jax.sharding.Mesh, None or 'auto'; got {mesh!r}")
-        mesh = parallel.default_mesh()
+        mesh = distributed.default_mesh()
     hosts = 1 if mesh is None else mesh.shape["hosts"]
     if mesh is not None:
         try:
-            parallel.check_batch(mesh, batch_size)
+            distributed.check_batch(mesh, batch_size)
         except ValueError as e:
             raise ValueError(f"fit: {e}") from None
     if not 1 <= batch_size // hosts <= n:
@@ -350,8 +350,8 @@ def fit(net: Layer, loss: Loss, optimizer, train_data: tuple, test_data: tuple |
     if mesh is None:
         place = jnp.asarray
     else:  # replicated state; each host's examples on its own devices
-        params, opt_state, state = parallel.replicate(mesh, (params, opt_state, state))
-        place = functools.partial(parallel.put_data, mesh)
+        params, opt_state, state = distributed.replicate(mesh, (params, opt_state, state))
+        place = functools.partial(distributed.put_data, mesh)
     x_train, t_train = place(x_train), place(t_train)
     if test_data is not None:
         x_test, t_test = place(x_test), place(t_test)

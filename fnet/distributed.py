@@ -41,7 +41,8 @@ def initialize(coordinator: str, num_processes: int, process_id: int) -> None:
     ``coordinator`` (``"host:port"`` of process 0) and ``num_processes``.
     """
     if not 0 <= process_id < num_processes:
-        raise ValueError(f"parallel.initialize: process_id must be in [0, {num_processes}), got {process_id}")
+        raise ValueError(f"distributed.initialize: process_id must be in [0, {num_processes}), "
+                         f"got {process_id}")
     # CPU processes talk through gloo; GPUs use NCCL whatever this says.
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,

@@ -1,7 +1,7 @@
 """Data-parallel training on 4 simulated CPU devices, and on 2 processes (multi-host).
 
 XLA_FLAGS must be set before JAX starts, so each scenario runs in a subprocess
-(``tests/parallel_worker.py``) and reports back as JSON.
+(``tests/distributed_worker.py``) and reports back as JSON.
 """
 
 import json
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.skipif(not os.path.isdir(FASHION),
 def _worker(*args, devices=4, timeout=300):
     env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
            "PYTHONPATH": str(HERE.parent)}
-    return subprocess.Popen([sys.executable, str(HERE / "parallel_worker.py"), *args], env=env,
+    return subprocess.Popen([sys.executable, str(HERE / "distributed_worker.py"), *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

@@ -1,4 +1,4 @@
-"""Runs inside a subprocess for tests/test_parallel.py (XLA_FLAGS set by the parent)."""
+"""Runs inside a subprocess for tests/test_distributed.py (XLA_FLAGS set by the parent)."""
 
 import json
 import sys
@@ -7,7 +7,7 @@ import jax
 import numpy as np
 
 import fnet
-from fnet import checkpoint, cli, losses, optim, parallel, train
+from fnet import checkpoint, cli, distributed, losses, optim, train
 
 
 def data():
@@ -28,7 +28,7 @@ def max_diff(a, b):
 
 def single_host(tmp):
     d = data()
-    mesh = parallel.make_mesh(4)
+    mesh = distributed.make_mesh(4)
     one, four = fit(d, None, epochs=3), fit(d, mesh, epochs=3)
     out = {"devices": len(jax.devices()), "mesh": dict(mesh.shape),
            "max_param_diff_4_vs_1": max_diff(one.params, four.params),
@@ -51,15 +51,15 @@ def single_host(tmp):
                                 "--no-compile-cache", "--json", f"{tmp}/cli.json"])
     with open(f"{tmp}/cli.json") as f:
         out["cli_devices"] = json.load(f)["device"]
-    out["default_mesh_devices"] = parallel.default_mesh().size
+    out["default_mesh_devices"] = distributed.default_mesh().size
     return out
 
 
 def multi_host(tmp, coordinator, process_id):
-    parallel.initialize(coordinator, 2, int(process_id))
+    distributed.initialize(coordinator, 2, int(process_id))
     (x, t), (xt, tt) = data()
-    d = (parallel.host_shard(x, t), parallel.host_shard(xt, tt))
-    mesh = parallel.make_mesh()
+    d = (distributed.host_shard(x, t), distributed.host_shard(xt, tt))
+    mesh = distributed.make_mesh()
     r = fit(d, mesh, checkpoint=f"{tmp}/multi.npz")
     jax.experimental.multihost_utils.sync_global_devices("checkpoint written")
     return {"process": jax.process_index(), "process_count": jax.process_count(), "mesh": dict(mesh.shape),
