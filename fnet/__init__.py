@@ -7,7 +7,7 @@ differentiation is used anywhere in the library; the tests check every
 handwritten rule against it.
 """
 
-from fnet import data, draw, gradcheck, graph, init, layers, losses, optim, schedules, shuffle, tape
+from fnet import data, draw, gradcheck, graph, initializers, layers, losses, optim, schedules, shuffle, tape
 from fnet.core import Layer, Static, apply, output_shape, sequential
 from fnet.data import DataError, load_fashion_mnist, load_mnist
 from fnet.errors import ContextError, DTypeError, LayerError, ShapeError
@@ -18,6 +18,14 @@ from fnet.optim import Optimizer
 from fnet.summary import summary
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name == "init":  # the deprecated alias of fnet.initializers; importing it warns
+        import fnet.init
+
+        return fnet.init
+    raise AttributeError(f"module 'fnet' has no attribute {name!r}")
 
 __all__ = [
     "ContextError",
@@ -37,7 +45,7 @@ __all__ = [
     "draw",
     "gradcheck",
     "graph",
-    "init",
+    "initializers",
     "layers",
     "load_fashion_mnist",
     "load_mnist",

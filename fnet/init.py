@@ -1,92 +1,14 @@
-"""Weight initialisers: ``init(key, shape, dtype) -> array``.
+"""Deprecated alias of ``fnet.initializers``, kept for one release.
 
-``fan_in`` is the number of inputs feeding one output unit: ``shape[0]`` for an
-affine weight ``(in, out)``, ``kh * kw * c_in`` for a convolution kernel
-``(kh, kw, c_in, c_out)``; in general the product of all but the last axis.
-
-Layers accept an initialiser, a float (the standard deviation of a normal, the
-book's ``weight_init_std``), or the names ``"he"`` and ``"xavier"``.
+The module was renamed because ``fnet.init`` read like ``Layer.init``; the new
+name follows ``jax.nn.initializers``. Import ``fnet.initializers`` instead.
 """
 
-from __future__ import annotations
+import warnings
 
-import math
-from collections.abc import Callable
+from fnet.initializers import Initializer, fan_in, he, normal, resolve, xavier, zeros
 
-import jax
-import jax.numpy as jnp
+__all__ = ["Initializer", "fan_in", "he", "normal", "resolve", "xavier", "zeros"]
 
-Initializer = Callable[[jax.Array, tuple, jnp.dtype], jax.Array]
-
-
-def fan_in(shape: tuple) -> int:
-    """Inputs per output unit: the product of all axes but the last."""
-    return math.prod(shape[:-1]) if len(shape) > 1 else 1
-
-
-def normal(std: float = 0.01) -> Initializer:
-    """``std * N(0, 1)``: the book's ``weight_init_std * np.random.randn(...)``."""
-    if not std >= 0:
-        raise ValueError(f"init.normal: std must be >= 0, got {std}")
-    if std == 0:
-        return zeros()
-
-    def init(key, shape, dtype=jnp.float32):
-        return std * jax.random.normal(key, shape, dtype)
-
-    return init
-
-
-def xavier() -> Initializer:
-    """Normal with ``std = sqrt(1 / fan_in)``: the book's "Xavier" for sigmoid/tanh.
-
-    (The book uses fan-in only; Glorot and Bengio's paper averages fan-in and fan-out.)
-    """
-
-    def init(key, shape, dtype=jnp.float32):
-        return math.sqrt(1.0 / fan_in(shape)) * jax.random.normal(key, shape, dtype)
-
-    return init
-
-
-def he() -> Initializer:
-    """Normal with ``std = sqrt(2 / fan_in)``: He et al., for ReLU networks."""
-
-    def init(key, shape, dtype=jnp.float32):
-        return math.sqrt(2.0 / fan_in(shape)) * jax.random.normal(key, shape, dtype)
-
-    return init
-
-
-def zeros() -> Initializer:
-    """All zeros (biases)."""
-
-    def init(key, shape, dtype=jnp.float32):
-        return jnp.zeros(shape, dtype)
-
-    return init
-
-
-def constant(value: float) -> Initializer:
-    """All ``value`` (batch norm's gamma = 1)."""
-
-    def init(key, shape, dtype=jnp.float32):
-        return jnp.full(shape, value, dtype)
-
-    return init
-
-
-def resolve(spec: Initializer | float | str, where: str = "initializer") -> Initializer:
-    """Turn a float (std of a normal), ``"he"``, ``"xavier"``, or an initialiser into one."""
-    if isinstance(spec, str):
-        named = {"he": he, "relu": he, "xavier": xavier, "sigmoid": xavier}
-        if spec.lower() not in named:
-            raise ValueError(f"{where}: unknown initializer {spec!r}; use 'he', 'xavier', a float "
-                             "standard deviation, or a function (key, shape, dtype) -> array")
-        return named[spec.lower()]()
-    if isinstance(spec, (int, float)) and not isinstance(spec, bool):
-        return normal(float(spec))
-    if callable(spec):
-        return spec
-    raise TypeError(f"{where}: expected an initializer function, a float std, 'he' or 'xavier'; "
-                    f"got {spec!r}")
+warnings.warn("fnet.init is deprecated and will be removed in the next release: use fnet.initializers",
+              DeprecationWarning, stacklevel=2)

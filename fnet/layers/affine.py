@@ -7,7 +7,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from fnet import init as initializers
+from fnet import initializers
 from fnet.core import Layer, check_shape
 from fnet.errors import ShapeError, shape_str
 from fnet.layers._checks import float_input, min_rank

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from fnet import init as initializers
+from fnet import initializers
 from fnet.core import Layer, Static, check_shape
 from fnet.errors import DTypeError, ShapeError, shape_str
 from fnet.layers import _spatial

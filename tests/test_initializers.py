@@ -1,0 +1,42 @@
+"""fnet.initializers: the standard deviations the book uses, and the deprecated fnet.init alias."""
+
+import importlib
+import math
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from fnet import initializers
+
+
+@pytest.mark.parametrize("make,shape,std", [
+    (lambda: initializers.normal(0.01), (400, 300), 0.01),
+    (initializers.he, (400, 300), math.sqrt(2 / 400)),
+    (initializers.xavier, (5, 5, 16, 300), math.sqrt(1 / 400)),
+])
+def test_standard_deviation(make, shape, std):
+    w = make()(jax.random.key(0), shape, jnp.float32)
+    assert w.dtype == jnp.float32 and w.shape == shape
+    assert abs(float(np.std(np.asarray(w))) / std - 1) < 0.02
+
+
+def test_resolve_names_and_errors():
+    assert initializers.resolve(0.0)(jax.random.key(0), (2, 2), jnp.float32).sum() == 0
+    with pytest.raises(ValueError, match="unknown initializer 'glorot'"):
+        initializers.resolve("glorot", "affine")
+    with pytest.raises(TypeError, match="affine: expected an initializer"):
+        initializers.resolve([1], "affine")
+
+
+def test_fnet_init_is_a_deprecated_alias():
+    sys.modules.pop("fnet.init", None)
+    with pytest.warns(DeprecationWarning, match="use fnet.initializers"):
+        old = importlib.import_module("fnet.init")
+    assert old.he is initializers.he and old.resolve is initializers.resolve
+    import fnet
+
+    assert fnet.init is old
+    assert not hasattr(initializers, "constant")
