@@ -33,7 +33,10 @@ from typing import Any
 
 import jax
 
+from fnet._trees import Static
 from fnet.errors import LayerError, ShapeError, shape_str
+
+__all__ = ["Layer", "Static", "apply", "check_shape", "output_shape", "param_shapes", "sequential"]
 
 Shape = tuple  # tuple[int | None, ...]: the batch dimension may be None
 Params = Any  # a pytree of arrays
@@ -83,18 +86,6 @@ class Layer:
             inner = ", ".join(f"{k}={c!r}" for k, c in self.children)
             return f"{self.name}({inner})"
         return f"{self.name}()"
-
-
-@jax.tree_util.register_static
-@dataclasses.dataclass(frozen=True)
-class Static:
-    """A value carried inside a cache as pytree metadata, invisible to ``jit``.
-
-    Shapes and structures that backward needs are Python values known at trace
-    time; wrapping them keeps them Python values when a cache crosses ``jit``.
-    """
-
-    value: Any
 
 
 def check_shape(shape: Any, layer: str) -> Shape:

@@ -35,8 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fnet._trees import path_str
-from fnet.models import book_names
+from fnet._trees import book_names, path_str
 
 Params = Any  # a pytree of floating-point arrays
 

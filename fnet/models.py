@@ -1,11 +1,14 @@
-"""Ready-made networks from the book."""
+"""Ready-made networks from the book (``book_names`` lives in ``fnet._trees`` and is re-exported here)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from fnet import layers as L
+from fnet._trees import book_names
 from fnet.core import Layer, output_shape, sequential
+
+__all__ = ["book_names", "multi_layer_net", "simple_convnet", "two_layer_net"]
 
 
 def two_layer_net(input_size: int, hidden_size: int, output_size: int,
@@ -25,26 +28,6 @@ def two_layer_net(input_size: int, hidden_size: int, output_size: int,
         ("Relu1", L.relu()),
         ("Affine2", L.affine(output_size, W_init=weight_init_std)),
     )
-
-
-def book_names(params) -> dict:
-    """Params by the book's flat names: ``Affine{i}`` gives ``W{i}``, ``b{i}`` and
-    ``BatchNorm{i}`` gives ``gamma{i}``, ``beta{i}`` (as in ``TwoLayerNet`` and
-    ``MultiLayerNetExtend``). For ``two_layer_net``: ``{"W1", "b1", "W2", "b2"}``.
-
-    Raises ``KeyError`` when ``params`` has no such entries.
-    """
-    if not isinstance(params, dict):
-        raise TypeError(f"book_names: expected the params dict of a sequential, got {type(params).__name__}")
-    named = {}
-    for key, value in params.items():
-        for prefix, leaves in (("Affine", ("W", "b")), ("BatchNorm", ("gamma", "beta"))):
-            index = key[len(prefix):]
-            if key.startswith(prefix) and index.isdigit():
-                named.update({f"{leaf}{index}": value[leaf] for leaf in leaves})
-    if not named:
-        raise KeyError(f"book_names: no Affine<i> or BatchNorm<i> entries in params (keys {list(params)})")
-    return named
 
 
 _ACTIVATIONS = {"relu": ("Relu", L.relu), "sigmoid": ("Sigmoid", L.sigmoid), "tanh": ("Tanh", L.tanh)}
