@@ -7,10 +7,13 @@ differentiation is used anywhere in the library; the tests check every
 handwritten rule against it.
 """
 
-from fnet import data, draw, gradcheck, graph, initializers, layers, losses, optim, schedules, shuffle, tape
+import sys
+
+from fnet import data, gradcheck, graph, initializers, layers, losses, optim, schedules, shuffle
 from fnet.core import Layer, Static, apply, output_shape, sequential
 from fnet.data import DataError, load_fashion_mnist, load_mnist
 from fnet.errors import ContextError, DTypeError, LayerError, ShapeError
+from fnet.graph import draw, tape
 from fnet.losses import Loss
 from fnet.models import book_names, multi_layer_net, simple_convnet, two_layer_net
 from fnet.net import accuracy, accuracy_of, loss_and_grads, predict
@@ -18,6 +21,11 @@ from fnet.optim import Optimizer
 from fnet.summary import summary
 
 __version__ = "0.1.0"
+
+# fnet.draw and fnet.tape were modules of their own before fnet.graph became a package;
+# they stay importable by those names as the very same modules (one home, two spellings).
+sys.modules.setdefault("fnet.draw", draw)
+sys.modules.setdefault("fnet.tape", tape)
 
 
 def __getattr__(name: str):

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from test_graph_tape import buy
 
-from fnet import draw, graph
-from fnet.tape import Tape
+from fnet import graph
+from fnet.graph import draw
+from fnet.graph.tape import Tape
 
 ROOT = Path(__file__).resolve().parents[1]
 EDGE = re.compile(r'^\s*"([^"]+)" -> "([^"]+)"(?: \[(.*)\])?;$')

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fnet import graph
-from fnet.tape import Const, Tape
+from fnet.graph.tape import Const, Tape
 
 ROOT = Path(__file__).resolve().parents[1]
 

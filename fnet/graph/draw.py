@@ -1,4 +1,4 @@
-"""Drawing a recorded computation (``fnet.tape.Tape``) as the book draws it.
+"""Drawing a recorded computation (``fnet.graph.Tape``) as the book draws it.
 
 Each node is a circle with its operation symbol (``×``, ``+``, ``exp``); each
 input is its name at the start of an arrow. A black arrow runs forward, left
@@ -21,13 +21,34 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from fnet.tape import Tape
+
+class Recording(Protocol):
+    """What drawing needs of a recording (``fnet.graph.Tape`` has it).
+
+    ``steps``: the node applications in order, each with ``node`` (its ``symbol``),
+    ``inputs`` (an int index into ``vars`` or a constant with a ``value``),
+    ``static`` and ``out``; ``vars``: every value, each with ``index``, ``name``
+    and ``value``; ``inputs``: the named inputs; ``output``: the value backward
+    started from (``None`` before it); ``grad(var)`` and ``edge_grad(step, slot)``:
+    the gradients of the last backward pass.
+    """
+
+    @property
+    def steps(self) -> Sequence[Any]: ...
+    @property
+    def vars(self) -> Sequence[Any]: ...
+    @property
+    def inputs(self) -> Mapping[str, Any]: ...
+    @property
+    def output(self) -> Any: ...
+    def grad(self, var: Any) -> Any: ...
+    def edge_grad(self, step: int, slot: int) -> Any: ...
 
 FORMATS = ("svg", "png", "pdf")
 """What ``render`` asks ``dot`` for; ``.dot`` and ``.gv`` are written as text."""
@@ -56,7 +77,7 @@ def _number(v, precision: int) -> str:
     return f"{v:.{precision}g}"
 
 
-def tape_to_dot(tape: Tape, *, title: str | None = None, precision: int = 4) -> str:
+def to_dot(tape: Recording, *, title: str | None = None, precision: int = 4) -> str:
     """The tape's graph as DOT text, left to right, in the book's style (module docstring)."""
     lines = [f"digraph {_quote(title or 'tape')} {{",
              "  rankdir=LR;",
@@ -134,17 +155,24 @@ def dot_program() -> str | None:
     return shutil.which("dot")
 
 
-def render(dot_text: str, path: str | Path, fmt: str | None = None) -> Path:
-    """Write ``dot_text`` to ``path``, as text or drawn by Graphviz.
+tape_to_dot = to_dot  # the name of fnet 0.1's first release
 
-    ``fmt`` defaults to the suffix of ``path``: ``dot``/``gv`` write the text
-    itself (no Graphviz needed); ``svg``, ``png``, ``pdf`` run ``dot -T<fmt>``.
+
+def render(graph: Recording | str, path: str | Path, fmt: str | None = None, *, title: str | None = None,
+           precision: int = 4) -> Path:
+    """Write a drawing to ``path``, as DOT text or drawn by Graphviz.
+
+    ``graph`` is a recording (a ``Tape``; ``title`` and ``precision`` go to
+    ``to_dot``) or DOT text itself. ``fmt`` defaults to the suffix of ``path``:
+    ``dot``/``gv`` write the text (no Graphviz needed); ``svg``, ``png``,
+    ``pdf`` run ``dot -T<fmt>``.
 
     **Raises:** ``RuntimeError`` if ``dot`` is needed but missing (the message
     names the Debian package ``graphviz``) or fails; ``ValueError`` for an
     unknown format.
     """
     path = Path(path)
+    dot_text = graph if isinstance(graph, str) else to_dot(graph, title=title, precision=precision)
     fmt = (fmt or path.suffix.lstrip(".")).lower()
     if fmt in ("dot", "gv"):
         path.write_text(dot_text, encoding="utf-8")

@@ -5,22 +5,6 @@ Each node is a pure pair ``forward(*inputs) -> (out, cache)`` and
 the two-input nodes (``mul``, ``add``), a single gradient for the others.
 Inputs may be Python numbers or arrays; ``mul`` and ``add`` broadcast, and
 their backward sums each gradient back to its input's shape.
-
-The shopping example of the book, as in ``scripts/buy_apple.py``::
-
-    price, c1 = mul.forward(100.0, 2.0)        # apple * count     = 200
-    total, c2 = mul.forward(price, 1.1)        # price * tax       = 220
-    dprice, dtax = mul.backward(c2, 1.0)       # 1.1, 200
-    dapple, dcount = mul.backward(c1, dprice)  # 2.2, 110
-
-To record such a computation, have the backward pass run over the recording
-and draw it as the book does, use ``fnet.tape.Tape`` (also ``graph.Tape``)::
-
-    g = graph.Tape()
-    apple, count, tax = g.input("apple", 100.0), g.input("count", 2.0), g.input("tax", 1.1)
-    total = g.apply(mul, g.apply(mul, apple, count), tax, name="total")
-    g.backward(total)            # {"apple": 2.2, "count": 110, "tax": 200}
-    g.render("buy_apple.svg")    # needs Graphviz's dot; g.to_dot() does not
 """
 
 from __future__ import annotations
@@ -30,8 +14,7 @@ from collections.abc import Callable
 
 import jax.numpy as jnp
 
-from fnet.core import Static
-from fnet.tape import Tape, Var
+from fnet._trees import Static
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,4 +164,4 @@ Derivative: 1 for every summand, so the backward pass repeats ``dout`` ``n`` tim
 
 NODES = (mul, add, inverse, exp, log, repeat, sum)
 
-__all__ = ["NODES", "Node", "Tape", "Var", "add", "exp", "inverse", "log", "mul", "repeat", "sum"]
+__all__ = ["NODES", "Node", "add", "exp", "inverse", "log", "mul", "repeat", "sum"]

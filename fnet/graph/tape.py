@@ -11,7 +11,7 @@ backward walk can be run for you and both can be drawn::
     g.backward(price)    # {"apple": 2.2, "apple_num": 110, "tax": 200} (as 0-d arrays)
     g.render("buy_apple.svg")
 
-The nodes stay the pure pairs of ``fnet.graph``; the tape is a small Python
+The nodes stay the pure pairs of ``fnet.graph.nodes``; the tape is a small Python
 recorder for teaching and pictures (like micrograd's ``Value``), never used by
 layers. It runs eagerly; it is not meant for ``jax.jit``.
 """
@@ -21,13 +21,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-if TYPE_CHECKING:
-    from fnet.graph import Node
+from fnet.graph import draw
+from fnet.graph.nodes import Node
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -200,13 +200,9 @@ class Tape:
     # ------------------------------------------------------------------ pictures
 
     def to_dot(self, *, title: str | None = None, precision: int = 4) -> str:
-        """The graph as Graphviz DOT text (see ``fnet.draw.tape_to_dot``)."""
-        from fnet.draw import tape_to_dot
-
-        return tape_to_dot(self, title=title, precision=precision)
+        """The graph as Graphviz DOT text: ``fnet.graph.draw.to_dot(self, ...)``."""
+        return draw.to_dot(self, title=title, precision=precision)
 
     def render(self, path: str | Path, *, title: str | None = None, precision: int = 4) -> Path:
-        """Write the drawing to ``path``: ``.dot``/``.gv`` text, or ``.svg``/``.png``/``.pdf`` via ``dot``."""
-        from fnet.draw import render
-
-        return render(self.to_dot(title=title, precision=precision), path)
+        """Write the drawing to ``path``: ``fnet.graph.draw.render(self, path, ...)``."""
+        return draw.render(self, path, title=title, precision=precision)
