@@ -24,8 +24,9 @@ import pytest
 
 from fnet import data
 from fnet.data import DATASETS, DataError, DatasetInfo, load_dataset, read_idx
+from fnet.data.datasets import _FILES
 
-NAMES = dict(data._FILES)  # role -> file name (.gz)
+NAMES = dict(_FILES)  # role -> file name (.gz)
 SYSTEM_FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 # --------------------------------------------------------------------------- helpers
