@@ -205,7 +205,6 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
 
     import fnet
-    from fnet import checkpoint as ckpt_lib
     from fnet import data, distributed, losses, optim, train
 
     t_start = time.perf_counter()
@@ -216,8 +215,6 @@ def main(argv: list[str] | None = None) -> int:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     try:
         mesh = None if a.devices == 1 else distributed.make_mesh(a.devices)
-        if mesh is not None:
-            distributed.check_batch(mesh, a.batch_size, "--batch-size")
     except ValueError as e:
         parser.error(str(e).replace("make_mesh: ", "--devices: "))
     try:
@@ -231,8 +228,10 @@ def main(argv: list[str] | None = None) -> int:
     # each host keeps its own shard (with one host: everything)
     x_train, t_train = distributed.host_shard(x_train, t_train)
     x_test, t_test = distributed.host_shard(x_test, t_test)
-    if a.batch_size > len(x_train):
-        parser.error(f"--batch-size {a.batch_size} is larger than the training set ({len(x_train)} examples)")
+    try:
+        train.check_batch_size(a.batch_size, len(x_train), mesh, what="--batch-size")
+    except ValueError as e:
+        parser.error(str(e))
     t_loaded = time.perf_counter()
 
     net, input_shape = build_model(a, int(np.prod(x_train.shape[1:])), 10)
@@ -245,14 +244,10 @@ def main(argv: list[str] | None = None) -> int:
     if a.epochs is None and a.iters is None:
         a.iters = 10000
     if a.resume:
-        saved = ckpt_lib.read_config(a.checkpoint)["config"]
-        diff = [k for k in ("model", "hidden", "activation", "dataset", "optimizer", "lr", "weight_init",
-                            "dropout", "batchnorm", "weight_decay", "train_size")
-                if saved.get(k) != config.get(k)]
-        if diff:
-            parser.error(f"--resume: {a.checkpoint} was saved with different options: "
-                         + ", ".join(f"--{k.replace('_', '-')} {saved.get(k)!r} (now {config.get(k)!r})"
-                                     for k in diff))
+        try:
+            train.check_resume(a.checkpoint, config, spell=lambda k: "--" + k.replace("_", "-"))
+        except ValueError as e:
+            parser.error(f"--resume: {e}")
 
     log = None if a.quiet else print
     if log:

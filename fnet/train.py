@@ -1,29 +1,21 @@
-"""Training loop: one jitted function runs a whole epoch.
+"""Training: ``fit`` runs the compiled epochs, evaluates, checkpoints, and can resume.
 
-Per epoch, on the device and with no Python work per step:
+``fit`` reads like the book's ``Trainer``, one phase per helper:
 
-1. shuffle: one ``fnet.shuffle.permutation`` of the training set (JAX's
-   algorithm with a cheaper sort), reshaped into a
-   ``(steps, batch)`` array of example indices (or, with
-   ``sampling="replacement"``, the book's ``np.random.choice`` per step:
-   ``steps x batch`` random indices);
-2. ``lax.scan`` over those index rows: gather the minibatch, forward, loss,
-   handwritten backward, optimizer update. (Gathering each minibatch inside
-   the scan measured 20% faster than gathering the whole epoch up front, and
-   needs 1 MiB of scratch memory instead of a second copy of the data set;
-   see the README's speed section.)
-3. evaluation of loss and accuracy on the training and test sets, in fixed-size
-   chunks under ``jit``.
-
-``steps = n_train // batch_size``: the final partial batch is **dropped**; since
-every epoch draws a new permutation, a different remainder is left out each
-time and no example is lost for good. Every epoch has the same shapes, so
-the epoch function compiles once (``iters`` that do not fill the last epoch
-compile one shorter variant, once).
+1. ``_check_inputs``: the arguments and the data, before anything is compiled;
+2. ``plan``: steps per epoch and how many epochs (``check_batch_size`` once);
+3. ``_start``: parameters and optimizer state, from ``net.init``, ``params=``
+   or, with ``resume=True``, a checkpoint (``check_resume`` once);
+4. ``_place``: arrays onto the device, or replicated/split over a mesh;
+5. ``_compile``: the epoch and evaluation programs of ``fnet.epoch``, ahead of
+   time, side by side in threads;
+6. ``_run_epoch``: one compiled epoch, its evaluation, its history record.
 
 Same seed, same result: the key for epoch ``e`` is ``fold_in(run_key, e)``,
 so a run resumed from a checkpoint after epoch ``k`` continues exactly as an
-uninterrupted one.
+uninterrupted one. Every epoch has the same shapes, so the epoch program
+compiles once (``iters`` that do not fill the last epoch compile one shorter
+variant, once).
 """
 
 from __future__ import annotations
@@ -41,17 +33,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
-from jax.sharding import PartitionSpec as P
 
 from fnet import checkpoint as ckpt_lib
-from fnet import distributed, shuffle
-from fnet.core import Layer, apply, param_shapes
+from fnet import distributed
+from fnet.core import Layer, param_shapes
+from fnet.epoch import SAMPLING, make_evaluate, make_train_epoch
 from fnet.losses import Loss
-from fnet.net import accuracy_of, loss_and_grads
 
-SAMPLING = ("shuffle", "replacement")
+__all__ = ["HISTORY_KEYS", "RESUME_MAY_DIFFER", "SAMPLING", "NonFiniteLossError", "Plan", "TrainResult",
+           "check_batch_size", "check_resume", "fit", "make_evaluate", "make_train_epoch", "plan"]
+
 HISTORY_KEYS = ("epoch", "steps", "loss", "train_loss", "train_acc", "test_loss", "test_acc",
                 "seconds", "samples_per_s", "elapsed")
+RESUME_MAY_DIFFER = frozenset({"epochs", "iters", "data_dir", "no_download", "no_eval_train", "xla_option",
+                               "xla_options"})
+"""Config keys a resumed run may change: how long it trains, where the data is read from,
+what is evaluated, how XLA compiles. Every other key must equal the checkpoint's."""
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -86,6 +83,72 @@ class TrainResult:
     total_seconds: float
 
 
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """How a run is cut into epochs: ``steps_per_epoch``, ``total_epochs``, and the
+    ``last_steps`` of the final epoch (fewer when ``iters`` does not fill it)."""
+
+    steps_per_epoch: int
+    total_epochs: int
+    last_steps: int
+
+    def steps(self, epoch: int) -> int:
+        """The number of minibatch steps of epoch ``epoch`` (0-based)."""
+        return self.steps_per_epoch if epoch < self.total_epochs - 1 else self.last_steps
+
+
+def check_batch_size(batch_size: int, n_train: int, mesh: Mesh | None = None, *,
+                     what: str = "batch_size") -> int:
+    """The per-host batch; ``ValueError`` naming ``what`` when ``batch_size`` cannot be used.
+
+    It must split evenly over the mesh's devices and leave each host between 1
+    and ``n_train`` (its number of training examples) per step.
+    """
+    hosts = 1 if mesh is None else mesh.shape["hosts"]
+    if mesh is not None:
+        distributed.check_batch(mesh, batch_size, what)
+    per_host = batch_size // hosts
+    if not 1 <= per_host <= n_train:
+        larger = f": {what} {batch_size} is larger than the training set ({n_train} examples)"
+        raise ValueError(f"{what} must be between 1 and the number of training examples ({n_train}); "
+                         f"got {batch_size}{larger if per_host > n_train else ''}")
+    return per_host
+
+
+def plan(n_train: int, batch_size: int, *, epochs: int | None, iters: int | None,
+         mesh: Mesh | None = None) -> Plan:
+    """Cut ``epochs`` passes, or ``iters`` minibatch updates, into epochs of ``n_train // batch`` steps."""
+    if (epochs is None) == (iters is None):
+        raise ValueError("fit: give exactly one of epochs= or iters=")
+    try:
+        steps_per_epoch = n_train // check_batch_size(batch_size, n_train, mesh)
+    except ValueError as e:
+        raise ValueError(f"fit: {e}") from None
+    if iters is not None:
+        if iters < 1:
+            raise ValueError(f"fit: iters must be >= 1, got {iters}")
+        total = math.ceil(iters / steps_per_epoch)
+        return Plan(steps_per_epoch, total, iters - (total - 1) * steps_per_epoch)
+    if epochs < 1:
+        raise ValueError(f"fit: epochs must be >= 1, got {epochs}")
+    return Plan(steps_per_epoch, epochs, steps_per_epoch)
+
+
+def check_resume(checkpoint: str | Path, config: Mapping[str, Any], *,
+                 spell: Callable[[str], str] = str) -> None:
+    """``ValueError`` when ``config`` differs from the checkpoint's in a key outside ``RESUME_MAY_DIFFER``.
+
+    Only keys present in ``config`` are compared; ``spell`` names a key in the
+    message (the command line passes ``--option`` spellings).
+    """
+    saved = ckpt_lib.read_config(checkpoint)["config"]
+    diff = {k: (saved.get(k), v) for k, v in config.items()
+            if k not in RESUME_MAY_DIFFER and saved.get(k) != v}
+    if diff:
+        raise ValueError(f"cannot resume from {checkpoint}: the run differs in "
+                         + ", ".join(f"{spell(k)} (saved {a!r}, now {b!r})" for k, (a, b) in diff.items()))
+
+
 def _check_data(x, t, what: str):
     """Validate one ``(x, t)`` pair before anything is compiled; arrays stay where they are."""
     if not isinstance(x, (np.ndarray, jax.Array)):
@@ -102,137 +165,127 @@ def _check_data(x, t, what: str):
     return x, t
 
 
-def make_train_epoch(net: Layer, loss: Loss, optimizer, *, batch_size: int, n_steps: int,
-                     sampling: str = "shuffle", grad_fn: Callable | None = None,
-                     mesh: Mesh | None = None) -> Callable:
-    """The (unjitted) epoch function ``(params, opt_state, state, x, t, key) -> (carry, losses)``.
+def _check_inputs(train_data: tuple, test_data: tuple | None, xla_options) -> tuple[tuple, tuple | None]:
+    if xla_options is not None and (not isinstance(xla_options, Mapping)
+                                    or not all(isinstance(k, str) for k in xla_options)):
+        raise TypeError(f"fit: xla_options must be a dict of XLA option name -> value, got {xla_options!r}")
+    train = _check_data(*train_data, "train")
+    return train, None if test_data is None else _check_data(*test_data, "test")
 
-    ``carry = (params, opt_state, state)``; ``losses: (n_steps,)`` minibatch losses.
-    ``grad_fn`` defaults to ``loss_and_grads(net, loss)`` (the handwritten
-    backward); ``scripts/bench.py`` passes an autodiff one to compare the two
-    inside the identical loop. With a ``mesh`` (see ``fnet.distributed``), ``x`` and
-    ``t`` are the global ``(hosts, n_per_host, ...)`` arrays of ``distributed.put_data``
-    and every minibatch is split over the devices.
-    """
-    if sampling not in SAMPLING:
-        raise ValueError(f"fit: sampling must be one of {SAMPLING}, got {sampling!r}")
-    grad_fn = grad_fn or loss_and_grads(net, loss, train=True)
-    stateful = "state" in net.uses
-    uses_key = "key" in net.uses
 
-    def step(carry, batch, axes=None):
-        params, opt_state, state = carry
-        xb, tb, step_key = batch
-        kwargs = {"key": step_key if uses_key else None, "state": state}
-        if stateful:
-            value, grads, state = grad_fn(params, xb, tb, **kwargs)
-        else:
-            value, grads = grad_fn(params, xb, tb, **kwargs)
-        if axes:  # data parallel: average the handwritten gradients over every device
-            value, grads, state = jax.lax.pmean((value, grads, state), axes)
-        params, opt_state = optimizer.update(grads, opt_state, params)
-        return (params, opt_state, state), value
+def _resolve_mesh(mesh: Mesh | str | None) -> Mesh | None:
+    if isinstance(mesh, str):
+        if mesh != "auto":
+            raise ValueError(f"fit: mesh must be a jax.sharding.Mesh, None or 'auto'; got {mesh!r}")
+        return distributed.default_mesh()
+    return mesh
 
-    def indices(key, n, rows):
-        """``(n_steps, rows)`` example indices for one epoch."""
-        if sampling == "shuffle":
-            return shuffle.permutation(key, n)[: n_steps * rows].reshape(n_steps, rows)
-        return jax.random.randint(key, (n_steps, rows), 0, n)  # the book's np.random.choice
 
-    def gather_step(x, t, axes=None):
-        def body(carry, inputs):
-            rows, step_key = inputs
-            # rows come from a permutation of range(n) or randint(0, n): no bounds clamping needed
-            xb = x.at[rows].get(mode="promise_in_bounds")
-            tb = t.at[rows].get(mode="promise_in_bounds")
-            return step(carry, (xb, tb, step_key), axes)
+@dataclasses.dataclass
+class _Start:
+    """Where training starts: the carry ``(params, opt_state, state)``, the epoch and the history."""
 
-        return body
+    params: Any
+    opt_state: Any
+    state: Any
+    epoch: int
+    history: dict[str, list]
 
-    def epoch(params, opt_state, state, x, t, key):
-        k_order, k_steps = jax.random.split(key)
-        idx = indices(k_order, x.shape[0], batch_size)
-        return jax.lax.scan(gather_step(x, t), (params, opt_state, state),
-                            (idx, jax.random.split(k_steps, n_steps)))
 
+def _start(net: Layer, optimizer, key, input_shape, params, checkpoint, resume: bool,
+           config: dict) -> _Start:
+    @jax.jit  # one compilation, rather than one per eager random op in every layer's init
+    def initial(key, params):
+        if params is None:
+            params, _ = net.init(key, input_shape)
+        return params, optimizer.init(params)
+
+    params, opt_state = initial(key, params)
+    state = net.init_state(input_shape) if "state" in net.uses else None
+    if not resume:
+        return _Start(params, opt_state, state, 0, {k: [] for k in HISTORY_KEYS})
+    if checkpoint is None:
+        raise ValueError("fit: resume=True needs checkpoint=PATH")
+    try:
+        check_resume(checkpoint, config)
+    except ValueError as e:
+        raise ValueError(f"fit: {e}") from None
+    params_like, _ = param_shapes(net, input_shape)
+    ck = ckpt_lib.load(checkpoint, params_like=params_like,
+                       opt_state_like=jax.eval_shape(optimizer.init, params_like), state_like=state)
+    return _Start(ck.params, ck.opt_state, ck.state, ck.epoch,
+                  {k: list(ck.history.get(k, [])) for k in HISTORY_KEYS})
+
+
+def _place(mesh: Mesh | None, carry: tuple, *arrays):
+    """The carry and the data arrays on the device; with a mesh, the carry replicated and
+    each host's examples on its own devices."""
     if mesh is None:
-        return epoch
-
-    hosts, devices = mesh.shape["hosts"], mesh.shape["devices"]
-    per_device = distributed.check_batch(mesh, batch_size)
-    per_host = batch_size // hosts
-
-    def local_epoch(params, opt_state, state, x, t, key):
-        x, t = x[0], t[0]  # this host's examples
-        h, d = jax.lax.axis_index("hosts"), jax.lax.axis_index("devices")
-        k_order, k_steps = jax.random.split(key)
-        if hosts > 1:  # each host shuffles its own shard
-            k_order = jax.random.fold_in(k_order, h)
-        # the host's minibatches, as on one device; this device takes its columns
-        idx = jax.lax.dynamic_slice_in_dim(indices(k_order, x.shape[0], per_host), d * per_device,
-                                           per_device, axis=1)
-        step_keys = jax.random.split(k_steps, n_steps)
-        if uses_key:  # different dropout masks on different devices
-            step_keys = jax.vmap(jax.random.fold_in, (0, None))(step_keys, h * devices + d)
-        return jax.lax.scan(gather_step(x, t, distributed.AXES), (params, opt_state, state), (idx, step_keys))
-
-    return jax.shard_map(local_epoch, mesh=mesh, out_specs=(P(), P()),
-                         in_specs=(P(), P(), P(), P("hosts"), P("hosts"), P()))
+        return carry, [None if a is None else jnp.asarray(a) for a in arrays]
+    put = functools.partial(distributed.put_data, mesh)
+    return distributed.replicate(mesh, carry), [None if a is None else put(a) for a in arrays]
 
 
-def make_evaluate(net: Layer, loss: Loss, *, batch_size: int = 1000, mesh: Mesh | None = None) -> Callable:
-    """The (unjitted) ``(params, state, x, t) -> (mean loss, accuracy)``, in chunks of ``batch_size``.
+def _compile(lowered: dict, xla_options: Mapping[str, Any] | None) -> dict:
+    """Let XLA compile the traced programs side by side in threads (tracing is Python, one at a time)."""
+    options = dict(xla_options or {})
 
-    With a ``mesh``, ``x`` and ``t`` are global ``(hosts, n_per_host, ...)`` arrays
-    and every device evaluates its share of its host's examples.
-    """
-    stateful = "state" in net.uses
+    def compile_one(low):
+        try:
+            return low.compile(options) if options else low.compile()
+        except jax.errors.JaxRuntimeError as e:
+            if not options or "option" not in str(e):
+                raise
+            raise ValueError(f"fit: XLA rejected xla_options={options}: {e}") from None
 
-    def chunk(params, state, xb, tb):
-        y, _, _ = apply(net, params, xb, train=False, state=state if stateful else None)
-        value, _ = loss.forward(y, tb)
-        return value * xb.shape[0], accuracy_of(y, tb) * xb.shape[0]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(lowered))) as pool:
+        return dict(zip(lowered, pool.map(compile_one, lowered.values()), strict=True))
 
-    def sums(params, state, x, t):
-        """Summed loss and number correct over ``x``."""
-        n = x.shape[0]
-        b = min(batch_size, n)
-        m = n // b * b
-        xs = x[:m].reshape(n // b, b, *x.shape[1:])
-        ts = t[:m].reshape(n // b, b, *t.shape[1:])
-        parts = jax.lax.map(lambda xt: chunk(params, state, *xt), (xs, ts))
-        total_loss, correct = jnp.sum(parts[0]), jnp.sum(parts[1])
-        if m < n:  # the tail has a static shape too: no padding, no recompilation
-            tail_loss, tail_correct = chunk(params, state, x[m:], t[m:])
-            total_loss, correct = total_loss + tail_loss, correct + tail_correct
-        return total_loss, correct
 
-    def evaluate(params, state, x, t):
-        total_loss, correct = sums(params, state, x, t)
-        return total_loss / x.shape[0], correct / x.shape[0]
+def _lower(net, loss, optimizer, run: Plan, first_epoch: int, carry, data, run_key, *, batch_size: int,
+           sampling: str, eval_batch_size: int, eval_train: bool, mesh) -> dict:
+    """The programs this run needs, traced: one epoch per distinct step count, and evaluation."""
+    x_train, t_train, x_test, t_test = data
+    params, opt_state, state = carry
+    lowered: dict[Any, Any] = {}
+    for n_steps in {run.steps(e) for e in range(first_epoch, run.total_epochs)}:
+        f = jax.jit(make_train_epoch(net, loss, optimizer, batch_size=batch_size, n_steps=n_steps,
+                                     sampling=sampling, mesh=mesh))
+        lowered[n_steps] = f.lower(params, opt_state, state, x_train, t_train, run_key)
+    evaluate = jax.jit(make_evaluate(net, loss, batch_size=eval_batch_size, mesh=mesh))
+    if eval_train:
+        lowered["train"] = evaluate.lower(params, state, x_train, t_train)
+    if x_test is not None:
+        lowered["test"] = evaluate.lower(params, state, x_test, t_test)
+    return lowered
 
-    if mesh is None:
-        return evaluate
 
-    hosts, devices = mesh.shape["hosts"], mesh.shape["devices"]
-
-    def local_evaluate(params, state, x, t):
-        x, t = x[0], t[0]
-        m = x.shape[0] // devices
-        d = jax.lax.axis_index("devices")
-        total = jnp.zeros(2, jnp.float32)
-        if m:
-            mine = sums(params, state, jax.lax.dynamic_slice_in_dim(x, d * m, m),
-                        jax.lax.dynamic_slice_in_dim(t, d * m, m))
-            total = total + jnp.stack(mine)
-        if devices * m < x.shape[0]:  # the few left over: every device computes them, each counts 1/devices
-            rest = sums(params, state, x[devices * m:], t[devices * m:])
-            total = total + jnp.stack(rest) / devices
-        total = jax.lax.psum(total, distributed.AXES)
-        return total[0] / (hosts * x.shape[0]), total[1] / (hosts * x.shape[0])
-
-    return jax.shard_map(local_evaluate, mesh=mesh, out_specs=(P(), P()),
-                         in_specs=(P(), P(), P("hosts"), P("hosts")))
+def _run_epoch(programs: dict, e: int, n_steps: int, carry: tuple, data, run_key, *, batch_size: int,
+               checkpoint, history: dict) -> tuple[tuple, dict]:
+    """Epoch ``e`` (0-based): train, stop on a non-finite loss, evaluate; returns the new carry and record."""
+    x_train, t_train, x_test, t_test = data
+    t1 = time.perf_counter()
+    new_carry, losses = programs[n_steps](*carry, x_train, t_train, jax.random.fold_in(run_key, e))
+    losses = np.asarray(losses)  # waits for the epoch: the only sync besides the metrics
+    seconds = time.perf_counter() - t1
+    bad = ~np.isfinite(losses)
+    if bad.any():
+        step = int(np.argmax(bad))
+        where = f"; the checkpoint {checkpoint} holds epoch {e}" if checkpoint and e > 0 else ""
+        raise NonFiniteLossError(
+            f"epoch {e + 1}: the training loss became {losses[step]} at step {step + 1} of {n_steps}; "
+            f"training stopped and the parameters from the end of epoch {e} were kept{where}. "
+            "Try a smaller learning rate, check the inputs for NaN, or check that labels are in range.",
+            epoch=e + 1, params=carry[0], opt_state=carry[1], state=carry[2],
+            history={k: np.asarray(v) for k, v in history.items()})
+    params, _, state = new_carry
+    nan = (np.nan, np.nan)
+    tr = programs["train"](params, state, x_train, t_train) if "train" in programs else nan
+    te = programs["test"](params, state, x_test, t_test) if "test" in programs else nan
+    return new_carry, {"epoch": e + 1, "steps": n_steps, "loss": float(losses.mean()),
+                       "train_loss": float(tr[0]), "train_acc": float(tr[1]),
+                       "test_loss": float(te[0]), "test_acc": float(te[1]), "seconds": seconds,
+                       "samples_per_s": n_steps * batch_size / seconds}
 
 
 def _format(rec: dict, total_epochs: int) -> str:
@@ -280,150 +333,39 @@ def fit(net: Layer, loss: Loss, optimizer, train_data: tuple, test_data: tuple |
     NaN or infinite.
     """
     t_start = time.perf_counter()
-    if (epochs is None) == (iters is None):
-        raise ValueError("fit: give exactly one of epochs= or iters=")
-    if xla_options is not None and (not isinstance(xla_options, Mapping)
-                                    or not all(isinstance(k, str) for k in xla_options)):
-        raise TypeError(f"fit: xla_options must be a dict of XLA option name -> value, got {xla_options!r}")
-    x_train, t_train = _check_data(*train_data, "train")
-    if test_data is not None:
-        x_test, t_test = _check_data(*test_data, "test")
-    n = len(x_train)
-    if isinstance(mesh, str):
-        if mesh != "auto":
-            raise ValueError(f"fit: mesh must be a jax.sharding.Mesh, None or 'auto'; got {mesh!r}")
-        mesh = distributed.default_mesh()
-    hosts = 1 if mesh is None else mesh.shape["hosts"]
-    if mesh is not None:
-        try:
-            distributed.check_batch(mesh, batch_size)
-        except ValueError as e:
-            raise ValueError(f"fit: {e}") from None
-    if not 1 <= batch_size // hosts <= n:
-        raise ValueError(f"fit: batch_size must be between 1 and the number of training examples ({n}); "
-                         f"got {batch_size}")
-    steps_per_epoch = n // (batch_size // hosts)
-    if iters is not None:
-        if iters < 1:
-            raise ValueError(f"fit: iters must be >= 1, got {iters}")
-        total_epochs = math.ceil(iters / steps_per_epoch)
-        last_steps = iters - (total_epochs - 1) * steps_per_epoch
-    else:
-        if epochs < 1:
-            raise ValueError(f"fit: epochs must be >= 1, got {epochs}")
-        total_epochs, last_steps = epochs, steps_per_epoch
-
-    run = {"seed": seed, "batch_size": batch_size, "sampling": sampling, "n_train": n}
-    config = {**(config or {}), **run, **({"xla_options": dict(xla_options)} if xla_options else {})}
+    (x_train, t_train), test = _check_inputs(train_data, test_data, xla_options)
+    mesh = _resolve_mesh(mesh)
+    run = plan(len(x_train), batch_size, epochs=epochs, iters=iters, mesh=mesh)
+    config = {**(config or {}), "seed": seed, "batch_size": batch_size, "sampling": sampling,
+              "n_train": len(x_train), **({"xla_options": dict(xla_options)} if xla_options else {})}
     input_shape = (None, *x_train.shape[1:])
-    root = jax.random.key(seed)
-    k_init, run_key = jax.random.split(root)
+    k_init, run_key = jax.random.split(jax.random.key(seed))
+    start = _start(net, optimizer, k_init, input_shape, params, checkpoint, resume, config)
+    if resume and start.epoch >= run.total_epochs and log:
+        log(f"checkpoint {checkpoint} already holds {start.epoch} epochs; nothing to do")
+    carry, data = _place(mesh, (start.params, start.opt_state, start.state), x_train, t_train,
+                         *(test if test is not None else (None, None)))
 
-    @jax.jit  # one compilation, rather than one per eager random op in every layer's init
-    def initial(key, params):
-        if params is None:
-            params, _ = net.init(key, input_shape)
-        return params, optimizer.init(params)
-
-    params, opt_state = initial(k_init, params)
-    state = net.init_state(input_shape) if "state" in net.uses else None
-    history: dict[str, list] = {k: [] for k in HISTORY_KEYS}
-    start_epoch = 0
-
-    if resume:
-        if checkpoint is None:
-            raise ValueError("fit: resume=True needs checkpoint=PATH")
-        saved = ckpt_lib.read_config(checkpoint)["config"]
-        diff = {k: (saved.get(k), v) for k, v in run.items() if saved.get(k) != v}
-        if diff:
-            raise ValueError(f"fit: cannot resume from {checkpoint}: the run differs in "
-                             + ", ".join(f"{k} (saved {a!r}, now {b!r})" for k, (a, b) in diff.items()))
-        params_like, _ = param_shapes(net, input_shape)
-        ck = ckpt_lib.load(checkpoint, params_like=params_like,
-                           opt_state_like=jax.eval_shape(optimizer.init, params_like),
-                           state_like=state)
-        params, opt_state, state, start_epoch = ck.params, ck.opt_state, ck.state, ck.epoch
-        history = {k: list(ck.history.get(k, [])) for k in HISTORY_KEYS}
-        if start_epoch >= total_epochs and log:
-            log(f"checkpoint {checkpoint} already holds {start_epoch} epochs; nothing to do")
-
-    if mesh is None:
-        place = jnp.asarray
-    else:  # replicated state; each host's examples on its own devices
-        params, opt_state, state = distributed.replicate(mesh, (params, opt_state, state))
-        place = functools.partial(distributed.put_data, mesh)
-    x_train, t_train = place(x_train), place(t_train)
-    if test_data is not None:
-        x_test, t_test = place(x_test), place(t_test)
-    writer = jax.process_index() == 0
-
-    # Ahead-of-time compilation, measured apart from training: trace each function
-    # (Python, one at a time), then let XLA compile them side by side in threads.
-    t0 = time.perf_counter()
-    lowered: dict[Any, Any] = {}
-    for n_steps in {steps_per_epoch if e < total_epochs - 1 else last_steps
-                    for e in range(start_epoch, total_epochs)}:
-        f = jax.jit(make_train_epoch(net, loss, optimizer, batch_size=batch_size, n_steps=n_steps,
-                                     sampling=sampling, mesh=mesh))
-        lowered[n_steps] = f.lower(params, opt_state, state, x_train, t_train, run_key)
-    evaluate = jax.jit(make_evaluate(net, loss, batch_size=eval_batch_size, mesh=mesh))
-    if eval_train:
-        lowered["train"] = evaluate.lower(params, state, x_train, t_train)
-    if test_data is not None:
-        lowered["test"] = evaluate.lower(params, state, x_test, t_test)
-    options = dict(xla_options or {})
-
-    def compile_one(low):
-        try:
-            return low.compile(options) if options else low.compile()
-        except jax.errors.JaxRuntimeError as e:
-            if not options or "option" not in str(e):
-                raise
-            raise ValueError(f"fit: XLA rejected xla_options={options}: {e}") from None
-
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(lowered))) as pool:
-        compiled = dict(zip(lowered, pool.map(compile_one, lowered.values()), strict=True))
-    eval_on_train, eval_on_test = compiled.get("train"), compiled.get("test")
+    t0 = time.perf_counter()  # ahead-of-time compilation, measured apart from training
+    programs = _compile(_lower(net, loss, optimizer, run, start.epoch, carry, data, run_key,
+                               batch_size=batch_size, sampling=sampling, eval_batch_size=eval_batch_size,
+                               eval_train=eval_train, mesh=mesh), xla_options)
     compile_seconds = time.perf_counter() - t0
 
-    train_seconds = 0.0
+    history, train_seconds = start.history, 0.0
     elapsed0 = history["elapsed"][-1] if history["elapsed"] else 0.0
     t_loop = time.perf_counter()
-    for e in range(start_epoch, total_epochs):
-        n_steps = steps_per_epoch if e < total_epochs - 1 else last_steps
-        key = jax.random.fold_in(run_key, e)
-        t1 = time.perf_counter()
-        (new_params, new_opt_state, new_state), losses = compiled[n_steps](
-            params, opt_state, state, x_train, t_train, key)
-        losses = np.asarray(losses)  # waits for the epoch: the only sync besides the metrics
-        seconds = time.perf_counter() - t1
-        train_seconds += seconds
-        bad = ~np.isfinite(losses)
-        if bad.any():
-            step = int(np.argmax(bad))
-            where = f"; the checkpoint {checkpoint} holds epoch {e}" if checkpoint and e > 0 else ""
-            raise NonFiniteLossError(
-                f"epoch {e + 1}: the training loss became {losses[step]} at step {step + 1} of {n_steps}; "
-                f"training stopped and the parameters from the end of epoch {e} were kept{where}. "
-                "Try a smaller learning rate, check the inputs for NaN, or check that labels are in range.",
-                epoch=e + 1, params=params, opt_state=opt_state, state=state,
-                history={k: np.asarray(v) for k, v in history.items()})
-        params, opt_state, state = new_params, new_opt_state, new_state
-        nan = (np.nan, np.nan)
-        tr = eval_on_train(params, state, x_train, t_train) if eval_on_train is not None else nan
-        te = eval_on_test(params, state, x_test, t_test) if eval_on_test is not None else nan
-        rec = {"epoch": e + 1, "steps": n_steps, "loss": float(losses.mean()),
-               "train_loss": float(tr[0]), "train_acc": float(tr[1]),
-               "test_loss": float(te[0]), "test_acc": float(te[1]), "seconds": seconds,
-               "samples_per_s": n_steps * batch_size / seconds,
-               "elapsed": elapsed0 + time.perf_counter() - t_loop}
+    for e in range(start.epoch, run.total_epochs):
+        carry, rec = _run_epoch(programs, e, run.steps(e), carry, data, run_key, batch_size=batch_size,
+                                checkpoint=checkpoint, history=history)
+        train_seconds += rec["seconds"]
+        rec["elapsed"] = elapsed0 + time.perf_counter() - t_loop
         for k in HISTORY_KEYS:
             history[k].append(rec[k])
         if log:
-            log(_format(rec, total_epochs))
-        if checkpoint is not None and writer:
+            log(_format(rec, run.total_epochs))
+        if checkpoint is not None and jax.process_index() == 0:
             ckpt_lib.save(checkpoint, ckpt_lib.Checkpoint(
-                params, opt_state, state, run_key, e + 1, {k: np.asarray(v) for k, v in history.items()},
-                config))
-    return TrainResult(params, opt_state, state, {k: np.asarray(v) for k, v in history.items()},
-                       len(history["epoch"]), compile_seconds, train_seconds, time.perf_counter() - t_start)
+                *carry, run_key, e + 1, {k: np.asarray(v) for k, v in history.items()}, config))
+    return TrainResult(*carry, {k: np.asarray(v) for k, v in history.items()}, len(history["epoch"]),
+                       compile_seconds, train_seconds, time.perf_counter() - t_start)

@@ -138,3 +138,22 @@ def test_xla_options_reach_the_compiler(fashion_small):
     assert logged == []  # rejected before any training
     with pytest.raises(TypeError, match="xla_options must be a dict of XLA option name -> value"):
         _fit(fashion_small, epochs=1, xla_options=["xla_cpu_enable_fast_math"])
+
+
+def test_one_resume_check_for_fit_and_the_command_line(tmp_path, fashion_small):
+    path = tmp_path / "run.npz"
+    _fit(fashion_small, epochs=1, checkpoint=path, config={"model": "two_layer", "hidden": [5]}, log=None)
+    # what may change on resume (how long, what is evaluated) is not compared; everything else is
+    train.check_resume(path, {"model": "two_layer", "epochs": 9, "iters": 5, "no_eval_train": True})
+    with pytest.raises(ValueError, match=r"differs in --hidden \(saved \[5\], now \[6\]\), --seed "
+                                         r"\(saved 0, now 1\)"):
+        train.check_resume(path, {"hidden": [6], "seed": 1, "epochs": 2}, spell=lambda k: f"--{k}")
+
+
+def test_check_batch_size_names_the_option():
+    assert train.check_batch_size(100, 3000) == 100
+    with pytest.raises(ValueError, match=r"--batch-size must be between 1 .* \(50\); got 100: --batch-size "
+                                         r"100 is larger than the training set \(50 examples\)"):
+        train.check_batch_size(100, 50, what="--batch-size")
+    with pytest.raises(ValueError, match=r"batch_size must be between 1 .*; got 0$"):
+        train.check_batch_size(0, 50)

@@ -1,0 +1,173 @@
+"""The compiled programs of training: one epoch of minibatch updates, and evaluation.
+
+``make_train_epoch`` builds the function ``fnet.train.fit`` jits once per epoch
+shape; ``make_evaluate`` the chunked evaluation of loss and accuracy. Both are
+plain (unjitted) functions, so ``scripts/bench.py`` can time the very epoch
+``fit`` runs, with the handwritten backward or, for comparison, autodiff.
+
+Per epoch, on the device and with no Python work per step:
+
+1. shuffle: one ``fnet.shuffle.permutation`` of the training set (JAX's
+   algorithm with a cheaper sort), reshaped into a ``(steps, batch)`` array of
+   example indices (or, with ``sampling="replacement"``, the book's
+   ``np.random.choice`` per step: ``steps x batch`` random indices);
+2. ``lax.scan`` over those index rows: gather the minibatch, forward, loss,
+   handwritten backward, optimizer update. (Gathering inside the scan rather
+   than the whole epoch up front needs 1 MiB of scratch memory instead of a
+   second copy of the data set; timings in ``docs/speed.md``.)
+
+``steps = n_train // batch_size``: the final partial batch is **dropped**; since
+every epoch draws a new permutation, a different remainder is left out each
+time and no example is lost for good.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
+
+from fnet import distributed, shuffle
+from fnet.core import Layer, apply
+from fnet.losses import Loss
+from fnet.net import accuracy_of, loss_and_grads
+
+__all__ = ["SAMPLING", "make_evaluate", "make_train_epoch"]
+
+SAMPLING = ("shuffle", "replacement")
+
+
+def make_train_epoch(net: Layer, loss: Loss, optimizer, *, batch_size: int, n_steps: int,
+                     sampling: str = "shuffle", grad_fn: Callable | None = None,
+                     mesh: Mesh | None = None) -> Callable:
+    """The (unjitted) epoch function ``(params, opt_state, state, x, t, key) -> (carry, losses)``.
+
+    ``carry = (params, opt_state, state)``; ``losses: (n_steps,)`` minibatch losses.
+    ``grad_fn`` defaults to ``loss_and_grads(net, loss)`` (the handwritten
+    backward); ``scripts/bench.py`` passes an autodiff one to compare the two
+    inside the identical loop. With a ``mesh`` (see ``fnet.distributed``), ``x`` and
+    ``t`` are the global ``(hosts, n_per_host, ...)`` arrays of ``distributed.put_data``
+    and every minibatch is split over the devices.
+    """
+    if sampling not in SAMPLING:
+        raise ValueError(f"fit: sampling must be one of {SAMPLING}, got {sampling!r}")
+    grad_fn = grad_fn or loss_and_grads(net, loss, train=True)
+    stateful = "state" in net.uses
+    uses_key = "key" in net.uses
+
+    def step(carry, batch, axes=None):
+        params, opt_state, state = carry
+        xb, tb, step_key = batch
+        kwargs = {"key": step_key if uses_key else None, "state": state}
+        if stateful:
+            value, grads, state = grad_fn(params, xb, tb, **kwargs)
+        else:
+            value, grads = grad_fn(params, xb, tb, **kwargs)
+        if axes:  # data parallel: average the handwritten gradients over every device
+            value, grads, state = jax.lax.pmean((value, grads, state), axes)
+        params, opt_state = optimizer.update(grads, opt_state, params)
+        return (params, opt_state, state), value
+
+    def indices(key, n, rows):
+        """``(n_steps, rows)`` example indices for one epoch."""
+        if sampling == "shuffle":
+            return shuffle.permutation(key, n)[: n_steps * rows].reshape(n_steps, rows)
+        return jax.random.randint(key, (n_steps, rows), 0, n)  # the book's np.random.choice
+
+    def gather_step(x, t, axes=None):
+        def body(carry, inputs):
+            rows, step_key = inputs
+            # rows come from a permutation of range(n) or randint(0, n): no bounds clamping needed
+            xb = x.at[rows].get(mode="promise_in_bounds")
+            tb = t.at[rows].get(mode="promise_in_bounds")
+            return step(carry, (xb, tb, step_key), axes)
+
+        return body
+
+    def epoch(params, opt_state, state, x, t, key):
+        k_order, k_steps = jax.random.split(key)
+        idx = indices(k_order, x.shape[0], batch_size)
+        return jax.lax.scan(gather_step(x, t), (params, opt_state, state),
+                            (idx, jax.random.split(k_steps, n_steps)))
+
+    if mesh is None:
+        return epoch
+
+    hosts, devices = mesh.shape["hosts"], mesh.shape["devices"]
+    per_device = distributed.check_batch(mesh, batch_size)
+    per_host = batch_size // hosts
+
+    def local_epoch(params, opt_state, state, x, t, key):
+        x, t = x[0], t[0]  # this host's examples
+        h, d = jax.lax.axis_index("hosts"), jax.lax.axis_index("devices")
+        k_order, k_steps = jax.random.split(key)
+        if hosts > 1:  # each host shuffles its own shard
+            k_order = jax.random.fold_in(k_order, h)
+        # the host's minibatches, as on one device; this device takes its columns
+        idx = jax.lax.dynamic_slice_in_dim(indices(k_order, x.shape[0], per_host), d * per_device,
+                                           per_device, axis=1)
+        step_keys = jax.random.split(k_steps, n_steps)
+        if uses_key:  # different dropout masks on different devices
+            step_keys = jax.vmap(jax.random.fold_in, (0, None))(step_keys, h * devices + d)
+        return jax.lax.scan(gather_step(x, t, distributed.AXES), (params, opt_state, state), (idx, step_keys))
+
+    return jax.shard_map(local_epoch, mesh=mesh, out_specs=(P(), P()),
+                         in_specs=(P(), P(), P(), P("hosts"), P("hosts"), P()))
+
+
+def make_evaluate(net: Layer, loss: Loss, *, batch_size: int = 1000, mesh: Mesh | None = None) -> Callable:
+    """The (unjitted) ``(params, state, x, t) -> (mean loss, accuracy)``, in chunks of ``batch_size``.
+
+    With a ``mesh``, ``x`` and ``t`` are global ``(hosts, n_per_host, ...)`` arrays
+    and every device evaluates its share of its host's examples.
+    """
+    stateful = "state" in net.uses
+
+    def chunk(params, state, xb, tb):
+        y, _, _ = apply(net, params, xb, train=False, state=state if stateful else None)
+        value, _ = loss.forward(y, tb)
+        return value * xb.shape[0], accuracy_of(y, tb) * xb.shape[0]
+
+    def sums(params, state, x, t):
+        """Summed loss and number correct over ``x``."""
+        n = x.shape[0]
+        b = min(batch_size, n)
+        m = n // b * b
+        xs = x[:m].reshape(n // b, b, *x.shape[1:])
+        ts = t[:m].reshape(n // b, b, *t.shape[1:])
+        parts = jax.lax.map(lambda xt: chunk(params, state, *xt), (xs, ts))
+        total_loss, correct = jnp.sum(parts[0]), jnp.sum(parts[1])
+        if m < n:  # the tail has a static shape too: no padding, no recompilation
+            tail_loss, tail_correct = chunk(params, state, x[m:], t[m:])
+            total_loss, correct = total_loss + tail_loss, correct + tail_correct
+        return total_loss, correct
+
+    def evaluate(params, state, x, t):
+        total_loss, correct = sums(params, state, x, t)
+        return total_loss / x.shape[0], correct / x.shape[0]
+
+    if mesh is None:
+        return evaluate
+
+    hosts, devices = mesh.shape["hosts"], mesh.shape["devices"]
+
+    def local_evaluate(params, state, x, t):
+        x, t = x[0], t[0]
+        m = x.shape[0] // devices
+        d = jax.lax.axis_index("devices")
+        total = jnp.zeros(2, jnp.float32)
+        if m:
+            mine = sums(params, state, jax.lax.dynamic_slice_in_dim(x, d * m, m),
+                        jax.lax.dynamic_slice_in_dim(t, d * m, m))
+            total = total + jnp.stack(mine)
+        if devices * m < x.shape[0]:  # the few left over: every device computes them, each counts 1/devices
+            rest = sums(params, state, x[devices * m:], t[devices * m:])
+            total = total + jnp.stack(rest) / devices
+        total = jax.lax.psum(total, distributed.AXES)
+        return total[0] / (hosts * x.shape[0]), total[1] / (hosts * x.shape[0])
+
+    return jax.shard_map(local_evaluate, mesh=mesh, out_specs=(P(), P()),
+                         in_specs=(P(), P(), P("hosts"), P("hosts")))
