@@ -5,6 +5,8 @@
   reports and summaries, so a parameter has the same name everywhere it is shown.
 - ``Static``: a Python value carried inside a cache as pytree metadata.
 - ``book_names``: params by the book's flat names (``W1``, ``b1``, ...).
+- ``leaves_with_paths`` and ``check_like``: a pytree checked against the
+  structure and shapes of ``params``, the error naming the first path that differs.
 
 This module imports nothing from fnet.
 """
@@ -15,6 +17,7 @@ import dataclasses
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 
 
 def key_str(entry) -> str:
@@ -60,3 +63,41 @@ def book_names(params) -> dict:
     if not named:
         raise KeyError(f"book_names: no Affine<i> or BatchNorm<i> entries in params (keys {list(params)})")
     return named
+
+
+def leaves_with_paths(tree) -> list[tuple[str, Any]]:
+    """``[(path, leaf)]`` in ``jax.tree.leaves`` order, paths as ``"affine_0/W"``."""
+    flat, _ = jax.tree_util.tree_flatten_with_path(tree)
+    return [(path_str(p) or "<root>", x) for p, x in flat]
+
+
+def _empty(x) -> bool:
+    return x is None or (isinstance(x, (dict, list, tuple)) and len(x) == 0)
+
+
+def _outline(tree) -> dict[tuple, str]:
+    """Every leaf and every empty container, by key path, with what it is."""
+    flat, _ = jax.tree_util.tree_flatten_with_path(tree, is_leaf=_empty)
+    return {tuple(key_str(e) for e in p): (repr(x) if _empty(x) else "an array") for p, x in flat}
+
+
+def check_like(where: str, what: str, tree, params) -> None:
+    """``tree`` must have the structure and leaf shapes of ``params``, else ValueError at the first path."""
+    if jax.tree.structure(tree) != jax.tree.structure(params):
+        want, got = _outline(params), _outline(tree)
+        diffs = []
+        for path, kind in want.items():
+            if path not in got:
+                diffs.append(f"{'/'.join(path)!r} is in params but missing from {what}")
+            elif got[path] != kind:
+                diffs.append(f"at {'/'.join(path)!r} params hold {kind} but {what} hold {got[path]}")
+        diffs += [f"{'/'.join(p)!r} is in {what} but not in params" for p in got if p not in want]
+        if not diffs:
+            diffs = [f"the containers differ: params are {jax.tree.structure(params)}, "
+                     f"{what} are {jax.tree.structure(tree)}"]
+        more = f" (and {len(diffs) - 1} more difference(s))" if len(diffs) > 1 else ""
+        raise ValueError(f"{where}: {what} do not match params: {diffs[0]}{more}")
+    for (path, x), w in zip(leaves_with_paths(tree), jax.tree.leaves(params), strict=True):
+        if jnp.shape(x) != jnp.shape(w):
+            raise ValueError(f"{where}: {what} at {path!r} has shape {jnp.shape(x)}, but the parameter "
+                             f"has shape {jnp.shape(w)}")

@@ -49,10 +49,7 @@ A training step under ``jit``, and many of them under ``lax.scan``::
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
-import math
-import numbers
 import re
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
@@ -60,39 +57,12 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from fnet import _args
-from fnet._trees import key_str, path_str
-from fnet.schedules import Schedule
+from fnet._optimizer import DecayMask, LearningRate, Optimizer, OptState, Params, lift, one_minus_pow
 
-Params = Any  # a pytree of floating-point arrays
-OptState = dict  # {"step": int32 scalar, slot name: pytree shaped like params}
-LearningRate = float | Callable[[jax.Array], jax.Array]
-DecayMask = Callable[[str, jax.Array], bool]
-
-
-@dataclasses.dataclass(frozen=True)
-class Optimizer:
-    """An optimizer: a name and two pure functions (see the module docstring).
-
-    **Fields:**
-
-    - ``name``: the constructor's name, e.g. ``"adam"``.
-    - ``init(params) -> state``.
-    - ``update(grads, state, params) -> (new_params, new_state)``.
-    - ``hyperparams``: ``(name, value)`` pairs, shown by the repr
-      (``optim.adam(lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08)``).
-    """
-
-    name: str
-    init: Callable[[Params], OptState]
-    update: Callable[[Params, OptState, Params], tuple[Params, OptState]]
-    hyperparams: tuple[tuple[str, Any], ...] = ()
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={_fmt(v)}" for k, v in self.hyperparams)
-        return f"optim.{self.name}({args})"
+__all__ = ["OPTIMIZERS", "DecayMask", "LearningRate", "OptState", "Optimizer", "Params", "adagrad", "adam",
+           "by_name", "momentum", "nesterov", "rmsprop", "sgd", "weights_only"]
 
 
 def weights_only(path: str, param: jax.Array) -> bool:
@@ -118,7 +88,7 @@ def sgd(lr: LearningRate = 0.01, *, weight_decay: float = 0.0,
     def rule(w, g, slots, lr, t):
         return w - lr * g, ()
 
-    return _optimizer("sgd", (), lr, weight_decay, decay_mask, (), rule)
+    return lift("sgd", (), lr, weight_decay, decay_mask, (), rule)
 
 
 def momentum(lr: LearningRate = 0.01, momentum: float = 0.9, *, weight_decay: float = 0.0,
@@ -136,7 +106,7 @@ def momentum(lr: LearningRate = 0.01, momentum: float = 0.9, *, weight_decay: fl
         v = alpha * v - lr * g
         return w + v, (v,)
 
-    return _optimizer("momentum", (("momentum", alpha),), lr, weight_decay, decay_mask, ("v",), rule)
+    return lift("momentum", (("momentum", alpha),), lr, weight_decay, decay_mask, ("v",), rule)
 
 
 def nesterov(lr: LearningRate = 0.01, momentum: float = 0.9, *, weight_decay: float = 0.0,
@@ -167,7 +137,7 @@ def nesterov(lr: LearningRate = 0.01, momentum: float = 0.9, *, weight_decay: fl
         new_w = w + alpha * alpha * v - (1 + alpha) * lr * g
         return new_w, (alpha * v - lr * g,)
 
-    return _optimizer("nesterov", (("momentum", alpha),), lr, weight_decay, decay_mask, ("v",), rule)
+    return lift("nesterov", (("momentum", alpha),), lr, weight_decay, decay_mask, ("v",), rule)
 
 
 def adagrad(lr: LearningRate = 0.01, eps: float = 1e-7, *, weight_decay: float = 0.0,
@@ -185,7 +155,7 @@ def adagrad(lr: LearningRate = 0.01, eps: float = 1e-7, *, weight_decay: float =
         h = h + g * g
         return w - lr * g / (jnp.sqrt(h) + eps), (h,)
 
-    return _optimizer("adagrad", (("eps", eps),), lr, weight_decay, decay_mask, ("h",), rule)
+    return lift("adagrad", (("eps", eps),), lr, weight_decay, decay_mask, ("h",), rule)
 
 
 def rmsprop(lr: LearningRate = 0.01, decay: float = 0.99, eps: float = 1e-7, *,
@@ -204,7 +174,7 @@ def rmsprop(lr: LearningRate = 0.01, decay: float = 0.99, eps: float = 1e-7, *,
         h = rho * h + (1 - rho) * g * g
         return w - lr * g / (jnp.sqrt(h) + eps), (h,)
 
-    return _optimizer("rmsprop", (("decay", rho), ("eps", eps)), lr, weight_decay, decay_mask, ("h",),
+    return lift("rmsprop", (("decay", rho), ("eps", eps)), lr, weight_decay, decay_mask, ("h",),
                       rule)
 
 
@@ -240,11 +210,11 @@ def adam(lr: LearningRate = 0.001, beta1: float = 0.9, beta2: float = 0.999, eps
         m = b1 * m + (1 - b1) * g
         v = b2 * v + (1 - b2) * g * g
         cdt = jnp.promote_types(w.dtype, jnp.float32)  # bias corrections in >= float32
-        m_hat = m / _one_minus_pow(b1, t, cdt)
-        v_hat = v / _one_minus_pow(b2, t, cdt)
+        m_hat = m / one_minus_pow(b1, t, cdt)
+        v_hat = v / one_minus_pow(b2, t, cdt)
         return w - lr * m_hat / (jnp.sqrt(v_hat) + eps), (m, v)
 
-    return _optimizer("adam", (("beta1", b1), ("beta2", b2), ("eps", eps)), lr, weight_decay,
+    return lift("adam", (("beta1", b1), ("beta2", b2), ("eps", eps)), lr, weight_decay,
                       decay_mask, ("m", "v"), rule)
 
 
@@ -281,169 +251,3 @@ def by_name(name: str, **hyperparams: Any) -> Optimizer:
         raise ValueError(f"{key} takes no hyperparameter {', '.join(unknown)}; "
                          f"it takes {', '.join(accepted)}")
     return make(**given)
-
-
-# --------------------------------------------------------------------------- the machinery
-
-# rule(w, g, slots, lr, t) -> (new_w, new_slots): one parameter leaf; ``slots`` are
-# this leaf's entries of the state's slot trees, ``lr`` is a scalar (a Python float or
-# an array of w's dtype), ``t`` the int32 number of this update.
-Rule = Callable[..., tuple[jax.Array, tuple[jax.Array, ...]]]
-
-
-def _optimizer(name: str, hyper: tuple, lr, weight_decay, decay_mask, slots: tuple[str, ...],
-               rule: Rule) -> Optimizer:
-    """Lift a per-leaf ``rule`` onto parameter pytrees, with lr schedule and weight decay."""
-    lr = _check_lr(name, lr)
-    weight_decay = _args.number(name, "weight_decay", weight_decay)
-    if weight_decay < 0:
-        raise ValueError(f"{name}: weight_decay must be >= 0, got {weight_decay}")
-    if not callable(decay_mask):
-        raise TypeError(f"{name}: decay_mask must be a function (path, param) -> bool, "
-                        f"got {decay_mask!r}")
-
-    def decayed(path: str, w) -> bool:
-        if weight_decay == 0:
-            return False
-        selected = decay_mask(path, w)
-        if not isinstance(selected, (bool, np.bool_)):
-            raise TypeError(f"{name}: decay_mask({path!r}, param) must return a Python bool (it is "
-                            f"evaluated once per parameter when tracing), got {selected!r}")
-        return bool(selected)
-
-    def init(params: Params) -> OptState:
-        leaves = _leaves(params)
-        for path, w in leaves:
-            if not jnp.issubdtype(jnp.result_type(w), jnp.floating):
-                raise TypeError(f"{name}: parameter {path!r} has dtype {jnp.result_type(w)}; "
-                                "optimizers update floating-point parameters only")
-        if weight_decay > 0 and leaves and not any(decayed(p, w) for p, w in leaves):
-            raise ValueError(f"{name}: weight_decay={weight_decay} but decay_mask "
-                             f"{getattr(decay_mask, '__name__', decay_mask)!r} selects none of the "
-                             f"parameters {[p for p, _ in leaves]}; pass decay_mask=... to choose them")
-        state = {"step": jnp.zeros((), jnp.int32)}
-        for s in slots:
-            state[s] = jax.tree.map(lambda w: jnp.zeros(jnp.shape(w), jnp.result_type(w)), params)
-        return state
-
-    def update(grads: Params, state: OptState, params: Params) -> tuple[Params, OptState]:
-        _check_like(f"{name}.update", "grads", grads, params)
-        _check_state(name, state, slots, params)
-        step = state["step"]
-        lr_now = lr if isinstance(lr, float) else _lr_at(name, lr, step)
-        t = step + 1
-        leaves = _leaves(params)
-        treedef = jax.tree.structure(params)
-        g_leaves = jax.tree.leaves(grads)
-        slot_leaves = [jax.tree.leaves(state[s]) for s in slots]
-        new_w, new_slots = [], [[] for _ in slots]
-        for i, ((path, w), g) in enumerate(zip(leaves, g_leaves, strict=True)):
-            dtype = jnp.result_type(w)
-            g = jnp.asarray(g).astype(dtype)
-            if decayed(path, w):
-                g = g + weight_decay * w
-            lr_w = lr_now if isinstance(lr_now, float) else lr_now.astype(dtype)
-            w2, s2 = rule(w, g, tuple(sl[i] for sl in slot_leaves), lr_w, t)
-            new_w.append(jnp.asarray(w2).astype(dtype))
-            for out, s in zip(new_slots, s2, strict=True):
-                out.append(jnp.asarray(s).astype(dtype))
-        new_state = {"step": step + 1}
-        for s, out in zip(slots, new_slots, strict=True):
-            new_state[s] = jax.tree.unflatten(treedef, out)
-        return jax.tree.unflatten(treedef, new_w), new_state
-
-    shown = (("lr", lr), *hyper)
-    if weight_decay > 0:
-        shown = (*shown, ("weight_decay", weight_decay), ("decay_mask", decay_mask))
-    return Optimizer(name, init, update, shown)
-
-
-def _one_minus_pow(beta: float, t: jax.Array, dtype) -> jax.Array:
-    """``1 - beta**t`` without cancellation: ``-expm1(t * log(beta))``, log taken in float64."""
-    if beta == 0:
-        return jnp.ones((), dtype)
-    return -jnp.expm1(t.astype(dtype) * math.log(beta))
-
-
-def _lr_at(name: str, schedule: Callable, step: jax.Array) -> jax.Array:
-    value = jnp.asarray(schedule(step))
-    if value.shape != ():
-        raise ValueError(f"{name}: the learning-rate schedule must return a scalar, got shape "
-                         f"{value.shape} from {schedule!r}")
-    return value
-
-
-# --------------------------------------------------------------------------- pytree checks
-
-
-def _path_str(path) -> str:
-    return path_str(path) or "<root>"
-
-
-def _leaves(tree) -> list[tuple[str, Any]]:
-    """``[(path, leaf)]`` in ``jax.tree.leaves`` order, paths as ``"affine_0/W"``."""
-    flat, _ = jax.tree_util.tree_flatten_with_path(tree)
-    return [(_path_str(p), x) for p, x in flat]
-
-
-def _empty(x) -> bool:
-    return x is None or (isinstance(x, (dict, list, tuple)) and len(x) == 0)
-
-
-def _outline(tree) -> dict[tuple, str]:
-    """Every leaf and every empty container, by key path, with what it is."""
-    flat, _ = jax.tree_util.tree_flatten_with_path(tree, is_leaf=_empty)
-    return {tuple(key_str(e) for e in p): (repr(x) if _empty(x) else "an array") for p, x in flat}
-
-
-def _check_like(where: str, what: str, tree, params) -> None:
-    """``tree`` must have the structure and leaf shapes of ``params``, else ValueError at the first path."""
-    if jax.tree.structure(tree) != jax.tree.structure(params):
-        want, got = _outline(params), _outline(tree)
-        diffs = []
-        for path, kind in want.items():
-            if path not in got:
-                diffs.append(f"{'/'.join(path)!r} is in params but missing from {what}")
-            elif got[path] != kind:
-                diffs.append(f"at {'/'.join(path)!r} params hold {kind} but {what} hold {got[path]}")
-        diffs += [f"{'/'.join(p)!r} is in {what} but not in params" for p in got if p not in want]
-        if not diffs:
-            diffs = [f"the containers differ: params are {jax.tree.structure(params)}, "
-                     f"{what} are {jax.tree.structure(tree)}"]
-        more = f" (and {len(diffs) - 1} more difference(s))" if len(diffs) > 1 else ""
-        raise ValueError(f"{where}: {what} do not match params: {diffs[0]}{more}")
-    for (path, x), w in zip(_leaves(tree), jax.tree.leaves(params), strict=True):
-        if jnp.shape(x) != jnp.shape(w):
-            raise ValueError(f"{where}: {what} at {path!r} has shape {jnp.shape(x)}, but the parameter "
-                             f"has shape {jnp.shape(w)}")
-
-
-def _check_state(name: str, state, slots: tuple[str, ...], params) -> None:
-    keys = ["step", *slots]
-    if not isinstance(state, Mapping) or sorted(state) != sorted(keys):
-        got = sorted(state) if isinstance(state, Mapping) else type(state).__name__
-        raise ValueError(f"{name}.update: state must be the dict that {name}.init(params) returned, "
-                         f"with keys {keys}; got {got}")
-    step = state["step"]
-    if jnp.shape(step) != () or not jnp.issubdtype(jnp.result_type(step), jnp.integer):
-        raise ValueError(f"{name}.update: state['step'] must be an integer scalar array, got "
-                         f"{jnp.result_type(step)} of shape {jnp.shape(step)}")
-    for s in slots:
-        _check_like(f"{name}.update", f"state[{s!r}]", state[s], params)
-
-
-# --------------------------------------------------------------------------- hyperparameter checks
-
-
-def _check_lr(name: str, lr) -> LearningRate:
-    if callable(lr):
-        return lr
-    if isinstance(lr, bool) or not isinstance(lr, numbers.Real):
-        raise TypeError(f"{name}: lr must be a positive number or a schedule step -> lr, got {lr!r}")
-    return _args.positive(name, "lr", lr)
-
-
-def _fmt(value) -> str:
-    if isinstance(value, Schedule) or not callable(value):
-        return repr(value)
-    return getattr(value, "__qualname__", repr(value))
