@@ -1,7 +1,13 @@
-"""Validation of hyperparameters, shared by optimizers and schedules.
+"""Validation of numbers and counts given to constructors: one helper for the whole library.
 
-``where`` names the function the value was given to (``"adam"``,
-``"schedules.cosine"``), so every message says where to look.
+Layers (``affine``, ``conv2d``, ``dropout``, ``batch_norm``, ...), graph nodes,
+optimizers, schedules, the shuffle, ``summary``, ``gradcheck`` and ``fit``
+check their arguments here, so every message has one shape: ``where`` names
+the function the value was given to (``"adam"``, ``"schedules.cosine"``,
+``"dropout"``), then the argument, what it must be, and what it got.
+
+A value of the wrong type raises ``ArgumentTypeError``, which is both a
+``TypeError`` and a ``ValueError``; a value out of range raises ``ValueError``.
 """
 
 from __future__ import annotations
@@ -10,37 +16,61 @@ import math
 import numbers
 
 
-def number(where: str, arg: str, value) -> float:
-    """``value`` as a finite float, or a ``TypeError``/``ValueError`` naming ``where`` and ``arg``."""
+class ArgumentTypeError(TypeError, ValueError):
+    """An argument of the wrong type (a string for a number, a float for a count)."""
+
+
+def _named(where: str, arg: str, about: str) -> str:
+    return f"{where}: {arg}" + (f" is {about} and" if about else "")
+
+
+def number(where: str, arg: str, value, *, about: str = "", need: str = "a number") -> float:
+    """``value`` as a finite float. ``about`` says what the argument means, ``need`` what it must be."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{where}: {arg} must be a number, got {value!r}")
+        raise ArgumentTypeError(f"{_named(where, arg, about)} must be {need}, got {value!r}")
     value = float(value)
     if not math.isfinite(value):
-        raise ValueError(f"{where}: {arg} must be finite, got {value}")
+        raise ValueError(f"{_named(where, arg, about)} must be finite, got {value}")
     return value
 
 
-def positive(where: str, arg: str, value) -> float:
+def positive(where: str, arg: str, value, *, about: str = "") -> float:
     """A number > 0."""
-    value = number(where, arg, value)
+    value = number(where, arg, value, about=about)
     if not value > 0:
-        raise ValueError(f"{where}: {arg} must be > 0, got {value}")
+        raise ValueError(f"{_named(where, arg, about)} must be a positive number, got {value:g}")
     return value
 
 
-def in_unit(where: str, arg: str, value) -> float:
-    """A number in [0, 1)."""
-    value = number(where, arg, value)
-    if not 0 <= value < 1:
-        raise ValueError(f"{where}: {arg} must be in [0, 1), got {value}")
+def non_negative(where: str, arg: str, value, *, about: str = "") -> float:
+    """A number >= 0."""
+    value = number(where, arg, value, about=about)
+    if not value >= 0:
+        raise ValueError(f"{_named(where, arg, about)} must be >= 0, got {value:g}")
     return value
+
+
+def interval(where: str, arg: str, value, low: float, high: float, *, closed: bool = True,
+             about: str = "", hint: str = "") -> float:
+    """A number in ``[low, high]`` (``closed``) or ``[low, high)``; ``hint`` is appended to the message."""
+    text = f"[{low:g}, {high:g}{']' if closed else ')'}"
+    value = number(where, arg, value, about=about, need=f"a number in {text}")
+    if not (low <= value <= high if closed else low <= value < high):
+        raise ValueError(f"{_named(where, arg, about)} must be in {text}, got {value:g}{hint}")
+    return value
+
+
+def in_unit(where: str, arg: str, value, *, about: str = "") -> float:
+    """A number in [0, 1): a probability of dropping, a decay, a momentum."""
+    return interval(where, arg, value, 0, 1, closed=False, about=about)
 
 
 def count(where: str, arg: str, value, minimum: int) -> int:
-    """An int >= ``minimum``."""
+    """An int >= ``minimum`` (a Python or NumPy integer; not a bool, not a float)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{where}: {arg} must be an int, got {value!r}")
+        raise ArgumentTypeError(f"{where}: {arg} must be an int >= {minimum}, got {value!r}")
     value = int(value)
     if value < minimum:
-        raise ValueError(f"{where}: {arg} must be >= {minimum}, got {value}")
+        need = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+        raise ValueError(f"{where}: {arg} must be {need}, got {value}")
     return value

@@ -31,6 +31,8 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from fnet import _args
+
 AXES = ("hosts", "devices")
 
 
@@ -58,8 +60,7 @@ def make_mesh(devices: int | None = None) -> Mesh:
     hosts = jax.process_count()
     available = jax.devices()
     devices = len(available) if devices is None else devices
-    if not isinstance(devices, int) or devices < 1:
-        raise ValueError(f"make_mesh: devices must be a positive int, got {devices!r}")
+    devices = _args.count("make_mesh", "devices", devices, 1)
     if devices > len(available):
         raise ValueError(f"make_mesh: {devices} devices requested, but only {len(available)} are visible "
                          f"({available[0].platform}). On a CPU, XLA_FLAGS="

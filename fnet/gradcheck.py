@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fnet import _args
 from fnet._trees import book_names, path_str
 
 Params = Any  # a pytree of floating-point arrays
@@ -105,8 +106,7 @@ def numerical_gradient(f: Callable[[Params], jax.Array], params: Params, eps: fl
     exactly, and otherwise to rounding: a vmapped ``f`` may add up its terms
     in another order.
     """
-    if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
-        raise ValueError(f"numerical_gradient: chunk_size must be a positive int, got {chunk_size!r}")
+    chunk_size = _args.count("numerical_gradient", "chunk_size", chunk_size, 1)
     leaves, treedef = jax.tree.flatten(params)
     leaves = [jnp.asarray(leaf) for leaf in leaves]
     for leaf in leaves:

@@ -16,6 +16,8 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from fnet import _args
+
 Initializer = Callable[[jax.Array, tuple, jnp.dtype], jax.Array]
 
 
@@ -26,8 +28,7 @@ def fan_in(shape: tuple) -> int:
 
 def normal(std: float = 0.01) -> Initializer:
     """``std * N(0, 1)``: the book's ``weight_init_std * np.random.randn(...)``."""
-    if not std >= 0:
-        raise ValueError(f"initializers.normal: std must be >= 0, got {std}")
+    std = _args.non_negative("initializers.normal", "std", std)
     if std == 0:
         return zeros()
 

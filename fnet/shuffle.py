@@ -23,11 +23,12 @@ index bits (over a million examples), the keys would be too short and
 from __future__ import annotations
 
 import math
-import numbers
 
 import jax
 import jax.numpy as jnp
 from jax import lax
+
+from fnet import _args
 
 MIN_KEY_BITS = 12  # below this many random bits per round, defer to jax.random.permutation
 
@@ -48,9 +49,7 @@ def permutation(key: jax.Array, n: int, *, key_bits: int | None = None,
     Same key, same permutation (on every backend). It is a different
     permutation from ``jax.random.permutation(key, n)`` for the same key.
     """
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
-        raise ValueError(f"shuffle.permutation: n must be an int >= 0, got {n!r}")
-    n = int(n)
+    n = _args.count("shuffle.permutation", "n", n, 0)
     if n <= 1:
         return jnp.arange(n, dtype=jnp.int32)
     index_bits = (n - 1).bit_length()

@@ -11,6 +11,7 @@ import math
 import jax
 import jax.numpy as jnp
 
+from fnet import _args
 from fnet.core import Layer, Shape, apply, check_shape, param_shapes
 from fnet.errors import shape_str
 
@@ -39,9 +40,8 @@ def summary(net: Layer, input_shape: Shape, batch_size: int | None = None, *,
     """
     shape = check_shape(input_shape, "summary")
     dtype = jax.dtypes.canonicalize_dtype(dtype)  # float64 is float32 unless x64 is enabled
-    if batch_size is not None and (not isinstance(batch_size, int) or isinstance(batch_size, bool)
-                                   or batch_size < 1):
-        raise ValueError(f"summary: batch_size must be a positive int, got {batch_size!r}")
+    if batch_size is not None:
+        batch_size = _args.count("summary", "batch_size", batch_size, 1)
     leaves: list[tuple[str, Layer, Shape]] = []
     total, _ = _walk(net, "", shape, leaves)
     header = ["layer", "kind", "output shape", "params"]

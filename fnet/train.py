@@ -34,8 +34,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
+from fnet import _args, distributed
 from fnet import checkpoint as ckpt_lib
-from fnet import distributed
 from fnet.core import Layer, param_shapes
 from fnet.epoch import SAMPLING, make_evaluate, make_train_epoch
 from fnet.losses import Loss
@@ -125,12 +125,10 @@ def plan(n_train: int, batch_size: int, *, epochs: int | None, iters: int | None
     except ValueError as e:
         raise ValueError(f"fit: {e}") from None
     if iters is not None:
-        if iters < 1:
-            raise ValueError(f"fit: iters must be >= 1, got {iters}")
+        iters = _args.count("fit", "iters", iters, 1)
         total = math.ceil(iters / steps_per_epoch)
         return Plan(steps_per_epoch, total, iters - (total - 1) * steps_per_epoch)
-    if epochs < 1:
-        raise ValueError(f"fit: epochs must be >= 1, got {epochs}")
+    epochs = _args.count("fit", "epochs", epochs, 1)
     return Plan(steps_per_epoch, epochs, steps_per_epoch)
 
 

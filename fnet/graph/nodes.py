@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import jax.numpy as jnp
 
+from fnet import _args
 from fnet._trees import Static
 
 
@@ -126,8 +127,7 @@ Derivative: ``1 / x``. Cache: ``x``.
 
 
 def _repeat_forward(x, n: int):
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"graph.repeat: n must be a positive int, got {n!r}")
+    n = _args.count("graph.repeat", "n", n, 1)
     x = jnp.asarray(x)
     return jnp.broadcast_to(x, (n, *x.shape)), ()
 

@@ -7,7 +7,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from fnet import initializers
+from fnet import _args, initializers
 from fnet.core import Layer, check_shape
 from fnet.errors import ShapeError, shape_str
 from fnet.layers._checks import float_input, min_rank
@@ -33,8 +33,7 @@ def affine(out_features: int, *, W_init: initializers.Initializer | float | str 
     ``sqrt(1/D)``); ``b_init`` (same choices; default ``0.0``, zeros); ``dtype`` of the parameters;
     ``in_features``: if given, ``init`` checks that the input provides ``D == in_features``.
     """
-    if not isinstance(out_features, int) or isinstance(out_features, bool) or out_features < 1:
-        raise ValueError(f"affine: out_features must be a positive int, got {out_features!r}")
+    out_features = _args.count("affine", "out_features", out_features, 1)
     W_init = initializers.resolve(W_init, "affine W_init")
     b_init = initializers.resolve(b_init, "affine b_init")
 

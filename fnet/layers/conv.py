@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from fnet import initializers
+from fnet import _args, initializers
 from fnet.core import Layer, Static, check_shape
 from fnet.errors import DTypeError, ShapeError, shape_str
 from fnet.layers import _spatial
@@ -53,8 +53,7 @@ def conv2d(filters: int, kernel_size: int | tuple[int, int], stride: int | tuple
     std (the book's ``weight_init_std``) or an initialiser; ``b_init`` (default
     zeros); ``dtype`` of the parameters. The input must have the kernel's dtype.
     """
-    if not isinstance(filters, int) or isinstance(filters, bool) or filters < 1:
-        raise ValueError(f"conv2d: filters must be a positive int, got {filters!r}")
+    filters = _args.count("conv2d", "filters", filters, 1)
     window = _spatial.pair("conv2d", "kernel_size", kernel_size)
     strides = _spatial.pair("conv2d", "stride", stride)
     pad_spec = _spatial.padding_spec("conv2d", padding)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from fnet import _args
 from fnet.core import Layer, check_shape
 from fnet.errors import ContextError
 from fnet.layers._checks import float_input, mode
@@ -32,9 +33,7 @@ def dropout(rate: float = 0.5) -> Layer:
 
     **Derivative:** ``y = x * m``, so ``dx = dout * m`` (the identity in evaluation).
     """
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
-        raise ValueError(f"dropout: rate is the probability of dropping an entry and must be in "
-                         f"[0, 1); got {rate!r}")
+    rate = _args.in_unit("dropout", "rate", rate, about="the probability of dropping an entry")
     keep = 1.0 - rate
 
     def init(key, input_shape):

@@ -8,15 +8,10 @@ from collections.abc import Mapping
 import jax.numpy as jnp
 from jax import lax
 
+from fnet import _args
 from fnet.core import Layer, Static, check_shape
 from fnet.errors import ContextError, ShapeError, shape_str
 from fnet.layers._checks import float_input, min_rank, mode
-
-
-def _check_positive(layer: str, name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{layer}: {name} must be a positive number, got {value!r}")
-    return float(value)
 
 
 def _gamma_beta(shape, dtype):
@@ -71,10 +66,9 @@ def batch_norm(momentum: float = 0.9, eps: float = 1e-5, *, dtype=jnp.float32) -
     ``sqrt(eps)``); training on a single value per feature (``(1, C)``) is an
     error, since it normalizes every value to 0.
     """
-    if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0 <= momentum <= 1:
-        raise ValueError(f"batch_norm: momentum must be in [0, 1] (running = momentum * running + "
-                         f"(1 - momentum) * batch); got {momentum!r}")
-    eps = _check_positive("batch_norm", "eps", eps)
+    momentum = _args.interval("batch_norm", "momentum", momentum, 0, 1,
+                              hint=" (running = momentum * running + (1 - momentum) * batch)")
+    eps = _args.positive("batch_norm", "eps", eps)
 
     def init(key, input_shape):
         shape = check_shape(input_shape, "batch_norm")
@@ -158,7 +152,7 @@ def layer_norm(eps: float = 1e-5, *, dtype=jnp.float32) -> Layer:
     ``dx = inv_std / D * (D * dxhat - sum(dxhat) - xhat * sum(dxhat * xhat))``;
     ``dgamma = sum(dout * xhat)``, ``dbeta = sum(dout)`` over all axes but the last.
     """
-    eps = _check_positive("layer_norm", "eps", eps)
+    eps = _args.positive("layer_norm", "eps", eps)
 
     def init(key, input_shape):
         shape = check_shape(input_shape, "layer_norm")
