@@ -129,19 +129,6 @@ def _call(layer: Layer, params: Params, x: jax.Array, ctx: Mapping[str, Any]):
     return y, cache, None
 
 
-def output_shape(layer: Layer, input_shape: Shape) -> Shape:
-    """The output shape of ``layer`` for ``input_shape``, without allocating parameters."""
-    box = []
-
-    def run(key):
-        params, shape = layer.init(key, input_shape)
-        box.append(shape)
-        return params
-
-    jax.eval_shape(run, jax.random.key(0))
-    return box[0]
-
-
 def param_shapes(layer: Layer, input_shape: Shape) -> tuple[Any, Shape]:
     """``(params as ShapeDtypeStructs, output_shape)``, without allocating anything."""
     box = []
@@ -153,6 +140,11 @@ def param_shapes(layer: Layer, input_shape: Shape) -> tuple[Any, Shape]:
 
     shapes = jax.eval_shape(run, jax.random.key(0))
     return shapes, box[0]
+
+
+def output_shape(layer: Layer, input_shape: Shape) -> Shape:
+    """The output shape of ``layer`` for ``input_shape``, without allocating parameters."""
+    return param_shapes(layer, input_shape)[1]
 
 
 # --------------------------------------------------------------------------- sequential

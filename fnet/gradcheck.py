@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fnet import _args
+from fnet._text import table
 from fnet._trees import book_names, path_str
 
 Params = Any  # a pytree of floating-point arrays
@@ -234,16 +235,12 @@ class GradReport:
 
     def format(self) -> str:
         """The table: one row per leaf."""
-        rows = [("param", "book", "shape", "mean|a-b|", "max|a-b|", "at", "max rel", "at", "max|num|")]
-        for d in self.leaves:
-            rows.append((d.path, d.book or "", _shape(d.shape), f"{d.mean_abs:.2e}", f"{d.max_abs:.2e}",
-                         _index(d.max_abs_at), f"{d.max_rel:.2e}", _index(d.max_rel_at), f"{d.scale:.2e}"))
-        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-        lines.insert(1, "  ".join("-" * w for w in widths))
-        lines.append(f"a = backprop, b = numerical; rel = |a-b| / max(|a|+|b|, {REL_FLOOR:g}), "
-                     "the largest over the entries")
-        return "\n".join(lines)
+        header = ("param", "book", "shape", "mean|a-b|", "max|a-b|", "at", "max rel", "at", "max|num|")
+        rows = [(d.path, d.book or "", _shape(d.shape), f"{d.mean_abs:.2e}", f"{d.max_abs:.2e}",
+                 _index(d.max_abs_at), f"{d.max_rel:.2e}", _index(d.max_rel_at), f"{d.scale:.2e}")
+                for d in self.leaves]
+        return (table(header, rows) + f"\na = backprop, b = numerical; rel = |a-b| / max(|a|+|b|, "
+                f"{REL_FLOOR:g}), the largest over the entries")
 
     def __str__(self) -> str:
         return self.format()

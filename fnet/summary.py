@@ -12,6 +12,8 @@ import jax
 import jax.numpy as jnp
 
 from fnet import _args
+from fnet._text import table
+from fnet._trees import path_str
 from fnet.core import Layer, Shape, apply, check_shape, param_shapes
 from fnet.errors import shape_str
 
@@ -59,19 +61,7 @@ def summary(net: Layer, input_shape: Shape, batch_size: int | None = None, *,
                   f"{jnp.dtype(dtype).name} inputs.",
                   "Listed, not counted: parameters (=W (param)), the input batch (=input), arrays "
                   "an earlier cache holds."]
-    return _table(header, rows, footer, right={3, 5}) + "".join("\n" + n for n in notes)
-
-
-def _table(header: list[str], rows: list[list[str]], footer: list[str], right: set[int]) -> str:
-    table = [header, *rows, footer]
-    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
-
-    def line(r):
-        return "  ".join(c.rjust(w) if j in right else c.ljust(w)
-                         for j, (c, w) in enumerate(zip(r, widths, strict=True))).rstrip()
-
-    rule = "  ".join("-" * w for w in widths)
-    return "\n".join([line(header), rule, *map(line, rows), rule, line(footer)])
+    return table(header, rows, footer, right={3, 5}) + "".join("\n" + n for n in notes)
 
 
 def _walk(layer: Layer, prefix: str, shape: Shape, leaves: list) -> tuple[int, Shape]:
@@ -101,7 +91,7 @@ def _caches(leaves: list, input_shape: Shape, batch_size: int, dtype) -> list[tu
         keep = [x]
         for path in params:
             for key, p in jax.tree_util.tree_flatten_with_path(params[path])[0]:
-                held[id(p)] = f"{_key(key)} (param)"
+                held[id(p)] = f"{path_str(key)} (param)"
                 keep.append(p)
         for i, (path, layer, shape, _, _) in enumerate(leaves):
             state = layer.init_state(shape) if "state" in layer.uses else None
@@ -130,10 +120,6 @@ _SHORT = {"float64": "f64", "float32": "f32", "float16": "f16", "bfloat16": "bf1
 def _array(a) -> str:
     name = jnp.dtype(a.dtype).name
     return f"{_SHORT.get(name, name)}[{','.join(map(str, a.shape))}]"
-
-
-def _key(path) -> str:
-    return "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
 
 
 def _readable(n: int) -> str:
