@@ -164,25 +164,30 @@ def _check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
             p.error("--plot needs matplotlib: pip install 'fnet[plot]' (or pip install matplotlib)")
 
 
-def build_model(a: argparse.Namespace, n_features: int, n_classes: int):
-    """The network the options describe, and the input shape it expects."""
+def build_model(model: str, n_features: int, n_classes: int, *, hidden: list[int] | None = None,
+                activation: str | None = None, weight_init: str | None = None, dropout: float | None = None,
+                batchnorm: bool = False):
+    """The network the model options describe (``--model``, ``--hidden``, ...), and its input shape.
+
+    Shared by ``fnet-train`` and ``scripts/gradient_check.py``. ``weight_init``
+    is the option's text: ``"he"``, ``"xavier"`` or a standard deviation.
+    """
     from fnet import models
 
-    weight_init = a.weight_init
     if weight_init is not None and weight_init not in ("he", "xavier"):
         weight_init = float(weight_init)
-    if a.model == "two_layer":
-        hidden = a.hidden[0] if a.hidden else 50
+    if model == "two_layer":
         std = 0.01 if weight_init is None else weight_init
-        return models.two_layer_net(n_features, hidden, n_classes, weight_init_std=std), (None, n_features)
-    if a.model == "mlp":
-        kwargs = {"activation": a.activation or "relu", "use_batchnorm": a.batchnorm,
-                  "use_dropout": a.dropout is not None}
-        if a.dropout is not None:
-            kwargs["dropout_rate"] = a.dropout
+        net = models.two_layer_net(n_features, hidden[0] if hidden else 50, n_classes, weight_init_std=std)
+        return net, (None, n_features)
+    if model == "mlp":
+        kwargs = {"activation": activation or "relu", "use_batchnorm": batchnorm,
+                  "use_dropout": dropout is not None}
+        if dropout is not None:
+            kwargs["dropout_rate"] = dropout
         if weight_init is not None:
             kwargs["weight_init"] = weight_init
-        net = models.multi_layer_net(n_features, a.hidden or [100, 100], n_classes, **kwargs)
+        net = models.multi_layer_net(n_features, hidden or [100, 100], n_classes, **kwargs)
         return net, (None, n_features)
     return models.simple_convnet(), (None, 28, 28, 1)
 
@@ -234,7 +239,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(e))
     t_loaded = time.perf_counter()
 
-    net, input_shape = build_model(a, int(np.prod(x_train.shape[1:])), 10)
+    net, input_shape = build_model(a.model, int(np.prod(x_train.shape[1:])), 10, hidden=a.hidden,
+                                   activation=a.activation, weight_init=a.weight_init, dropout=a.dropout,
+                                   batchnorm=a.batchnorm)
     lr = a.lr if a.lr is not None else DEFAULT_LR.get(a.optimizer)
     hyper = {"weight_decay": a.weight_decay} | ({"lr": lr} if lr is not None else {})
     optimizer = optim.by_name(a.optimizer, **hyper)

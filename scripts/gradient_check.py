@@ -118,6 +118,7 @@ def main(argv=None) -> int:
 
     import fnet
     from fnet import gradcheck, losses
+    from fnet.cli import build_model  # the models fnet-train builds, from the same options
 
     dtype = jnp.float32 if args.float32 else jnp.float64
     dtype_name = jnp.dtype(dtype).name
@@ -126,12 +127,11 @@ def main(argv=None) -> int:
 
     x, t = load(args.dataset, args.data_dir, args.samples)
     x, t = jnp.asarray(x, dtype), jnp.asarray(t, jnp.int32)
+    net, _ = build_model(args.model, x.shape[1], 10, hidden=args.hidden, activation=args.activation)
     if args.model == "two_layer":
-        net = fnet.two_layer_net(x.shape[1], args.hidden[0], 10)
         described = f"two_layer_net({x.shape[1]}, {args.hidden[0]}, 10)"
     else:
         activation = args.activation or "relu"
-        net = fnet.multi_layer_net(x.shape[1], args.hidden, 10, activation=activation)
         described = f"multi_layer_net({x.shape[1]}, {args.hidden}, 10, activation={activation!r})"
     params, _ = net.init(jax.random.key(args.seed), (None, x.shape[1]))
     params = jax.tree.map(lambda a: a.astype(dtype), params)
