@@ -31,6 +31,14 @@ import fnet
 
 ZERO_FLOOR = 1e-4
 
+# The tolerances, defined once for every gradient test. float32 has 24 bits; summing a few
+# hundred products in a different order than autodiff's transposed graph costs a few ulps,
+# ~1e-6 relative, so 1e-5 leaves a margin while still catching any wrong rule, whose error
+# is O(1). WRONG: a wrong rule is off by this much or more (roundoff is 1e-16 in float64).
+TOL64 = 1e-10
+TOL32 = 1e-5
+WRONG = 1e-3
+
 
 def rel_err(a, b, floor: float = 0.0) -> float:
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
@@ -148,10 +156,87 @@ def compare_node(node: fnet.graph.Node, shapes: tuple, *, static: tuple = (), dt
     return _errors("dinputs", tuple(grads), tuple(vjp(dout)))
 
 
+def worst(errors: dict[str, float]) -> float:
+    """The largest relative error of a comparison."""
+    return max(errors.values())
+
+
+# Inputs for the layer tests. Compilation dominates small tests: inputs come from NumPy
+# (nothing to compile), and parameters from one jitted init with a Philox key (about half
+# of threefry's compile time).
+
+def rand(shape, seed=0, dtype=jnp.float64):
+    """Standard normal values of ``shape`` from NumPy (no compilation)."""
+    return jnp.asarray(np.random.default_rng(seed).standard_normal(shape), dtype)
+
+
+def init_params(layer, shape, dtype=jnp.float64):
+    """``layer``'s parameters for inputs of ``shape``, cast to ``dtype``, from one jitted init."""
+    init = jax.jit(lambda key: layer.init(key, (None, *shape[1:]))[0])
+    return jax.tree.map(lambda a: a.astype(dtype), init(jax.random.key(0, impl="philox4x32")))
+
+
+def ties(key, shape, dtype):
+    """Small integers: most pooling windows hold several equal maxima."""
+    return jnp.round(jax.random.normal(key, shape, dtype))
+
+
+def running_stats(layer, shape, seed=1):
+    """A state as after some training: means around 0, variances between 0.5 and 2."""
+    key = jax.random.key(seed)
+
+    def fill(path, v):
+        k = jax.random.fold_in(key, hash(jax.tree_util.keystr(path)) % 2**31)
+        if jax.tree_util.keystr(path).endswith("['var']"):
+            return jax.random.uniform(k, v.shape, minval=0.5, maxval=2.0)
+        return jax.random.normal(k, v.shape)
+
+    return jax.tree_util.tree_map_with_path(fill, layer.init_state(shape))
+
+
+# ----------------------------------------------------------------------------- the list's records
+
+KINDS = ("layer", "loss", "node")
+
+
 @dataclasses.dataclass(frozen=True)
 class Case:
-    """One entry of the gradient-equivalence list."""
+    """One entry of the gradient-equivalence list: something with a handwritten backward.
 
-    id: str
-    check: Callable[..., dict[str, float]]
-    kwargs_per_shape: tuple[dict[str, Any], ...]
+    ``build()`` makes it: a ``Layer`` (``kind="layer"``), a ``Loss`` or a graph
+    ``Node``. Each column is a tuple of checks, each check the arguments of one
+    comparison:
+
+    - ``shapes``: checked in float64 (tolerance ``TOL64``). For a layer, input
+      shapes; for a loss, ``(outputs shape, targets kind)``; for a node,
+      ``(input shapes, static arguments, positive inputs only)``.
+    - ``float32``: the same in float32 at the sizes the book trains with (``TOL32``).
+    - ``eval_mode``: layer input shapes checked with ``train=False`` (dropout is the
+      identity, batch norm uses running statistics that are not the initial ones).
+    """
+
+    name: str
+    build: Callable[[], Any]
+    shapes: tuple = ()
+    float32: tuple = ()
+    eval_mode: tuple = ()
+    kind: str = "layer"
+
+    def __post_init__(self):
+        assert self.kind in KINDS, self.kind
+        assert self.shapes or self.float32, f"{self.name}: a case checks at least one shape"
+
+    def check(self, arg, column: str) -> dict[str, float]:
+        """The relative errors of one check of ``column`` (``"shapes"``, ``"float32"``, ``"eval_mode"``)."""
+        dtype = jnp.float32 if column == "float32" else jnp.float64
+        thing = self.build()
+        if self.kind == "loss":
+            y_shape, t_kind = arg
+            return compare_loss(thing, y_shape, t_kind, dtype=dtype)
+        if self.kind == "node":
+            shapes, static, positive = arg
+            return compare_node(thing, shapes, static=static, positive=positive, dtype=dtype)
+        if column == "eval_mode":
+            state = running_stats(thing, arg) if "state" in thing.uses else None
+            return compare_layer(thing, arg, dtype=dtype, train=False, state=state)
+        return compare_layer(thing, arg, dtype=dtype)

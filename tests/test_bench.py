@@ -9,14 +9,12 @@ cheaper work would be caught here).
 import json
 import math
 import os
-import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from script_runner import ROOT, run_script
 
-ROOT = Path(__file__).resolve().parents[1]
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"
 TIMED = ("fnet", "autodiff", "numpy", "numpy1")
 
@@ -26,10 +24,7 @@ def report(tmp_path_factory):
     if not os.path.isdir(FASHION_DIR):
         pytest.skip(f"{FASHION_DIR} is missing: apt-get install dataset-fashion-mnist")
     path = tmp_path_factory.mktemp("bench") / "bench.json"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH"))
-                                                       if p)}
-    cmd = [sys.executable, "scripts/bench.py", "--quick", "--config", "book", "--json", str(path)]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+    proc = run_script("scripts/bench.py", "--quick", "--config", "book", "--json", str(path))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return json.loads(path.read_text()), proc.stdout
 

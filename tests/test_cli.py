@@ -5,7 +5,7 @@ import shutil
 import subprocess
 
 import pytest
-from test_scripts import ROOT, run_script
+from script_runner import ROOT, run_script
 
 from fnet import checkpoint, cli
 

@@ -1,7 +1,9 @@
 """float32 by default: with x64 enabled (as in these tests), nothing leaks into float64."""
 
+
 import jax
 import jax.numpy as jnp
+from harness import init_params, rand
 
 import fnet
 from fnet import layers as L
@@ -32,3 +34,18 @@ def test_graph_nodes_keep_float32():
     out, cache = graph.mul.forward(jnp.float32(2.0), jnp.float32(3.0))
     dx, dy = graph.mul.backward(cache, jnp.float32(1.0))
     assert out.dtype == dx.dtype == jnp.float32
+
+
+def test_float32_stays_float32():
+    x = rand((2, 6, 6, 3), dtype=jnp.float32)
+    net = fnet.sequential(L.conv2d(4, 3), L.batch_norm(), L.max_pool2d(2), L.avg_pool2d(2), L.layer_norm(),
+                          L.dropout(0.5), L.affine(2))
+    params = init_params(net, x.shape, jnp.float32)
+
+    @jax.jit
+    def run(params, x, state):
+        y, cache, state = fnet.apply(net, params, x, key=jax.random.key(1), train=True, state=state)
+        return y, state, net.backward(cache, jnp.ones_like(y))
+
+    dtypes = {a.dtype for a in jax.tree.leaves(run(params, x, net.init_state(x.shape)))}
+    assert dtypes == {jnp.dtype(jnp.float32)}

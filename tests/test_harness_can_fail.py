@@ -2,18 +2,20 @@
 
 Each case plugs a plausible mistake into a real layer, loss or node and shows
 that the same comparison the gradient tests use reports an error far above
-the tolerance.
+the tolerance. Chapter 5's layers, losses and nodes first, then chapters 6-7 (pooling ties, batch norm,
+dropout, convolution, layer norm).
 """
 
 import dataclasses
 
 import jax.numpy as jnp
 import pytest
-from harness import compare_layer, compare_loss, compare_node
-from test_gradients import TOL32, TOL64
+from harness import TOL32, TOL64, WRONG, compare_layer, compare_loss, compare_node, ties, worst
+from jax import lax
 
 from fnet import graph, losses
 from fnet import layers as L
+from fnet.layers.pooling import _offsets, _spread
 
 
 def seed000_sigmoid_backward(y, dout):
@@ -87,3 +89,94 @@ def test_wrong_node_rules_are_rejected():
     assert max(compare_node(mul_unswapped, ((3,), (3,))).values()) > 0.1
     log_wrong = dataclasses.replace(graph.log, backward=lambda x, d: d * x)
     assert max(compare_node(log_wrong, ((4,),), positive=True).values()) > 0.1
+
+
+def test_harness_rejects_max_pool_that_routes_to_all_tied_maxima():
+    layer = L.max_pool2d(2)
+
+    def forward(params, x):  # also caches x and y, so that the wrong rule can find every maximum
+        y, (_, geo) = layer.forward(params, x)
+        return y, (x, y, geo)
+
+    def backward(cache, dout):
+        x, y, geo = cache
+        x_shape, pads, outs, tiled = geo.value
+        parts = [[None, None], [None, None]]
+        for a, b, x_ab in _offsets(x, (2, 2), (2, 2), outs):
+            parts[a][b] = jnp.where(x_ab == y, dout, 0)
+        return {}, _spread(parts, x_shape, (2, 2), (2, 2), pads, outs, tiled)
+
+    wrong = dataclasses.replace(layer, forward=forward, backward=backward)
+    assert worst(compare_layer(layer, (2, 6, 6, 3), x_fn=ties)) <= TOL64
+    assert worst(compare_layer(wrong, (2, 6, 6, 3), x_fn=ties)) > WRONG
+    # without ties the two rules agree: inputs with ties are what exposes it
+    assert worst(compare_layer(wrong, (2, 6, 6, 3))) <= TOL64
+
+
+def test_harness_rejects_overlapping_pool_that_does_not_accumulate():
+    layer = L.avg_pool2d(3, stride=1)
+
+    def backward(cache, dout):  # each input keeps only the last window's share, not the sum
+        x_shape, _, outs, _ = cache.value
+        dx = jnp.zeros(x_shape, dout.dtype)
+        for a in range(3):
+            for b in range(3):
+                dx = dx.at[:, a:a + outs[0], b:b + outs[1], :].set(dout / 9)
+        return {}, dx
+
+    assert worst(compare_layer(dataclasses.replace(layer, backward=backward), (2, 5, 5, 2))) > WRONG
+
+
+def _bn_backward_without_mean_term(cache, dout):
+    xhat, gamma, inv_std, _ = cache
+    axes = tuple(range(dout.ndim - 1))
+    dgamma = jnp.sum(dout * xhat, axis=axes)
+    m = dout.size // dout.shape[-1]
+    dx = (gamma * inv_std / m) * (m * dout - xhat * dgamma)  # "- sum(dout)" forgotten
+    return {"gamma": dgamma, "beta": jnp.sum(dout, axis=axes)}, dx
+
+
+def _bn_backward_always_eval(cache, dout):
+    xhat, gamma, inv_std, _ = cache
+    axes = tuple(range(dout.ndim - 1))
+    return ({"gamma": jnp.sum(dout * xhat, axis=axes), "beta": jnp.sum(dout, axis=axes)},
+            gamma * inv_std * dout)  # treats the batch statistics as constants
+
+
+@pytest.mark.parametrize("wrong", [_bn_backward_without_mean_term, _bn_backward_always_eval])
+def test_harness_rejects_wrong_batch_norm_backward(wrong):
+    layer = dataclasses.replace(L.batch_norm(), backward=wrong)
+    assert worst(compare_layer(layer, (4, 5))) > WRONG
+    assert worst(compare_layer(layer, (2, 3, 3, 2))) > WRONG
+
+
+def test_harness_rejects_dropout_backward_without_the_scale():
+    layer = L.dropout(0.4)
+    wrong = dataclasses.replace(layer, backward=lambda mask, dout: ({}, dout * (mask > 0)))
+    assert worst(compare_layer(wrong, (4, 5))) > WRONG
+
+
+def test_harness_rejects_conv_backward_with_unflipped_kernel():
+    layer = L.conv2d(3, 3, stride=2, padding=1)
+
+    def backward(cache, dout):
+        x, W, _ = cache
+        dparams, _ = layer.backward(cache, dout)
+        dx = lax.conv_general_dilated(dout, W, (1, 1), [(1, 2), (1, 2)], lhs_dilation=(2, 2),
+                                      dimension_numbers=("NHWC", "HWOI", "NHWC"))
+        return dparams, dx[:, :x.shape[1], :x.shape[2]]
+
+    assert worst(compare_layer(dataclasses.replace(layer, backward=backward), (2, 7, 7, 2))) > WRONG
+
+
+def test_harness_rejects_layer_norm_backward_without_mean_term():
+    layer = L.layer_norm()
+
+    def backward(cache, dout):
+        xhat, gamma, inv_std = cache
+        d = dout.shape[-1]
+        dxhat = dout * gamma
+        dx = (inv_std / d) * (d * dxhat - xhat * jnp.sum(dxhat * xhat, axis=-1, keepdims=True))
+        return {"gamma": jnp.sum(dout * xhat, axis=0), "beta": jnp.sum(dout, axis=0)}, dx
+
+    assert worst(compare_layer(dataclasses.replace(layer, backward=backward), (4, 6))) > WRONG

@@ -1,12 +1,16 @@
-"""two_layer_net: the book's names, its initialisation, and the book's gradient check."""
+"""fnet.models: two_layer_net's names, initialisation and the book's gradient check; multi_layer_net
+and simple_convnet as the book builds them."""
+
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from harness import init_params
 
 import fnet
 from fnet import gradcheck, losses
+from fnet.models import multi_layer_net, simple_convnet
 
 
 def test_two_layer_net_has_the_books_parameters():
@@ -52,3 +56,35 @@ def test_gradient_check_numerical_vs_backprop():
     # and a wrong backward is caught by the same check
     wrong = jax.tree.map(lambda g: g * 1.01, grad_backprop)
     assert not np.allclose(wrong["Affine1"]["W"], grad_numerical["Affine1"]["W"], rtol=1e-4, atol=1e-9)
+
+
+def test_multi_layer_net_keys_and_default_init():
+    net = multi_layer_net(784, [100, 50], 10, use_batchnorm=True, use_dropout=True)
+    assert [k for k, _ in net.children] == ["Affine1", "BatchNorm1", "Relu1", "Dropout1", "Affine2",
+                                            "BatchNorm2", "Relu2", "Dropout2", "Affine3"]
+    assert net.uses == {"key", "train", "state"}
+    assert fnet.output_shape(net, (None, 784)) == (None, 10)
+    assert set(net.init_state((None, 784))) == {"BatchNorm1", "BatchNorm2"}
+    params = init_params(net, (None, 784), jnp.float32)
+    np.testing.assert_allclose(float(jnp.std(params["Affine1"]["W"])), np.sqrt(2 / 784), rtol=0.05)  # He
+    sig = multi_layer_net(784, [100], 10, activation="sigmoid")
+    assert [k for k, _ in sig.children] == ["Affine1", "Sigmoid1", "Affine2"] and sig.uses == frozenset()
+    p = init_params(sig, (None, 784), jnp.float32)
+    np.testing.assert_allclose(float(jnp.std(p["Affine1"]["W"])), np.sqrt(1 / 784), rtol=0.05)  # Xavier
+    with pytest.raises(ValueError, match="activation must be one of"):
+        multi_layer_net(4, [3], 2, activation="gelu")
+
+
+def test_simple_convnet_matches_the_book():
+    net = simple_convnet()
+    assert [k for k, _ in net.children] == ["Conv1", "Relu1", "Pool1", "Affine1", "Relu2", "Affine2"]
+    assert fnet.output_shape(net, (None, 28, 28, 1)) == (None, 10)
+    params = init_params(net, (None, 28, 28, 1), jnp.float32)
+    assert params["Conv1"]["W"].shape == (5, 5, 1, 30)
+    assert params["Affine1"]["W"].shape == (12 * 12 * 30, 100)
+    np.testing.assert_allclose(float(jnp.std(params["Conv1"]["W"])), np.sqrt(2 / 25), rtol=0.15)  # He
+    np.testing.assert_allclose(float(jnp.std(params["Affine1"]["W"])), np.sqrt(2 / 4320), rtol=0.05)
+    book = init_params(simple_convnet(weight_init_std=0.01), (None, 28, 28, 1), jnp.float32)
+    np.testing.assert_allclose(float(jnp.std(book["Affine1"]["W"])), 0.01, rtol=0.05)
+    with pytest.raises(ValueError, match=r"'filter_num' is 'filters' here"):
+        simple_convnet(conv=dict(filter_num=30))

@@ -1,14 +1,18 @@
-"""loss_and_grads equals jax.grad of the composed loss; predict and accuracy."""
+"""fnet.net: loss_and_grads equals jax.grad of the composed loss (also with dropout and batch norm
+under jit); predict and accuracy."""
+
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from harness import rel_err
+from harness import init_params, rand, rel_err
+from test_conv import conv_loop
 
 import fnet
 from fnet import layers as L
 from fnet import losses
+from fnet.errors import ContextError
 
 NETS = {
     "two_layer_net": lambda: fnet.two_layer_net(20, 8, 4, weight_init_std=0.3),
@@ -66,3 +70,32 @@ def test_training_with_handwritten_gradients_reduces_the_loss():
         params = jax.tree.map(lambda p, g: p - 0.5 * g, params, grads)
     assert float(loss) < 0.5 * float(first)
     assert float(fnet.accuracy(net, params, x, t)) > 0.9
+
+
+def test_network_with_dropout_and_batch_norm_under_jit():
+    net = fnet.sequential(("Conv1", L.conv2d(4, 3, padding=1)), ("BatchNorm1", L.batch_norm(momentum=0.5)),
+                          ("Relu1", L.relu()), ("Pool1", L.max_pool2d(2)), ("Dropout1", L.dropout(0.5)),
+                          ("Affine1", L.affine(3)))
+    x = rand((8, 6, 6, 1), dtype=jnp.float32)
+    t = jnp.arange(8) % 3
+    params = init_params(net, x.shape, jnp.float32)
+    state = net.init_state((None, 6, 6, 1))
+    step = jax.jit(fnet.loss_and_grads(net, losses.softmax_cross_entropy))
+    loss, grads, new_state = step(params, x, t, key=jax.random.key(1), state=state)
+
+    assert jax.tree.structure(grads) == jax.tree.structure(params)  # running statistics are not trained
+    assert set(new_state) == {"BatchNorm1"} and "mean" not in params["BatchNorm1"]
+    conv = conv_loop(x, params["Conv1"]["W"], params["Conv1"]["b"], 1, 1)
+    np.testing.assert_allclose(new_state["BatchNorm1"]["mean"], 0.5 * conv.mean(axis=(0, 1, 2)),
+                               rtol=1e-5, atol=1e-6)
+    assert new_state["BatchNorm1"]["var"].dtype == jnp.float32
+    # the key reaches dropout: the same key repeats the step, another key changes it
+    again = step(params, x, t, key=jax.random.key(1), state=state)
+    other = step(params, x, t, key=jax.random.key(2), state=state)
+    assert float(again[0]) == float(loss) and float(other[0]) != float(loss)
+    assert np.all(np.isfinite(np.asarray(loss)))
+    # evaluation: no key, running statistics, deterministic
+    predict = jax.jit(lambda params, x, state: fnet.predict(net, params, x, state=state))
+    np.testing.assert_array_equal(predict(params, x, new_state), predict(params, x, new_state))
+    with pytest.raises(ContextError, match=r"^Dropout1 \(dropout\): needs a random key"):
+        step(params, x, t, state=state)

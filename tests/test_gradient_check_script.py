@@ -1,21 +1,13 @@
 """scripts/gradient_check.py runs end to end on a small IDX dataset, and its exit status gates."""
 
 import gzip
-import importlib.util
-import os
 import re
 import struct
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-
-needs_data = pytest.mark.skipif(importlib.util.find_spec("fnet.data") is None,
-                                reason="fnet.data (the IDX loaders) is not in this checkout")
+from script_runner import run_script
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
@@ -36,14 +28,9 @@ def idx_dir(tmp_path_factory):
 
 
 def run_check(*args):
-    # PYTHONPATH: the script imports the fnet of this checkout, not whichever fnet is installed
-    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "PYTHONPATH": path}
-    return subprocess.run([sys.executable, "scripts/gradient_check.py", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300, check=False)
+    return run_script("scripts/gradient_check.py", *args)
 
 
-@needs_data
 def test_gradient_check_passes_and_prints_the_books_lines(idx_dir):
     proc = run_check("--data-dir", str(idx_dir), "--samples", "2", "--hidden", "4")
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -58,14 +45,12 @@ def test_gradient_check_passes_and_prints_the_books_lines(idx_dir):
     assert lines[-1].startswith("OK:")
 
 
-@needs_data
 def test_an_impossible_threshold_fails(idx_dir):
     proc = run_check("--data-dir", str(idx_dir), "--samples", "2", "--hidden", "4", "--threshold", "1e-30")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert proc.stdout.splitlines()[-1].startswith("FAILED:")
 
 
-@needs_data
 def test_damaged_data_is_exit_status_2(idx_dir, tmp_path):
     # all four files present (so nothing is downloaded), but the labels do not match the images
     for f in idx_dir.iterdir():
@@ -76,7 +61,6 @@ def test_damaged_data_is_exit_status_2(idx_dir, tmp_path):
     assert "cannot load fashion-mnist" in proc.stderr
 
 
-@needs_data
 def test_gradient_check_of_a_multi_layer_net(idx_dir):
     proc = run_check("--data-dir", str(idx_dir), "--samples", "2", "--model", "mlp", "--hidden", "4", "3",
                      "--activation", "tanh")

@@ -1,18 +1,6 @@
-"""The scripts run as a user runs them, and print what the README promises."""
+"""scripts/buy_apple.py prints the book's numbers for both shopping examples."""
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def run_script(*args, timeout=300):
-    # PYTHONPATH: a script imports the fnet of this checkout, not whichever fnet is installed
-    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout, check=False, env={**os.environ, "PYTHONPATH": path})
+from script_runner import run_script
 
 
 def test_buy_apple_prints_the_seed_numbers():

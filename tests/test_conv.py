@@ -1,0 +1,86 @@
+"""fnet.layers.conv: conv2d against a loop, rows in no window, shapes, errors."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from harness import init_params, rand
+
+import fnet
+from fnet import layers as L
+from fnet.errors import DTypeError, ShapeError
+from fnet.models import simple_convnet
+
+
+def conv_loop(x, W, b, stride, pad):
+    """The definition, one output element at a time (NHWC, HWIO)."""
+    x = np.pad(np.asarray(x), ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    W = np.asarray(W)
+    kh, kw, _, f = W.shape
+    n, h, w, _ = x.shape
+    ho, wo = (h - kh) // stride + 1, (w - kw) // stride + 1
+    y = np.zeros((n, ho, wo, f))
+    for i in range(ho):
+        for j in range(wo):
+            patch = x[:, i * stride:i * stride + kh, j * stride:j * stride + kw, :]
+            y[:, i, j, :] = np.tensordot(patch, W, axes=([1, 2, 3], [0, 1, 2])) + np.asarray(b)
+    return y
+
+
+@pytest.mark.parametrize("stride,pad", [(1, 0), (2, 1), (3, 2)])
+def test_conv2d_forward_equals_a_loop(stride, pad):
+    layer = L.conv2d(4, (3, 2), stride=stride, padding=pad, b_init=0.5)
+    x = rand((2, 7, 6, 3))
+    params = init_params(layer, x.shape)
+    y, _, _ = jax.jit(lambda params, x: fnet.apply(layer, params, x))(params, x)
+    want = conv_loop(x, params["W"], params["b"], stride, pad)
+    np.testing.assert_allclose(y, want, rtol=1e-12, atol=1e-12)
+    assert y.shape == fnet.output_shape(layer, (2, 7, 6, 3))
+
+
+def test_conv2d_rows_in_no_window_get_zero_gradient():
+    # H + 2p - k = 7 - 3 = 4 is not a multiple of 3: rows 6 (and columns 6) are in no window
+    layer = L.conv2d(2, 3, stride=3)
+    x = rand((1, 7, 7, 1))
+    y, cache, _ = fnet.apply(layer, init_params(layer, x.shape), x)
+    assert y.shape == (1, 2, 2, 2)
+    _, dx = layer.backward(cache, jnp.ones_like(y))
+    assert np.all(np.asarray(dx[:, 6, :, :]) == 0) and np.all(np.asarray(dx[:, :, 6, :]) == 0)
+    assert np.all(np.asarray(dx[:, :6, :6, :]) != 0)
+
+
+def test_conv2d_init_and_same_padding_shapes():
+    layer = L.conv2d(8, 5)
+    params, out = layer.init(jax.random.key(0), (None, 28, 28, 1))
+    assert out == (None, 24, 24, 8)
+    assert params["W"].shape == (5, 5, 1, 8) and params["W"].dtype == jnp.float32
+    np.testing.assert_allclose(float(jnp.std(params["W"])), np.sqrt(2 / 25), rtol=0.15)  # He
+    assert fnet.output_shape(L.conv2d(3, 4, stride=2, padding="SAME"), (None, 9, 8, 2)) == (None, 5, 4, 3)
+    assert fnet.output_shape(L.conv2d(3, 3, padding=((0, 2), (1, 0))), (None, 5, 5, 2)) == (None, 5, 4, 3)
+
+
+def test_conv2d_errors_name_the_layer_and_shapes():
+    layer = L.conv2d(4, 3)
+    with pytest.raises(ShapeError, match=r"^conv2d: expected images of shape \(N, H, W, C\).*got shape "
+                                         r"\(N, 784\).*x\.reshape\(-1, 28, 28, 1\).*flatten=False"):
+        layer.init(jax.random.key(0), (None, 784))
+    with pytest.raises(ShapeError, match=r"\(2, 28, 28\).*add the channel axis: x\[\.\.\., None\]"):
+        fnet.apply(layer, init_params(layer, (2, 28, 28, 1), jnp.float32), jnp.ones((2, 28, 28)))
+    params = init_params(layer, (2, 8, 8, 1), jnp.float32)
+    with pytest.raises(ShapeError, match=r"^conv2d: input of shape \(2, 8, 8, 3\) has 3 channels.*"
+                                         r"\(3, 3, 1, 4\).*expects 1"):
+        fnet.apply(layer, params, jnp.ones((2, 8, 8, 3)))
+    with pytest.raises(ShapeError, match=r"kernel 3x3 is larger than the padded input: height 2 \+ "
+                                         r"padding 0\+0 < 3"):
+        layer.init(jax.random.key(0), (None, 2, 8, 1))
+    with pytest.raises(ShapeError, match=r"looks channels-first.*transpose\(0, 2, 3, 1\)"):
+        fnet.apply(layer, params, jnp.ones((2, 1, 8, 8)))
+    with pytest.raises(DTypeError, match=r"^conv2d: input has dtype float64 but the kernel has float32"):
+        fnet.apply(layer, params, jnp.ones((2, 8, 8, 1), jnp.float64))
+    with pytest.raises(ValueError, match=r"conv2d: stride must be an int >= 1"):
+        L.conv2d(4, 3, stride=0)
+    with pytest.raises(ValueError, match=r"conv2d: padding must be 'SAME', 'VALID'"):
+        L.conv2d(4, 3, padding="FULL")
+    net = simple_convnet()
+    with pytest.raises(ShapeError, match=r"^Conv1 \(conv2d\): expected images"):
+        net.init(jax.random.key(0), (None, 784))
