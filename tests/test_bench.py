@@ -104,9 +104,11 @@ def _bench_module():
 
     spec = importlib.util.spec_from_file_location("fnet_bench_script", ROOT / "scripts" / "bench.py")
     module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is created
-    spec.loader.exec_module(module)
-    return module
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)  # puts scripts/ on sys.path, where its parts (benchmarks/) are
+    import benchmarks.hlo
+
+    return benchmarks.hlo
 
 
 def test_profile_adds_up_each_op_per_step():

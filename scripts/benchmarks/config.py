@@ -1,0 +1,58 @@
+"""What is benchmarked: the configurations, the contenders, the tolerances of the self-check."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+DATA_DIR = "/usr/share/datasets/fashion-mnist"
+
+
+CONTENDERS = ("fnet", "autodiff", "numpy", "numpy1", "roof")
+
+
+PAUSE_S = 0.2  # after every timed run: see the module docstring
+
+
+FIRST_STEPS = 5  # the loss check is tight over these steps of the check epoch ...
+
+
+FIRST_STEPS_TOL = 1e-5
+
+
+EPOCH_TOL = 2e-2  # ... and loose over the whole epoch, where float32 rounding differences grow
+
+
+ROOF_N = 2048  # side of the square matmul that defines the roof
+
+
+LR = 0.1
+
+
+FLOP_RULE = ("matmul FLOPs only (bias, activations, softmax, gather, update not counted): "
+             "forward 2*B*in*out per affine (2*B*Ho*Wo*Cout*Cin*kh*kw per conv); backward = dW + dx, "
+             "each as much as the forward, except dx of the first layer, which XLA removes "
+             "(checked in the compiled HLO: the 'skips the first layer's dx' lines)")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    name: str
+    description: str
+    batch_size: int
+    steps: int
+    repeats: int
+    quick_steps: int
+    quick_repeats: int
+    image: bool = False  # (N, 28, 28, 1) inputs instead of (N, 784)
+
+
+CONFIGS = {
+    "book": Config("book", "two_layer_net 784-50-10 (the book's chapter 5)", 100, 600, 7, 100, 3),
+    "wide": Config("wide", "784-1024-1024-10 ReLU MLP (fnet.sequential of affine/relu)", 512, 20, 5, 3, 2),
+    "convnet": Config("convnet", "simple_convnet: conv 30 5x5, ReLU, pool 2x2, affine 100, ReLU, affine 10",
+                      100, 50, 5, 5, 2, image=True),
+}

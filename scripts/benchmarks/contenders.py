@@ -1,0 +1,78 @@
+"""The compiled contenders: fnet's epoch with the handwritten backward, and the same epoch with autodiff."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from benchmarks.config import LR, Config
+from benchmarks.hlo import MATMUL_OPS, hlo_op_counts, profile_ops
+
+
+@dataclasses.dataclass
+class Runner:
+    """One prepared contender: ``run(rep)`` trains one epoch and returns its per-step losses."""
+
+    name: str
+    run: Callable[[int], np.ndarray]
+    check_losses: np.ndarray | None = None
+    compile_s: float | None = None
+    first_call_s: float | None = None
+    info: dict = dataclasses.field(default_factory=dict)
+
+
+def prepare_jax(name: str, net, params, x: np.ndarray, t: np.ndarray, config: Config, steps: int,
+                seed: int, xla_options: dict | None = None, profile: bool = False) -> Runner:
+    import jax
+
+    from fnet import losses, optim, train
+
+    loss = losses.softmax_cross_entropy
+    grad_fn = None
+    if name == "autodiff":
+        def grad_fn(params, xb, tb, *, key=None, state=None):
+            return jax.value_and_grad(lambda p: loss.forward(net.forward(p, xb)[0], tb)[0])(params)
+
+    opt = optim.sgd(LR)
+    opt_state = opt.init(params)
+    epoch = jax.jit(train.make_train_epoch(net, loss, opt, batch_size=config.batch_size, n_steps=steps,
+                                           grad_fn=grad_fn))
+    X, T = jax.device_put(x), jax.device_put(t)
+    base = jax.random.key(seed)
+    t0 = time.perf_counter()
+    lowered = epoch.lower(params, opt_state, None, X, T, base)
+    compiled = lowered.compile(xla_options or None)
+    compile_s = time.perf_counter() - t0
+
+    def run(rep: int) -> np.ndarray:
+        key = base if rep < 0 else jax.random.fold_in(base, rep + 1)
+        (p, _, _), losses_ = compiled(params, opt_state, None, X, T, key)
+        jax.block_until_ready(p)
+        return np.asarray(losses_)
+
+    t0 = time.perf_counter()
+    check = run(-1)  # the check run: key `base`, the same shuffle the NumPy contender is given
+    first_call_s = time.perf_counter() - t0
+    info: dict[str, Any] = {}
+    with contextlib.suppress(Exception):
+        mem = compiled.memory_analysis()
+        info["xla_memory_bytes"] = {k: int(getattr(mem, f"{k}_size_in_bytes")) for k in
+                                    ("argument", "output", "temp", "alias", "generated_code")}
+    with contextlib.suppress(Exception):
+        ops = hlo_op_counts(compiled.as_text())
+        info["hlo_ops"] = {k: v for k, v in ops.items() if k in (
+            *MATMUL_OPS, "custom-call", "transpose", "copy", "gather", "fusion", "while", "sort")}
+    if profile:  # a separate compilation: the CPU's per-op trace events cost a little time
+        options = dict(xla_options or {})
+        if jax.default_backend() == "cpu":
+            options["xla_cpu_enable_xprof_traceme"] = True
+        traced = lowered.compile(options)
+        jax.block_until_ready(traced(params, opt_state, None, X, T, base))
+        info["profile"] = profile_ops(lambda: traced(params, opt_state, None, X, T, base),
+                                      traced.as_text(), steps)
+    return Runner(name, run, check, compile_s, first_call_s, info)

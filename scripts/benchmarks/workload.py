@@ -1,0 +1,88 @@
+"""The workload of a configuration: its data, its network, and the matmul FLOPs of one step."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+import numpy as np
+
+from benchmarks.config import DATA_DIR, Config
+
+
+def load_data(config: Config, train_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``train_size`` Fashion-MNIST training examples, float32 in [0, 1], int32 labels."""
+    from fnet import data
+
+    (x, t), _ = data.load_fashion_mnist(DATA_DIR, normalize=True, flatten=not config.image, download=False)
+    if not 1 <= train_size <= len(x):
+        raise SystemExit(f"bench: {config.name} needs {train_size} training examples; "
+                         f"Fashion-MNIST has {len(x)} (use fewer --steps or a smaller --train-size)")
+    x, t = x[:train_size], t[:train_size]
+    return np.ascontiguousarray(x, np.float32), np.ascontiguousarray(t, np.int32)
+
+
+def sizes(config: Config, args: argparse.Namespace) -> tuple[int, int, int]:
+    """``(steps, repeats, train_size)`` for ``config`` under the command-line options."""
+    steps = args.steps or (config.quick_steps if args.quick else config.steps)
+    repeats = args.repeats or (config.quick_repeats if args.quick else config.repeats)
+    return steps, repeats, args.train_size or steps * config.batch_size
+
+
+def build_net(config: Config):
+    """The network of ``config``, or None if this checkout of fnet lacks it."""
+    import fnet
+    from fnet import layers as L
+
+    if config.name == "book":
+        return fnet.two_layer_net(784, 50, 10)
+    if config.name == "wide":
+        return fnet.sequential(L.affine(1024), L.relu(), L.affine(1024), L.relu(), L.affine(10))
+    if config.name == "convnet":
+        return fnet.models.simple_convnet() if hasattr(fnet.models, "simple_convnet") else None
+    raise ValueError(config.name)
+
+
+def matmul_flops(net, params, x_shape: tuple) -> tuple[int, list[dict]]:
+    """FLOPs of one training step by ``FLOP_RULE``, from the forward's jaxpr, and the per-op detail.
+
+    Every ``dot_general`` and ``conv_general_dilated`` in the forward counts once
+    forward and twice backward (dW and dx), except the first one, whose dx is
+    not computed.
+    """
+    import jax
+    import jax.extend
+    import jax.numpy as jnp
+
+    closed = jax.make_jaxpr(lambda p, x: net.forward(p, x)[0])(params, jax.ShapeDtypeStruct(x_shape,
+                                                                                             jnp.float32))
+    ops: list[dict] = []
+
+    def walk(jaxpr):
+        for eqn in jaxpr.eqns:
+            name = eqn.primitive.name
+            out = eqn.outvars[0].aval.shape
+            if name == "dot_general":
+                (lhs_c, _), _ = eqn.params["dimension_numbers"]
+                lhs = eqn.invars[0].aval.shape
+                k = math.prod(lhs[d] for d in lhs_c)
+                ops.append({"op": "dot", "lhs": list(lhs), "rhs": list(eqn.invars[1].aval.shape),
+                            "forward_flops": 2 * math.prod(out) * k})
+            elif name == "conv_general_dilated":
+                rhs = eqn.invars[1].aval.shape
+                out_features = rhs[eqn.params["dimension_numbers"].rhs_spec[0]]
+                ops.append({"op": "conv", "lhs": list(eqn.invars[0].aval.shape), "rhs": list(rhs),
+                            "forward_flops": 2 * math.prod(out) * math.prod(rhs) // out_features})
+            for value in eqn.params.values():
+                for sub in value if isinstance(value, (tuple, list)) else (value,):
+                    if isinstance(sub, jax.extend.core.ClosedJaxpr):
+                        walk(sub.jaxpr)
+                    elif isinstance(sub, jax.extend.core.Jaxpr):
+                        walk(sub)
+
+    walk(closed.jaxpr)
+    total = 0
+    for i, op in enumerate(ops):
+        op["step_flops"] = op["forward_flops"] * (2 if i == 0 else 3)
+        total += op["step_flops"]
+    return total, ops
