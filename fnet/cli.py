@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--xla-option", type=xla_option, action="append", metavar="NAME=VALUE",
                    help="an XLA compiler option for the training and evaluation programs (repeatable); "
                         "e.g. xla_cpu_experimental_ynn_fusion_type= (empty) makes the book's small "
-                        "network ~15%% faster on a CPU, larger ones slower (README, speed section)")
+                        "network faster on a CPU, larger ones slower (docs/speed.md)")
     g = p.add_argument_group("output")
     g.add_argument("--checkpoint", type=Path, metavar="PATH", help="save after every epoch (.npz)")
     g.add_argument("--resume", action="store_true", help="continue from --checkpoint")

@@ -47,16 +47,12 @@ DEFAULT_EPS = {"float64": 1e-5, "float32": 3e-3, "bfloat16": 1e-1, "float16": 1e
 A central difference is wrong by about ``h^2 |f'''| / 6`` (truncation) plus
 ``u |f| / h`` (rounding: ``u`` is the unit roundoff, and ``f(p+h) - f(p-h)``
 cancels all but a few digits of ``f``). The sum is smallest near
-``h = u^(1/3)``: 6e-6 for float64, 5e-3 for float32. Measured on the two-layer
-net 784-50-10 at initialisation (3 Fashion-MNIST images), the largest
-difference from backprop per parameter was:
-
-- float64: 1e-4 (the book's ``h``): 5e-12 for ``W1`` but 1.2e-10 for ``b2``
-  (truncation: the loss curves most along ``b2``); **1e-5: at most 5e-11
-  everywhere**; 1e-6: 4e-10 (rounding).
-- float32: 1e-3: 2.6e-4 (rounding); **3e-3: 1.6e-4**; 1e-2: 1e-3, where
-  the step pushed a hidden unit across the ReLU kink (a kink makes any ``h``
-  too large for the entries near it).
+``h = u^(1/3)``: 6e-6 for float64, 5e-3 for float32. The defaults were chosen by
+measuring the two-layer net (``docs/speed.md``, "Numerical gradients"): in float64,
+``1e-5`` gave the smallest largest-difference; the book's ``1e-4`` lets
+truncation in, ``1e-6`` rounding. In float32, ``3e-3``; a larger step can push a
+hidden unit across the ReLU kink (a kink makes any ``h`` too large for the
+entries near it).
 """
 
 DEFAULT_CHUNK = 1
@@ -93,15 +89,11 @@ def numerical_gradient(f: Callable[[Params], jax.Array], params: Params, eps: fl
     ``(p_i + h) - (p_i - h)`` as floating point computed it (``2h`` up to
     rounding). If ``h`` is too small to change ``p_i`` the entry is NaN.
 
-    **Cost:** ``2 * size(params)`` evaluations of ``f``. For the two-layer net
-    784-50-10 (39,760 parameters: 79,520 evaluations) on 3 examples, on a
-    two-core CPU shared with other work: 2.5 to 4.8 s in float64 and 1.5 to
-    4 s in float32, compilation included, against 0.08 ms for a compiled
-    backprop. On that CPU
-    ``chunk_size=1`` (a compiled loop) was fastest: vmapping over perturbed
-    copies of ``W1`` makes XLA transpose each batch of copies for the batched
-    matmul, and 4, 16 and 64 took 3.5x, 3.7x and 7x as long. Larger chunks
-    should pay off on an accelerator (not measured here).
+    **Cost:** ``2 * size(params)`` evaluations of ``f`` (79,520 for the book's
+    784-50-10 net). On a CPU ``chunk_size=1`` (a compiled loop) is fastest:
+    vmapping over perturbed copies of ``W1`` makes XLA transpose each batch of
+    copies for the batched matmul; larger chunks should pay off on an
+    accelerator. Timings: ``docs/speed.md``.
 
     Results for different ``chunk_size`` agree exactly when ``f`` is computed
     exactly, and otherwise to rounding: a vmapped ``f`` may add up its terms

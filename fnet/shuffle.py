@@ -13,9 +13,8 @@ the low bits of a 32-bit word, each round packs ``random bits | position`` into
 one ``uint32`` and sorts those words alone: the position in the low bits makes
 every word distinct and breaks ties by the current order, exactly as the
 stable pair sort does, and the sort then takes XLA's single-operand fast path.
-For Fashion-MNIST's 60000 examples (16 index bits, 16 key bits, 3 rounds) that
-is 6 ms per shuffle on a 2-core CPU instead of 30 ms (timed alone; see the
-README's speed section). When ``n`` needs more than ``32 - MIN_KEY_BITS``
+For Fashion-MNIST's 60000 examples that is 16 index bits, 16 key bits and 3
+rounds (the timings are in ``docs/speed.md``). When ``n`` needs more than ``32 - MIN_KEY_BITS``
 index bits (over a million examples), the keys would be too short and
 ``jax.random.permutation`` itself is used.
 """

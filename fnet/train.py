@@ -322,9 +322,9 @@ def fit(net: Layer, loss: Loss, optimizer, train_data: tuple, test_data: tuple |
       only process 0 writes the checkpoint.
     - ``xla_options``: XLA compiler options for the epoch and evaluation programs
       (``jax.jit(...).lower(...).compile(compiler_options=...)``), e.g.
-      ``{"xla_cpu_experimental_ynn_fusion_type": ""}``, which makes the book's
-      784-50-10 network ~15% faster on a CPU and larger ones slower (README, speed
-      section). An option XLA does not know raises ``ValueError`` before training.
+      ``{"xla_cpu_experimental_ynn_fusion_type": ""}`` (Eigen matmuls instead of
+      YNNPACK on a CPU: faster for the book's 784-50-10 network, slower for larger
+      ones; ``docs/speed.md``). An option XLA does not know raises ``ValueError`` before training.
 
     **Returns:** a ``TrainResult``. **Raises:** ``NonFiniteLossError`` (with the last good
     parameters; the checkpoint on disk keeps the last good epoch) when a loss is

@@ -26,12 +26,9 @@ import sys
 import time
 
 DEFAULT_THRESHOLD = {"float64": 1e-7, "float32": 5e-3}
-"""Largest absolute difference allowed, per dtype. Measured (784-50-10, 3 or
-10 Fashion-MNIST images, seeds 0 to 3): at most 7e-11 in float64, and 2e-4
-to 1.8e-3 in float32, the larger where a step of h pushes a hidden unit across
-the ReLU kink. A wrong backward rule is off by about the size of the gradient
-itself (1e-3 to 1e-1 here): float64 separates the two by many orders of
-magnitude, float32 barely, so gate changes on float64."""
+"""Largest absolute difference allowed, per dtype: far above what correct rules show, far
+below the error of a wrong rule (about the size of the gradient itself) in float64; in
+float32 the two are barely apart, so gate changes on float64 (figures: docs/speed.md)."""
 
 FLOAT32_NOTE = """\
 Why float32 differs more: a float32 number keeps about 7 significant digits

@@ -1,4 +1,4 @@
-"""The computational-graph nodes reproduce the seeds' worked examples exactly."""
+"""fnet.graph.nodes reproduce the book's worked examples (apples, oranges) exactly."""
 
 import jax.numpy as jnp
 import pytest

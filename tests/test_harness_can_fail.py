@@ -18,8 +18,8 @@ from fnet import layers as L
 from fnet.layers.pooling import _offsets, _spread
 
 
-def seed000_sigmoid_backward(y, dout):
-    # Seed 000's Sigmoid.backward: dout * (1.0 + self.out) * self.out. Right is (1.0 - y).
+def sigmoid_one_plus_y_backward(y, dout):
+    # The slip of one of the lecture notes: dout * (1 + y) * y instead of dout * (1 - y) * y.
     return {}, dout * (1.0 + y) * y
 
 
@@ -49,7 +49,7 @@ def tanh_forgets_square(y, dout):
 
 
 WRONG_LAYERS = {
-    "sigmoid_seed000": (L.sigmoid, seed000_sigmoid_backward, (4, 5)),
+    "sigmoid_one_plus_y": (L.sigmoid, sigmoid_one_plus_y_backward, (4, 5)),
     "affine_db_mean": (lambda: L.affine(3), affine_db_mean, (4, 5)),
     "affine_dW_transposed": (lambda: L.affine(4), affine_dW_of_wrong_orientation, (3, 4)),
     "softmax_diagonal_only": (L.softmax, softmax_diagonal_only, (4, 5)),
@@ -70,7 +70,7 @@ def test_wrong_layer_rule_is_rejected(name, dtype, tol):
 def test_right_rule_passes_where_wrong_one_fails():
     # The same input, the same harness: only the rule differs.
     assert max(compare_layer(L.sigmoid(), (4, 5)).values()) <= TOL64
-    broken = dataclasses.replace(L.sigmoid(), backward=seed000_sigmoid_backward)
+    broken = dataclasses.replace(L.sigmoid(), backward=sigmoid_one_plus_y_backward)
     assert max(compare_layer(broken, (4, 5)).values()) > 1e-2
 
 

@@ -44,7 +44,8 @@ def sigmoid() -> Layer:
     """``y = 1 / (1 + exp(-x))``, computed by ``lax.logistic``, so ``x = ±1000`` neither
     overflows nor gives NaN (``y`` is exactly 0 or 1 there).
 
-    **Derivative:** ``dy/dx = y (1 - y)``. (Seed 000 writes ``(1.0 + y) * y``: wrong.)
+    **Derivative:** ``dy/dx = y (1 - y)``. (A common slip writes ``(1 + y) * y``; the
+    gradient tests reject it.)
 
     **Cache:** the output ``y``.
     """

@@ -94,8 +94,8 @@ def conv2d(filters: int, kernel_size: int | tuple[int, int], stride: int | tuple
         cut = _spatial.unused(x.shape[1:3], window, strides, pads, outs)
         if x.shape[-1] == 1:
             # One input channel (a grayscale first layer, as in SimpleConvNet): gather
-            # every window (the book's im2col) and do one matmul. On a CPU this
-            # measured 4x faster than the convolution below, which wins from C_in = 2.
+            # every window (the book's im2col) and do one matmul: on a CPU much faster than
+            # the convolution below, which wins from C_in = 2 (docs/speed.md).
             cols = lax.conv_general_dilated_patches(x, window, strides, pads, dimension_numbers=_NHWC,
                                                     precision=lax.Precision.HIGHEST)
             dW = (cols.reshape(-1, window[0] * window[1]).T @ dout.reshape(-1, dout.shape[-1]))
