@@ -209,8 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     import jax
     import numpy as np
 
-    import fnet
     from fnet import data, distributed, losses, optim, train
+    from fnet.core import param_shapes
 
     t_start = time.perf_counter()
     if a.coordinator is not None:  # before anything else touches JAX
@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
 
     log = None if a.quiet else print
     if log:
-        shapes, _ = fnet.core.param_shapes(net, input_shape)
+        shapes, _ = param_shapes(net, input_shape)
         n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(shapes))
         log(f"{a.dataset}: {len(x_train)} train / {len(x_test)} test examples, loaded in "
             f"{t_loaded - t_start:.1f}s")
