@@ -176,6 +176,17 @@ def init_params(layer, shape, dtype=jnp.float64):
     return jax.tree.map(lambda a: a.astype(dtype), init(jax.random.key(0, impl="philox4x32")))
 
 
+def run_layer(layer, x, dout=None):
+    """Init, forward and backward of a plain layer on ``x`` (``dout`` defaults to ones).
+
+    **Returns:** ``(params, y, dparams, dx)``.
+    """
+    params, _ = layer.init(jax.random.key(0), (None, *x.shape[1:]))
+    y, cache = layer.forward(params, x)
+    dparams, dx = layer.backward(cache, jnp.ones_like(y) if dout is None else dout)
+    return params, y, dparams, dx
+
+
 def ties(key, shape, dtype):
     """Small integers: most pooling windows hold several equal maxima."""
     return jnp.round(jax.random.normal(key, shape, dtype))

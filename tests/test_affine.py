@@ -4,20 +4,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from harness import run_layer
 
 from fnet import layers as L
 
 
-def _run(layer, x, dout=None):
-    params, _ = layer.init(jax.random.key(0), (None, *x.shape[1:]))
-    y, cache = layer.forward(params, x)
-    dparams, dx = layer.backward(cache, jnp.ones_like(y) if dout is None else dout)
-    return params, y, dparams, dx
-
-
 def test_affine_values_and_nd_input():
     x = jax.random.normal(jax.random.key(1), (3, 2, 4, 5))
-    params, y, dparams, dx = _run(L.affine(7), x)
+    params, y, dparams, dx = run_layer(L.affine(7), x)
     W, b = params["W"], params["b"]
     assert W.shape == (40, 7)
     np.testing.assert_allclose(y, x.reshape(3, 40) @ W + b, rtol=1e-6)
