@@ -35,6 +35,7 @@ def __getattr__(name: str):
         return fnet.init
     raise AttributeError(f"module 'fnet' has no attribute {name!r}")
 
+
 __all__ = [
     "ContextError",
     "DTypeError",

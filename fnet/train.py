@@ -311,7 +311,9 @@ def fit(net: Layer, loss: Loss, optimizer, train_data: tuple, test_data: tuple |
     - ``eval_train``: also evaluate on the whole training set each epoch (the book does).
     - ``params``: start from these instead of ``net.init``.
     - ``checkpoint``: a path written atomically after every epoch; with
-      ``resume=True`` training continues from it (same seed and config required).
+      ``resume=True`` training continues from it; the seed, batch size, sampling,
+      training-set size and every ``config`` entry must equal the checkpoint's, except
+      those in ``RESUME_MAY_DIFFER`` (``check_resume``).
     - ``config``: JSON-able description of the run, saved in checkpoints.
     - ``log``: called with one progress line per epoch (``None`` for silence).
     - ``mesh``: train data-parallel over the devices of a ``distributed.make_mesh()``
