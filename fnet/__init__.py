@@ -12,7 +12,7 @@ import sys
 from fnet import data, gradcheck, graph, initializers, layers, losses, optim, schedules, shuffle
 from fnet.core import Layer, Static, apply, output_shape, sequential
 from fnet.data import DataError, load_fashion_mnist, load_mnist
-from fnet.errors import ContextError, DTypeError, LayerError, ShapeError
+from fnet.errors import ContextError, DTypeError, LayerError, ProtocolError, ShapeError
 from fnet.graph import draw, tape
 from fnet.losses import Loss
 from fnet.models import book_names, multi_layer_net, simple_convnet, two_layer_net
@@ -44,6 +44,7 @@ __all__ = [
     "LayerError",
     "Loss",
     "Optimizer",
+    "ProtocolError",
     "ShapeError",
     "Static",
     "accuracy",

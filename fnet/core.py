@@ -34,7 +34,7 @@ from typing import Any
 import jax
 
 from fnet._trees import Static
-from fnet.errors import LayerError, ShapeError, shape_str
+from fnet.errors import LayerError, ProtocolError, ShapeError, shape_str
 
 __all__ = ["Layer", "Static", "apply", "check_shape", "output_shape", "param_shapes", "sequential"]
 
@@ -123,10 +123,27 @@ def apply(layer: Layer, params: Params, x: jax.Array, *, key: jax.Array | None =
 def _call(layer: Layer, params: Params, x: jax.Array, ctx: Mapping[str, Any]):
     kwargs = {k: ctx[k] for k in layer.uses}
     out = layer.forward(params, x, **kwargs)
-    if "state" in layer.uses:
-        return out
-    y, cache = out
-    return y, cache, None
+    stateful = "state" in layer.uses
+    if not isinstance(out, tuple) or len(out) != (3 if stateful else 2):
+        want = "(y, cache, new_state) (it uses 'state')" if stateful else "(y, cache)"
+        raise ProtocolError(layer.name, f"forward must return {want}; it returned {_describe(out)}")
+    return out if stateful else (*out, None)
+
+
+def _describe(value) -> str:
+    if isinstance(value, tuple):
+        return f"a tuple of {len(value)}"
+    shape = getattr(value, "shape", None)
+    return f"{type(value).__name__}" + (f" of shape {shape_str(shape)}" if shape is not None else "")
+
+
+def backward_pair(layer: Layer, cache: Cache, dout: jax.Array) -> tuple[Params, jax.Array]:
+    """``layer.backward(cache, dout)``, checked to return the pair ``(dparams, dx)``."""
+    out = layer.backward(cache, dout)
+    if not isinstance(out, tuple) or len(out) != 2:
+        raise ProtocolError(layer.name, f"backward must return (dparams, dx), with dparams = {{}} for a "
+                                        f"layer without parameters; it returned {_describe(out)}")
+    return out
 
 
 def param_shapes(layer: Layer, input_shape: Shape) -> tuple[Any, Shape]:
@@ -240,14 +257,19 @@ def sequential(*layers: Layer | tuple[str, Layer]) -> Layer:
             specs.append((treedef, tuple(jax.numpy.shape(p) for p in leaves), x_in_shape))
             caches.append(cache)
             x = y
-        out = (x, (tuple(caches), Static(tuple(specs))))
+        out = (x, (tuple(caches), Static((tuple(specs), jax.numpy.shape(x)))))
         return (*out, new_state) if "state" in uses else out
 
     def backward(cache: Cache, dout: jax.Array):
-        caches, specs = cache
+        caches, static = cache
+        specs, y_shape = static.value
+        if jax.numpy.shape(dout) != y_shape:
+            raise ShapeError("sequential", f"backward got dout of shape {shape_str(jax.numpy.shape(dout))}, "
+                                           f"but forward's output y had shape {shape_str(y_shape)}; dout is "
+                                           "dL/dy and must have y's shape")
         grads = {}
-        for (k, child), c, spec in reversed(list(zip(children_t, caches, specs.value, strict=True))):
-            dp, dout = guard(k, child.backward, c, dout)
+        for (k, child), c, spec in reversed(list(zip(children_t, caches, specs, strict=True))):
+            dp, dout = guard(k, backward_pair, child, c, dout)
             _check_grads(k, child.name, dp, dout, spec)
             grads[k] = dp
         return {k: grads[k] for k in keys}, dout

@@ -50,6 +50,14 @@ class ContextError(LayerError, ValueError):
     """
 
 
+class ProtocolError(LayerError, TypeError):
+    """A layer's function returned something other than the protocol says.
+
+    ``forward -> (y, cache)`` (``(y, cache, new_state)`` for a layer that uses
+    ``"state"``), ``backward -> (dparams, dx)``.
+    """
+
+
 def shape_str(shape) -> str:
     """``(None, 784)`` -> ``(N, 784)``: the batch dimension, when unknown, reads as N."""
     inner = ", ".join("N" if d is None else str(d) for d in shape)

@@ -236,3 +236,47 @@ def test_loss_and_grads_returns_state_for_stateful_nets():
 
 def test_repr_shows_structure():
     assert repr(_net()) == "sequential(affine_0=affine(), relu_0=relu(), affine_1=affine())"
+
+
+# ---------------------------------------------------------------- the protocol's own errors
+
+
+def _returns(forward=None, backward=None):
+    def init(key, input_shape):
+        return {}, input_shape
+
+    return fnet.Layer("mine", init, forward or (lambda p, x: (x, None)),
+                      backward or (lambda c, d: ({}, d)))
+
+
+def test_forward_that_returns_only_y_is_named():
+    net = fnet.sequential(L.affine(3), _returns(forward=lambda p, x: 2 * x))
+    params, _ = net.init(jax.random.key(0), (None, 4))
+    with pytest.raises(fnet.ProtocolError, match=r"^mine_0 \(mine\): forward must return \(y, cache\); "
+                                                 r"it returned ArrayImpl of shape \(2, 3\)"):
+        net.forward(params, jnp.ones((2, 4)))
+    with pytest.raises(TypeError, match=r"^mine: forward must return \(y, cache\)"):
+        fnet.apply(_returns(forward=lambda p, x: 2 * x), {}, jnp.ones((2, 4)))
+
+
+def test_backward_that_returns_only_dx_is_named():
+    net = fnet.sequential(L.affine(3), _returns(backward=lambda c, d: 2 * d))
+    params, _ = net.init(jax.random.key(0), (None, 4))
+    y, cache = net.forward(params, jnp.ones((2, 4)))
+    with pytest.raises(fnet.ProtocolError, match=r"^mine_0 \(mine\): backward must return \(dparams, dx\)"):
+        net.backward(cache, jnp.ones_like(y))
+
+
+def test_dout_of_the_wrong_shape_names_the_expected_shape():
+    net = fnet.two_layer_net(4, 3, 2)
+    params, _ = net.init(jax.random.key(0), (None, 4))
+    y, cache = net.forward(params, jnp.ones((5, 4)))
+    with pytest.raises(fnet.ShapeError, match=r"^sequential: backward got dout of shape \(5, 3\), but "
+                                              r"forward's output y had shape \(5, 2\)"):
+        net.backward(cache, jnp.ones((5, 3)))
+    layer = L.affine(2)
+    p, _ = layer.init(jax.random.key(0), (None, 4))
+    _, c = layer.forward(p, jnp.ones((5, 4)))
+    with pytest.raises(fnet.ShapeError, match=r"^affine: backward got dout of shape \(2, 5\), but the "
+                                              r"output y had shape \(5, 2\)"):
+        layer.backward(c, jnp.ones((2, 5)))
