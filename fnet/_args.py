@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
+from pathlib import Path
 
 
 class ArgumentTypeError(TypeError, ValueError):
@@ -74,3 +76,32 @@ def count(where: str, arg: str, value, minimum: int) -> int:
         need = "a positive int" if minimum == 1 else f"an int >= {minimum}"
         raise ValueError(f"{where}: {arg} must be {need}, got {value}")
     return value
+
+
+def writable_path(where: str, arg: str, path) -> Path:
+    """``path`` as a ``Path`` that a file can be written to, checked before any work is done.
+
+    It must not be a directory; the nearest directory that exists on the way to it
+    must be writable (missing directories are created when the file is written);
+    an existing file must be writable. The ``ValueError`` names ``where``, ``arg``
+    (unless empty) and the user's path, so a long run never ends in a traceback about a path.
+    """
+    named = f"{where}: {arg}" if where else arg
+    if not isinstance(path, (str, os.PathLike)):
+        raise ArgumentTypeError(f"{named} must be a file path, got {path!r}")
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise ValueError(f"{named} {path} is a directory; give a file path inside it, e.g. "
+                         f"{path / 'run.npz' if arg.endswith('checkpoint') else path / 'out'}")
+    if path.exists():
+        if not os.access(path, os.W_OK):
+            raise ValueError(f"{named} {path} exists and is not writable")
+        return path
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"{named} {path}: {parent} is a file, not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"{named} {path}: cannot create files in {parent} (permission denied)")
+    return path

@@ -81,22 +81,25 @@ def _outline(tree) -> dict[tuple, str]:
     return {tuple(key_str(e) for e in p): (repr(x) if _empty(x) else "an array") for p, x in flat}
 
 
-def check_like(where: str, what: str, tree, params) -> None:
-    """``tree`` must have the structure and leaf shapes of ``params``, else ValueError at the first path."""
+def check_like(where: str, what: str, tree, params, *, against: str = "params") -> None:
+    """``tree`` must have the structure and leaf shapes of ``params``, else ValueError at the first path.
+
+    ``against`` names ``params`` in the message (``"the network's parameters"``).
+    """
     if jax.tree.structure(tree) != jax.tree.structure(params):
         want, got = _outline(params), _outline(tree)
         diffs = []
         for path, kind in want.items():
             if path not in got:
-                diffs.append(f"{'/'.join(path)!r} is in params but missing from {what}")
+                diffs.append(f"{'/'.join(path)!r} is in {against} but missing from {what}")
             elif got[path] != kind:
-                diffs.append(f"at {'/'.join(path)!r} params hold {kind} but {what} hold {got[path]}")
-        diffs += [f"{'/'.join(p)!r} is in {what} but not in params" for p in got if p not in want]
+                diffs.append(f"at {'/'.join(path)!r} {against} hold {kind} but {what} hold {got[path]}")
+        diffs += [f"{'/'.join(p)!r} is in {what} but not in {against}" for p in got if p not in want]
         if not diffs:
-            diffs = [f"the containers differ: params are {jax.tree.structure(params)}, "
+            diffs = [f"the containers differ: {against} are {jax.tree.structure(params)}, "
                      f"{what} are {jax.tree.structure(tree)}"]
         more = f" (and {len(diffs) - 1} more difference(s))" if len(diffs) > 1 else ""
-        raise ValueError(f"{where}: {what} do not match params: {diffs[0]}{more}")
+        raise ValueError(f"{where}: {what} do not match {against}: {diffs[0]}{more}")
     for (path, x), w in zip(leaves_with_paths(tree), jax.tree.leaves(params), strict=True):
         if jnp.shape(x) != jnp.shape(w):
             raise ValueError(f"{where}: {what} at {path!r} has shape {jnp.shape(x)}, but the parameter "

@@ -37,6 +37,10 @@ class CheckpointError(ValueError):
     """A checkpoint file is missing, unreadable, or does not fit the network."""
 
 
+class CheckpointWriteError(CheckpointError, OSError):
+    """A checkpoint could not be written (an ``OSError`` too); the message names the user's path."""
+
+
 @dataclasses.dataclass
 class Checkpoint:
     """What a training run needs to continue exactly where it stopped."""
@@ -57,10 +61,27 @@ def _flatten(prefix: str, tree) -> dict[str, np.ndarray]:
     return out
 
 
+def _temporaries(path: Path) -> list[Path]:
+    """Temporary files that writes of ``path`` left behind (a process killed while writing)."""
+    return sorted(path.parent.glob(f".{path.name}.*.tmp"))
+
+
 def save(path: str | os.PathLike, ckpt: Checkpoint) -> Path:
-    """Write ``ckpt`` to ``path`` atomically. Returns the path."""
+    """Write ``ckpt`` to ``path`` atomically. Returns the path.
+
+    The file is written to a temporary file beside it, flushed to disk and renamed over
+    ``path``, so ``path`` always holds a whole checkpoint, old or new. Temporary files of
+    earlier writes of the same checkpoint that were killed midway are removed first
+    (one process writes a given checkpoint). **Raises:** ``CheckpointError`` naming
+    ``path`` when it cannot be written.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for stale in _temporaries(path):
+            stale.unlink(missing_ok=True)
+    except OSError as e:
+        raise CheckpointWriteError(f"{path}: cannot write the checkpoint: {e.strerror or e}") from None
     arrays: dict[str, np.ndarray] = {}
     for name in TREES:
         arrays.update(_flatten(name, getattr(ckpt, name)))
@@ -72,33 +93,71 @@ def save(path: str | os.PathLike, ckpt: Checkpoint) -> Path:
         "config": ckpt.config,
     }
     arrays["__meta__"] = np.array(json.dumps(meta))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise CheckpointWriteError(f"{path}: cannot write the checkpoint: {e.strerror or e}") from None
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise CheckpointWriteError(f"{path}: cannot write the checkpoint: {e.strerror or e}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
 
 
+_META_FIELDS = {"format": str, "version": int, "epoch": int, "key_impl": str, "history": dict, "config": dict}
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
 def _read(path: Path) -> tuple[dict[str, np.ndarray], dict]:
+    """Every array and the metadata; ``CheckpointError`` naming the file and the fault otherwise.
+
+    Nothing is ever unpickled: an entry that would need pickle is a damaged file.
+    """
     if not path.exists():
         raise CheckpointError(f"{path}: no such checkpoint file")
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a directory, not a checkpoint file")
     try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+        if head != _ZIP_MAGIC:
+            got = head.hex(" ") or "nothing (it is empty)"
+            raise CheckpointError(f"{path}: not a readable fnet checkpoint: an .npz (zip) file starts with "
+                                  f"bytes {_ZIP_MAGIC.hex(' ')}, this one with {got}")
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+    except CheckpointError:
+        raise
+    except ValueError as e:
+        if "pickle" in str(e):  # numpy's advice (allow_pickle=True) would be wrong and unsafe here
+            raise CheckpointError(f"{path}: damaged checkpoint: an entry is not a plain array (fnet never "
+                                  "unpickles)") from None
         raise CheckpointError(f"{path}: not a readable fnet checkpoint ({e})") from None
+    except (OSError, zipfile.BadZipFile, EOFError) as e:
+        raise CheckpointError(f"{path}: not a readable fnet checkpoint (truncated or damaged: {e})") from None
     if "__meta__" not in arrays:
         raise CheckpointError(f"{path}: not an fnet checkpoint (no __meta__ entry)")
-    meta = json.loads(str(arrays.pop("__meta__")))
-    if meta.get("format") != FORMAT or meta.get("version") != VERSION:
-        raise CheckpointError(f"{path}: unsupported checkpoint format {meta.get('format')!r} "
-                              f"version {meta.get('version')!r} (this fnet reads {FORMAT} v{VERSION})")
+    try:
+        meta = json.loads(str(arrays.pop("__meta__")))
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path}: damaged checkpoint: its __meta__ entry is not JSON ({e})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("version") != VERSION:
+        got = f"{meta.get('format')!r} version {meta.get('version')!r}" if isinstance(meta, dict) else meta
+        raise CheckpointError(f"{path}: unsupported checkpoint format {got} (this fnet reads {FORMAT} "
+                              f"v{VERSION})")
+    for field, kind in _META_FIELDS.items():
+        if not isinstance(meta.get(field), kind):
+            raise CheckpointError(f"{path}: damaged checkpoint: __meta__ lacks {field!r} (a {kind.__name__})")
+    if "key" not in arrays:
+        raise CheckpointError(f"{path}: damaged checkpoint: the random key entry 'key' is missing")
     return arrays, meta
 
 
@@ -124,6 +183,9 @@ def _restore(path: Path, prefix: str, template, arrays: dict[str, np.ndarray], u
         if value.dtype != like.dtype:
             raise CheckpointError(f"{path}: {name} has dtype {value.dtype} in the file, but the network "
                                   f"expects {like.dtype}")
+        if jnp.issubdtype(value.dtype, jnp.floating) and not np.isfinite(value).all():
+            raise CheckpointError(f"{path}: {name} holds NaN or infinite values; a checkpoint of diverged "
+                                  "weights is refused (resume from an earlier one, or train anew)")
         used.add(name)
         leaves.append(jnp.asarray(value))
     return jax.tree.unflatten(treedef, leaves)
@@ -152,6 +214,9 @@ def load(path: str | os.PathLike, *, params_like, opt_state_like=None, state_lik
     if extra:
         raise CheckpointError(f"{path} does not fit this network: the file has entries the network does "
                               f"not: {', '.join(extra[:5])}{' ...' if len(extra) > 5 else ''}")
-    key = jax.random.wrap_key_data(jnp.asarray(arrays["key"]), impl=meta["key_impl"])
+    try:
+        key = jax.random.wrap_key_data(jnp.asarray(arrays["key"]), impl=meta["key_impl"])
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: damaged checkpoint: the random key does not load ({e})") from None
     history = {k: np.asarray(v) for k, v in meta["history"].items()}
     return Checkpoint(params, opt_state, state, key, meta["epoch"], history, meta["config"])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import sys
 import time
@@ -35,8 +36,9 @@ def _argument(convert, ok, what: str):
 
 
 _positive_int = _argument(int, lambda v: v >= 1, "a positive integer")
-_positive_float = _argument(float, lambda v: v > 0, "a positive number")
-_non_negative_float = _argument(float, lambda v: v >= 0, "a number >= 0")
+_positive_float = _argument(float, lambda v: math.isfinite(v) and v > 0, "a positive number")
+_non_negative_float = _argument(float, lambda v: math.isfinite(v) and v >= 0, "a number >= 0")
+_seed = _argument(int, lambda v: 0 <= v < 2 ** 63, "an integer in [0, 2**63)")
 
 
 def xla_option(text: str) -> tuple[str, bool | int | float | str]:
@@ -95,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--sampling", choices=["shuffle", "replacement"], default="shuffle",
                    help="shuffle: each epoch visits every example once (default); replacement: the "
                         "book's random minibatches")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--seed", type=_seed, default=0)
     g.add_argument("--no-eval-train", action="store_true",
                    help="skip evaluating the whole training set after each epoch")
     g = p.add_argument_group("devices (data parallel: the global --batch-size is split over devices)")
@@ -112,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("output")
     g.add_argument("--checkpoint", type=Path, metavar="PATH", help="save after every epoch (.npz)")
     g.add_argument("--resume", action="store_true", help="continue from --checkpoint")
+    g.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --checkpoint with a new run (without it, an existing "
+                        "checkpoint is refused unless --resume)")
     g.add_argument("--plot", type=Path, metavar="PATH", help="PNG of loss and accuracy per epoch "
                                                              "(needs matplotlib: pip install fnet[plot])")
     g.add_argument("--json", type=Path, metavar="PATH", help="write metrics and timings as JSON")
@@ -157,6 +162,19 @@ def _check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
         p.error("--resume needs --checkpoint PATH")
     if a.resume and not a.checkpoint.exists():
         p.error(f"--resume: no checkpoint at {a.checkpoint}")
+    if a.resume and a.overwrite:
+        p.error("--resume continues a checkpoint and --overwrite replaces it: give one of them")
+    # every output path is checked now, so that a finished run never ends in a traceback about one
+    from fnet import _args, fit_checks
+
+    try:
+        fit_checks.check_checkpoint_path(a.checkpoint, resume=a.resume, overwrite=a.overwrite, where="",
+                                         spell=lambda k: f"--{k}")
+        for option, path in (("--json", a.json), ("--plot", a.plot)):
+            if path is not None:
+                _args.writable_path("", option, path)
+    except ValueError as e:
+        p.error(str(e))
     if a.plot is not None:
         try:
             import matplotlib  # noqa: F401
@@ -246,8 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     hyper = {"weight_decay": a.weight_decay} | ({"lr": lr} if lr is not None else {})
     optimizer = optim.by_name(a.optimizer, **hyper)
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()
-              if k not in ("quiet", "resume", "plot", "json", "checkpoint", "devices", "coordinator",
-                           "num_processes", "process_id", "compile_cache", "no_compile_cache")}
+              if k not in ("quiet", "resume", "overwrite", "plot", "json", "checkpoint", "devices",
+                           "coordinator", "num_processes", "process_id", "compile_cache", "no_compile_cache")}
     if a.epochs is None and a.iters is None:
         a.iters = 10000
     if a.resume:
@@ -268,9 +286,9 @@ def main(argv: list[str] | None = None) -> int:
         result = train.fit(net, losses.softmax_cross_entropy, optimizer, (x_train, t_train), (x_test, t_test),
                            epochs=a.epochs, iters=a.iters, batch_size=a.batch_size, seed=a.seed,
                            sampling=a.sampling, eval_train=not a.no_eval_train, checkpoint=a.checkpoint,
-                           resume=a.resume, config=config, log=log, mesh=mesh,
+                           resume=a.resume, overwrite=a.overwrite, config=config, log=log, mesh=mesh,
                            xla_options=dict(a.xla_option) if a.xla_option else None)
-    except train.NonFiniteLossError as e:
+    except train.DivergenceError as e:  # NonFiniteLossError included
         print(f"fnet-train: {e}", file=sys.stderr)
         return 1
     except ValueError as e:  # a CheckpointError, or what the parser cannot see (an unknown --xla-option)
@@ -285,18 +303,26 @@ def main(argv: list[str] | None = None) -> int:
             f"training {result.train_seconds:.1f}s, {rate:,.0f} samples/s)")
         if final:
             log(f"final: train acc {final['train_acc']:.4f}, test acc {final['test_acc']:.4f}")
-    if a.json is not None and jax.process_index() == 0:
-        a.json.parent.mkdir(parents=True, exist_ok=True)
-        a.json.write_text(json.dumps({
-            "config": config, "final": final,
-            "history": {k: v.tolist() for k, v in h.items()},
-            "timings": {"total_s": total, "data_s": t_loaded - t_start, "compile_s": result.compile_seconds,
-                        "train_s": result.train_seconds},
-            "jax": jax.__version__, "device": _describe_device(mesh), "python": platform.python_version(),
-            "machine": platform.machine(),
-        }, indent=2))
-    if a.plot is not None and jax.process_index() == 0:
-        plot_history(h, a.plot, title=f"{a.model} on {a.dataset}")
+    if jax.process_index() != 0:
+        return 0
+    try:
+        if a.json is not None:
+            a.json.parent.mkdir(parents=True, exist_ok=True)
+            a.json.write_text(json.dumps({
+                "config": config, "final": final,
+                "history": {k: v.tolist() for k, v in h.items()},
+                "timings": {"total_s": total, "data_s": t_loaded - t_start,
+                            "compile_s": result.compile_seconds, "train_s": result.train_seconds},
+                "jax": jax.__version__, "device": _describe_device(mesh), "python": platform.python_version(),
+                "machine": platform.machine(),
+            }, indent=2))
+        if a.plot is not None:
+            plot_history(h, a.plot, title=f"{a.model} on {a.dataset}")
+    except OSError as e:
+        saved = f"; the trained model is in {a.checkpoint}" if a.checkpoint else ""
+        print(f"fnet-train: cannot write {e.filename or 'an output file'}: {e.strerror or e}{saved}",
+              file=sys.stderr)
+        return 1
     return 0
 
 

@@ -36,23 +36,25 @@ from jax.sharding import Mesh
 
 from fnet import _args, distributed
 from fnet import checkpoint as ckpt_lib
+from fnet import fit_checks as checks
 from fnet.core import Layer, param_shapes
 from fnet.epoch import SAMPLING, make_evaluate, make_train_epoch
+from fnet.fit_checks import RESUME_MAY_DIFFER, check_batch_size, check_resume
 from fnet.losses import Loss
 
-__all__ = ["HISTORY_KEYS", "RESUME_MAY_DIFFER", "SAMPLING", "NonFiniteLossError", "Plan", "TrainResult",
-           "check_batch_size", "check_resume", "fit", "make_evaluate", "make_train_epoch", "plan"]
+__all__ = ["DEFAULT_DIVERGENCE", "HISTORY_KEYS", "RESUME_MAY_DIFFER", "SAMPLING", "DivergenceError",
+           "NonFiniteLossError", "Plan", "TrainResult", "check_batch_size", "check_resume", "fit",
+           "make_evaluate", "make_train_epoch", "plan"]
 
+DEFAULT_DIVERGENCE = 10.0
+"""``fit(divergence=)``: stop when an epoch's mean loss exceeds this many times the starting loss."""
 HISTORY_KEYS = ("epoch", "steps", "loss", "train_loss", "train_acc", "test_loss", "test_acc",
                 "seconds", "samples_per_s", "elapsed")
-RESUME_MAY_DIFFER = frozenset({"epochs", "iters", "data_dir", "no_download", "no_eval_train", "xla_option",
-                               "xla_options"})
-"""Config keys a resumed run may change: how long it trains, where the data is read from,
-what is evaluated, how XLA compiles. Every other key must equal the checkpoint's."""
 
 
-class NonFiniteLossError(FloatingPointError):
-    """The training loss became NaN or infinite. Carries the last good state.
+class DivergenceError(FloatingPointError):
+    """Training diverged: the epoch's loss far above the starting loss (``fit(divergence=)``), or
+    parameters that became NaN or infinite. Carries the last good state.
 
     **Attributes:** ``epoch`` (the epoch that failed), ``params``, ``opt_state``,
     ``state`` (from the end of the previous epoch), ``history``.
@@ -62,6 +64,10 @@ class NonFiniteLossError(FloatingPointError):
         super().__init__(message)
         self.epoch, self.params, self.opt_state, self.state, self.history = (
             epoch, params, opt_state, state, history)
+
+
+class NonFiniteLossError(DivergenceError):
+    """The training loss became NaN or infinite (a ``DivergenceError``)."""
 
 
 @dataclasses.dataclass
@@ -97,24 +103,6 @@ class Plan:
         return self.steps_per_epoch if epoch < self.total_epochs - 1 else self.last_steps
 
 
-def check_batch_size(batch_size: int, n_train: int, mesh: Mesh | None = None, *,
-                     what: str = "batch_size") -> int:
-    """The per-host batch; ``ValueError`` naming ``what`` when ``batch_size`` cannot be used.
-
-    It must split evenly over the mesh's devices and leave each host between 1
-    and ``n_train`` (its number of training examples) per step.
-    """
-    hosts = 1 if mesh is None else mesh.shape["hosts"]
-    if mesh is not None:
-        distributed.check_batch(mesh, batch_size, what)
-    per_host = batch_size // hosts
-    if not 1 <= per_host <= n_train:
-        larger = f": {what} {batch_size} is larger than the training set ({n_train} examples)"
-        raise ValueError(f"{what} must be between 1 and the number of training examples ({n_train}); "
-                         f"got {batch_size}{larger if per_host > n_train else ''}")
-    return per_host
-
-
 def plan(n_train: int, batch_size: int, *, epochs: int | None, iters: int | None,
          mesh: Mesh | None = None) -> Plan:
     """Cut ``epochs`` passes, or ``iters`` minibatch updates, into epochs of ``n_train // batch`` steps."""
@@ -132,43 +120,25 @@ def plan(n_train: int, batch_size: int, *, epochs: int | None, iters: int | None
     return Plan(steps_per_epoch, epochs, steps_per_epoch)
 
 
-def check_resume(checkpoint: str | Path, config: Mapping[str, Any], *,
-                 spell: Callable[[str], str] = str) -> None:
-    """``ValueError`` when ``config`` differs from the checkpoint's in a key outside ``RESUME_MAY_DIFFER``.
-
-    Only keys present in ``config`` are compared; ``spell`` names a key in the
-    message (the command line passes ``--option`` spellings).
-    """
-    saved = ckpt_lib.read_config(checkpoint)["config"]
-    diff = {k: (saved.get(k), v) for k, v in config.items()
-            if k not in RESUME_MAY_DIFFER and saved.get(k) != v}
-    if diff:
-        raise ValueError(f"cannot resume from {checkpoint}: the run differs in "
-                         + ", ".join(f"{spell(k)} (saved {a!r}, now {b!r})" for k, (a, b) in diff.items()))
-
-
-def _check_data(x, t, what: str):
-    """Validate one ``(x, t)`` pair before anything is compiled; arrays stay where they are."""
-    if not isinstance(x, (np.ndarray, jax.Array)):
-        x = np.asarray(x)
-    if not isinstance(t, (np.ndarray, jax.Array)):
-        t = np.asarray(t)
-    if x.ndim < 2:
-        raise ValueError(f"fit: x_{what} must have a batch axis, shape (N, ...); got shape {x.shape}")
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        raise TypeError(f"fit: x_{what} has dtype {x.dtype}; pass floating-point inputs "
-                        "(load images with normalize=True, or divide by 255)")
-    if len(t) != len(x):
-        raise ValueError(f"fit: x_{what} has {len(x)} examples but t_{what} has {len(t)}")
-    return x, t
-
-
-def _check_inputs(train_data: tuple, test_data: tuple | None, xla_options) -> tuple[tuple, tuple | None]:
+def _check_inputs(net: Layer, train_data, test_data, params, xla_options) -> tuple:
+    """The data (finite, labels in range for the network's outputs) and ``params=``; the input shape."""
     if xla_options is not None and (not isinstance(xla_options, Mapping)
                                     or not all(isinstance(k, str) for k in xla_options)):
         raise TypeError(f"fit: xla_options must be a dict of XLA option name -> value, got {xla_options!r}")
-    train = _check_data(*train_data, "train")
-    return train, None if test_data is None else _check_data(*test_data, "test")
+    sets = {"train": train_data, "test": test_data}
+    for what, pair in sets.items():
+        if pair is not None and not (isinstance(pair, (tuple, list)) and len(pair) == 2):
+            raise TypeError(f"fit: {what}_data must be a pair (x_{what}, t_{what}), "
+                            f"got {type(pair).__name__}")
+    checked = {w: None if p is None else checks.check_data(*p, w) for w, p in sets.items()}
+    input_shape = (None, *checked["train"][0].shape[1:])
+    _, out_shape = param_shapes(net, input_shape)
+    for what, pair in checked.items():
+        if pair is not None:
+            checks.check_targets(pair[1], what, out_shape)
+    if params is not None:
+        checks.check_params(params, net, input_shape)
+    return checked["train"], checked["test"], input_shape
 
 
 def _resolve_mesh(mesh: Mesh | str | None) -> Mesh | None:
@@ -202,8 +172,6 @@ def _start(net: Layer, optimizer, key, input_shape, params, checkpoint, resume: 
     state = net.init_state(input_shape) if "state" in net.uses else None
     if not resume:
         return _Start(params, opt_state, state, 0, {k: [] for k in HISTORY_KEYS})
-    if checkpoint is None:
-        raise ValueError("fit: resume=True needs checkpoint=PATH")
     try:
         check_resume(checkpoint, config)
     except ValueError as e:
@@ -259,8 +227,8 @@ def _lower(net, loss, optimizer, run: Plan, first_epoch: int, carry, data, run_k
 
 
 def _run_epoch(programs: dict, e: int, n_steps: int, carry: tuple, data, run_key, *, batch_size: int,
-               checkpoint, history: dict) -> tuple[tuple, dict]:
-    """Epoch ``e`` (0-based): train, stop on a non-finite loss, evaluate; returns the new carry and record."""
+               checkpoint, history: dict, divergence: float | None) -> tuple[tuple, dict]:
+    """Epoch ``e`` (0-based): train, stop on divergence, evaluate; returns the new carry and record."""
     x_train, t_train, x_test, t_test = data
     t1 = time.perf_counter()
     new_carry, losses = programs[n_steps](*carry, x_train, t_train, jax.random.fold_in(run_key, e))
@@ -276,6 +244,7 @@ def _run_epoch(programs: dict, e: int, n_steps: int, carry: tuple, data, run_key
             "Try a smaller learning rate, check the inputs for NaN, or check that labels are in range.",
             epoch=e + 1, params=carry[0], opt_state=carry[1], state=carry[2],
             history={k: np.asarray(v) for k, v in history.items()})
+    _check_divergence(e, losses, new_carry[0], carry, history, divergence, checkpoint)
     params, _, state = new_carry
     nan = (np.nan, np.nan)
     tr = programs["train"](params, state, x_train, t_train) if "train" in programs else nan
@@ -284,6 +253,30 @@ def _run_epoch(programs: dict, e: int, n_steps: int, carry: tuple, data, run_key
                        "train_loss": float(tr[0]), "train_acc": float(tr[1]),
                        "test_loss": float(te[0]), "test_acc": float(te[1]), "seconds": seconds,
                        "samples_per_s": n_steps * batch_size / seconds}
+
+
+def _check_divergence(e: int, losses: np.ndarray, new_params, carry, history: dict, divergence,
+                      checkpoint) -> None:
+    """Stop when the epoch's mean loss is ``divergence`` times the reference, or parameters are not finite.
+
+    The reference is the first epoch's mean loss; during the first epoch, its first step's
+    loss (the loss at the starting parameters).
+    """
+    reference = history["loss"][0] if history["loss"] else float(losses[0])
+    mean = float(losses.mean())
+    why = None
+    if divergence is not None and mean > divergence * reference:
+        why = (f"the mean training loss {mean:.4g} is over {divergence:g} times the starting loss "
+               f"{reference:.4g} (fit(divergence=...))")
+    elif (bad := checks.first_non_finite(new_params)) is not None:
+        why = f"the parameter {bad} became NaN or infinite, although the loss stayed finite"
+    if why is not None:
+        kept = f"; the checkpoint {checkpoint} holds epoch {e}" if checkpoint and e > 0 else ""
+        raise DivergenceError(
+            f"epoch {e + 1}: training diverged: {why}. Training stopped and the parameters from the end "
+            f"of epoch {e} were kept{kept}. Try a smaller learning rate, or check the inputs.",
+            epoch=e + 1, params=carry[0], opt_state=carry[1], state=carry[2],
+            history={k: np.asarray(v) for k, v in history.items()})
 
 
 def _format(rec: dict, total_epochs: int) -> str:
@@ -297,9 +290,10 @@ def _format(rec: dict, total_epochs: int) -> str:
 def fit(net: Layer, loss: Loss, optimizer, train_data: tuple, test_data: tuple | None = None, *,
         epochs: int | None = None, iters: int | None = None, batch_size: int = 100, seed: int = 0,
         sampling: str = "shuffle", eval_batch_size: int = 1000, eval_train: bool = True,
-        params=None, checkpoint: str | Path | None = None, resume: bool = False,
+        params=None, checkpoint: str | Path | None = None, resume: bool = False, overwrite: bool = False,
         config: dict | None = None, log: Callable[[str], None] | None = print,
-        mesh: Mesh | str | None = "auto", xla_options: Mapping[str, Any] | None = None) -> TrainResult:
+        mesh: Mesh | str | None = "auto", xla_options: Mapping[str, Any] | None = None,
+        divergence: float | None = DEFAULT_DIVERGENCE) -> TrainResult:
     """Train ``net`` with ``loss`` and ``optimizer`` on ``train_data = (x, t)``.
 
     **Arguments:**
@@ -309,36 +303,39 @@ def fit(net: Layer, loss: Loss, optimizer, train_data: tuple, test_data: tuple |
     - ``sampling``: ``"shuffle"`` (without replacement, default) or
       ``"replacement"`` (the book's ``np.random.choice`` per step).
     - ``eval_train``: also evaluate on the whole training set each epoch (the book does).
-    - ``params``: start from these instead of ``net.init``.
-    - ``checkpoint``: a path written atomically after every epoch; with
-      ``resume=True`` training continues from it; the seed, batch size, sampling,
-      training-set size and every ``config`` entry must equal the checkpoint's, except
-      those in ``RESUME_MAY_DIFFER`` (``check_resume``).
+    - ``params``: start from these instead of ``net.init`` (checked against its shapes).
+    - ``checkpoint``: a path written atomically after every epoch. An existing file is
+      refused unless ``resume=True`` (continue it: the seed, batch size, sampling,
+      training-set size and ``config`` must equal the checkpoint's, except the keys in
+      ``RESUME_MAY_DIFFER``) or ``overwrite=True`` (start over and replace it).
     - ``config``: JSON-able description of the run, saved in checkpoints.
     - ``log``: called with one progress line per epoch (``None`` for silence).
-    - ``mesh``: train data-parallel over the devices of a ``distributed.make_mesh()``
-      mesh; the default ``"auto"`` uses every device when there are several,
-      ``None`` one device. ``batch_size`` is the global batch and must be
-      divisible by the number of devices. With several processes, ``train_data`` and
-      ``test_data`` are this process's shards (``distributed.host_shard``) and
-      only process 0 writes the checkpoint.
-    - ``xla_options``: XLA compiler options for the epoch and evaluation programs
-      (``jax.jit(...).lower(...).compile(compiler_options=...)``), e.g.
-      ``{"xla_cpu_experimental_ynn_fusion_type": ""}`` (Eigen matmuls instead of
-      YNNPACK on a CPU: faster for the book's 784-50-10 network, slower for larger
-      ones; ``docs/speed.md``). An option XLA does not know raises ``ValueError`` before training.
+    - ``mesh``: data-parallel over a ``distributed.make_mesh()`` mesh (default ``"auto"``:
+      every device when there are several; ``None``: one). ``batch_size`` is the global
+      batch. With several processes the data are this process's shards
+      (``distributed.host_shard``) and only process 0 writes the checkpoint.
+    - ``xla_options``: XLA compiler options for the compiled programs, e.g.
+      ``{"xla_cpu_experimental_ynn_fusion_type": ""}`` (``docs/speed.md``); an option XLA
+      does not know raises ``ValueError`` before training.
+    - ``divergence``: stop when an epoch's mean loss exceeds this factor times the starting
+      loss (see ``_check_divergence``); ``None`` turns the check off.
 
-    **Returns:** a ``TrainResult``. **Raises:** ``NonFiniteLossError`` (with the last good
-    parameters; the checkpoint on disk keeps the last good epoch) when a loss is
-    NaN or infinite.
+    **Returns:** a ``TrainResult``. **Raises:** before training, ``ValueError``/``TypeError``
+    naming the bad argument (data with NaN, labels out of range, a path that cannot be
+    written, ...); ``DivergenceError``, or ``NonFiniteLossError`` for a NaN or infinite
+    loss, with the last good parameters (the checkpoint on disk keeps the last good epoch).
     """
     t_start = time.perf_counter()
-    (x_train, t_train), test = _check_inputs(train_data, test_data, xla_options)
+    checks.check_run_args(net, loss, optimizer, epochs=epochs, iters=iters, batch_size=batch_size, seed=seed,
+                          sampling=sampling, samplings=SAMPLING, eval_batch_size=eval_batch_size,
+                          eval_train=eval_train, resume=resume, overwrite=overwrite, log=log, config=config,
+                          divergence=divergence)
+    (x_train, t_train), test, input_shape = _check_inputs(net, train_data, test_data, params, xla_options)
+    checkpoint = checks.check_checkpoint_path(checkpoint, resume=resume, overwrite=overwrite)
     mesh = _resolve_mesh(mesh)
     run = plan(len(x_train), batch_size, epochs=epochs, iters=iters, mesh=mesh)
     config = {**(config or {}), "seed": seed, "batch_size": batch_size, "sampling": sampling,
               "n_train": len(x_train), **({"xla_options": dict(xla_options)} if xla_options else {})}
-    input_shape = (None, *x_train.shape[1:])
     k_init, run_key = jax.random.split(jax.random.key(seed))
     start = _start(net, optimizer, k_init, input_shape, params, checkpoint, resume, config)
     if resume and start.epoch >= run.total_epochs and log:
@@ -357,7 +354,7 @@ def fit(net: Layer, loss: Loss, optimizer, train_data: tuple, test_data: tuple |
     t_loop = time.perf_counter()
     for e in range(start.epoch, run.total_epochs):
         carry, rec = _run_epoch(programs, e, run.steps(e), carry, data, run_key, batch_size=batch_size,
-                                checkpoint=checkpoint, history=history)
+                                checkpoint=checkpoint, history=history, divergence=divergence)
         train_seconds += rec["seconds"]
         rec["elapsed"] = elapsed0 + time.perf_counter() - t_loop
         for k in HISTORY_KEYS:

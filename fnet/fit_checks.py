@@ -1,0 +1,218 @@
+"""What ``fnet.train.fit`` checks before anything is compiled: arguments, data, labels, paths.
+
+Nothing here runs on the data more than once: one pass for finiteness (on the
+device for device arrays) and one for the label range. Every error names the
+argument (``batch_size``, ``x_test``) and, for data, the first bad index and
+value, so a wrong run fails in seconds instead of training garbage.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh
+
+from fnet import _args, distributed
+from fnet import checkpoint as ckpt_lib
+from fnet._optimizer import Optimizer
+from fnet._trees import check_like, leaves_with_paths
+from fnet.core import Layer, param_shapes
+from fnet.errors import shape_str
+from fnet.losses import Loss
+
+__all__ = ["RESUME_MAY_DIFFER", "check_batch_size", "check_checkpoint_path", "check_data", "check_params",
+           "check_resume", "check_run_args", "check_targets", "first_non_finite"]
+
+RESUME_MAY_DIFFER = frozenset({"epochs", "iters", "data_dir", "no_download", "no_eval_train", "xla_option",
+                               "xla_options", "overwrite", "divergence"})
+"""Config keys a resumed run may change: how long it trains, where the data is read from,
+what is evaluated, how XLA compiles. Every other key must equal the checkpoint's."""
+
+SEED_LIMIT = 2 ** 63  # jax.random.key takes a C long
+
+
+def check_run_args(net, loss, optimizer, *, epochs, iters, batch_size, seed, sampling, samplings,
+                   eval_batch_size, eval_train, resume, overwrite, log, config, divergence) -> None:
+    """The arguments of ``fit`` other than data and paths: types and ranges, each named."""
+    if not isinstance(net, Layer):
+        raise TypeError(f"fit: net must be an fnet Layer, e.g. fnet.two_layer_net(784, 50, 10); "
+                        f"got {net!r}")
+    if not isinstance(loss, Loss):
+        raise TypeError(f"fit: loss must be an fnet loss, e.g. fnet.losses.softmax_cross_entropy; "
+                        f"got {loss!r}")
+    if not isinstance(optimizer, Optimizer):
+        hint = ""
+        if callable(optimizer) and getattr(optimizer, "__module__", "") == "fnet.optim":
+            hint = f" (fnet.optim.{optimizer.__name__} is its constructor: call it, e.g. " \
+                   f"optim.{optimizer.__name__}(lr=0.1))"
+        elif hasattr(optimizer, "init") and hasattr(optimizer, "update"):
+            hint = " (it looks like an optax GradientTransformation; fnet's optimizers are its own pure " \
+                   "functions, fnet.optim.sgd, momentum, nesterov, adagrad, rmsprop, adam)"
+        raise TypeError(f"fit: optimizer must be an fnet.optim optimizer, e.g. optim.sgd(0.1){hint}; "
+                        f"got {optimizer!r}")
+    if (epochs is None) == (iters is None):
+        raise ValueError("fit: give exactly one of epochs= or iters=")
+    if epochs is not None:
+        _args.count("fit", "epochs", epochs, 1)
+    if iters is not None:
+        _args.count("fit", "iters", iters, 1)
+    _args.count("fit", "batch_size", batch_size, 1)
+    _args.count("fit", "eval_batch_size", eval_batch_size, 1)
+    seed = _args.count("fit", "seed", seed, 0)
+    if seed >= SEED_LIMIT:
+        raise ValueError(f"fit: seed must be below 2**63, got {seed}")
+    if sampling not in samplings:
+        raise ValueError(f"fit: sampling must be one of {samplings}, got {sampling!r}")
+    for name, value in (("eval_train", eval_train), ("resume", resume), ("overwrite", overwrite)):
+        if not isinstance(value, bool):
+            raise TypeError(f"fit: {name} must be True or False, got {value!r}")
+    if log is not None and not callable(log):
+        raise TypeError(f"fit: log must be a function of one str (e.g. print) or None, got {log!r}")
+    if config is not None:
+        if not isinstance(config, Mapping):
+            raise TypeError(f"fit: config must be a dict, got {type(config).__name__}")
+        try:
+            json.dumps(dict(config), allow_nan=False)
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"fit: config must be JSON-serialisable (it is saved in checkpoints): "
+                            f"{e}") from None
+    if divergence is not None:
+        _args.number("fit", "divergence", divergence)
+        if not divergence > 1:
+            raise ValueError(f"fit: divergence is a factor over the starting loss and must be > 1 (or None "
+                             f"to turn the check off), got {divergence}")
+
+
+def check_data(x, t, what: str):
+    """Validate one ``(x, t)`` pair; arrays stay where they are (host or device)."""
+    if not isinstance(x, (np.ndarray, jax.Array)):
+        x = np.asarray(x)
+    if not isinstance(t, (np.ndarray, jax.Array)):
+        t = np.asarray(t)
+    if x.ndim < 2:
+        raise ValueError(f"fit: x_{what} must have a batch axis, shape (N, ...); got shape {x.shape}")
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise TypeError(f"fit: x_{what} has dtype {x.dtype}; pass floating-point inputs "
+                        "(load images with normalize=True, or divide by 255)")
+    if t.ndim < 1 or len(t) != len(x):
+        raise ValueError(f"fit: x_{what} has {len(x)} examples but t_{what} has "
+                         f"{len(t) if t.ndim else 'none (a scalar)'}")
+    if len(x) == 0:
+        skip = "; pass test_data=None to skip evaluation" if what == "test" else ""
+        raise ValueError(f"fit: the {what} set is empty (x_{what} has shape {x.shape}){skip}")
+    _check_finite(x, f"x_{what}")
+    if jnp.issubdtype(t.dtype, jnp.floating):
+        _check_finite(t, f"t_{what}")
+    return x, t
+
+
+def _check_finite(a, name: str) -> None:
+    finite = bool(jnp.all(jnp.isfinite(a))) if isinstance(a, jax.Array) else bool(np.isfinite(a).all())
+    if not finite:
+        host = np.asarray(a)
+        bad = ~np.isfinite(host)
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(f"fit: {name} holds {int(bad.sum())} values that are NaN or infinite, the first "
+                         f"{host[where]} at index {where[0]}{list(where[1:]) if len(where) > 1 else ''}; "
+                         "clean the data before training (a NaN input can vanish behind a ReLU and train "
+                         "NaN weights with a normal-looking loss)")
+
+
+def check_targets(t, what: str, out_shape: tuple) -> None:
+    """Labels against the network's outputs ``out_shape`` (``(None, C)``): class indices in
+    ``[0, C)`` of shape ``(N,)``, or float targets of the outputs' shape."""
+    n_out = out_shape[-1]
+    if jnp.issubdtype(t.dtype, jnp.integer) or t.dtype == bool:
+        if tuple(t.shape[1:]) != tuple(out_shape[1:-1]):
+            raise ValueError(f"fit: t_{what} holds class indices of shape {shape_str(t.shape)}, but the "
+                             f"network gives outputs of shape {shape_str(out_shape)}: pass labels of shape "
+                             f"{shape_str((t.shape[0], *out_shape[1:-1]))}")
+        host = np.asarray(t)
+        bad = (host < 0) | (host >= n_out)
+        if bad.any():
+            i = int(np.argmax(bad.reshape(len(host), -1).any(axis=1)))
+            value = host[i] if host.ndim == 1 else host[i][bad[i]].flat[0]
+            raise ValueError(f"fit: t_{what} has {int(bad.sum())} labels outside 0..{n_out - 1} (the network "
+                             f"has {n_out} outputs), the first {value} at index {i}")
+    elif tuple(t.shape[1:]) != tuple(out_shape[1:]):
+        raise ValueError(f"fit: t_{what} has shape {shape_str(t.shape)}, but the network gives outputs of "
+                         f"shape {shape_str(out_shape)}: pass integer class indices of shape "
+                         f"{shape_str((t.shape[0], *out_shape[1:-1]))} or targets of shape "
+                         f"{shape_str((t.shape[0], *out_shape[1:]))}")
+
+
+def check_params(params, net: Layer, input_shape: tuple) -> None:
+    """``params`` given to ``fit`` must have the structure and shapes ``net.init`` makes."""
+    like, _ = param_shapes(net, input_shape)
+    check_like("fit", "params", params, like, against="the network's parameters (from net.init)")
+
+
+def check_batch_size(batch_size: int, n_train: int, mesh: Mesh | None = None, *,
+                     what: str = "batch_size") -> int:
+    """The per-host batch; ``ValueError`` naming ``what`` when ``batch_size`` cannot be used.
+
+    It must split evenly over the mesh's devices and leave each host between 1
+    and ``n_train`` (its number of training examples) per step.
+    """
+    hosts = 1 if mesh is None else mesh.shape["hosts"]
+    if mesh is not None:
+        distributed.check_batch(mesh, batch_size, what)
+    per_host = batch_size // hosts
+    if not 1 <= per_host <= n_train:
+        larger = f": {what} {batch_size} is larger than the training set ({n_train} examples)"
+        raise ValueError(f"{what} must be between 1 and the number of training examples ({n_train}); "
+                         f"got {batch_size}{larger if per_host > n_train else ''}")
+    return per_host
+
+
+def check_resume(checkpoint: str | Path, config: Mapping[str, Any], *,
+                 spell: Callable[[str], str] = str) -> None:
+    """``ValueError`` when ``config`` differs from the checkpoint's in a key outside ``RESUME_MAY_DIFFER``.
+
+    Only keys present in ``config`` are compared; ``spell`` names a key in the
+    message (the command line passes ``--option`` spellings). An unreadable
+    checkpoint raises ``CheckpointError`` (a ``ValueError``).
+    """
+    saved = ckpt_lib.read_config(checkpoint)["config"]
+    diff = {k: (saved.get(k), v) for k, v in config.items()
+            if k not in RESUME_MAY_DIFFER and saved.get(k) != v}
+    if diff:
+        raise ValueError(f"cannot resume from {checkpoint}: the run differs in "
+                         + ", ".join(f"{spell(k)} (saved {a!r}, now {b!r})" for k, (a, b) in diff.items()))
+
+
+def check_checkpoint_path(checkpoint, *, resume: bool, overwrite: bool, where: str = "fit",
+                          spell: Callable[[str], str] = str) -> Path | None:
+    """The checkpoint path, writable; an existing checkpoint is never replaced by a new run by accident."""
+    named = f"{where}: " if where else ""
+    if checkpoint is None:
+        if resume:
+            raise ValueError(f"{named}{spell('resume')} needs {spell('checkpoint')}")
+        return None
+    path = _args.writable_path(where, spell("checkpoint"), checkpoint)
+    if resume:
+        if not path.exists():
+            raise ValueError(f"{named}{spell('resume')}: no checkpoint at {path}")
+    elif path.exists() and not overwrite:
+        try:
+            held = f" (it holds {ckpt_lib.read_config(path)['epoch']} epochs of a run)"
+        except ValueError:
+            held = " (not a readable checkpoint)"
+        raise ValueError(f"{named}{spell('checkpoint')} {path} already exists{held}; pass "
+                         f"{spell('resume')} to continue that run, or {spell('overwrite')} to start "
+                         "over and replace it")
+    return path
+
+
+def first_non_finite(tree) -> str | None:
+    """The key path of the first leaf of ``tree`` holding NaN or infinity, or ``None``."""
+    for path, leaf in leaves_with_paths(tree):
+        if not bool(jnp.all(jnp.isfinite(leaf))):
+            return path
+    return None
