@@ -22,7 +22,7 @@ FLOORS = {
         "fnet.graph.draw", "fnet.graph.nodes", "fnet.initializers", "fnet.schedules", "fnet.shuffle"],
     2: ["fnet._optimizer", "fnet.data.locate", "fnet.gradcheck", "fnet.graph.tape", "fnet.init",
         "fnet.layers._checks", "fnet.layers._spatial", "fnet.losses", "fnet.summary"],
-    3: ["fnet.data.downloader", "fnet.graph", "fnet.layers.activations", "fnet.layers.affine",
+    3: ["fnet.data.downloader", "fnet.fit_checks", "fnet.graph", "fnet.layers.activations", "fnet.layers.affine",
         "fnet.layers.conv", "fnet.layers.dropout", "fnet.layers.normalization", "fnet.layers.pooling",
         "fnet.layers.shape", "fnet.net", "fnet.optim"],
     4: ["fnet.data.loaders", "fnet.epoch", "fnet.layers"],
