@@ -41,6 +41,13 @@ _non_negative_float = _argument(float, lambda v: math.isfinite(v) and v >= 0, "a
 _seed = _argument(int, lambda v: 0 <= v < 2 ** 63, "an integer in [0, 2**63)")
 
 
+def divergence_factor(text: str) -> float | None:
+    """``--divergence``: a factor > 1, or ``off``."""
+    if text.strip().lower() == "off":
+        return None
+    return _argument(float, lambda v: math.isfinite(v) and v > 1, "a factor > 1 or off")(text)
+
+
 def xla_option(text: str) -> tuple[str, bool | int | float | str]:
     """``NAME=VALUE`` as ``(name, value)``; the value becomes a bool, int or float when it reads as one.
 
@@ -98,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="shuffle: each epoch visits every example once (default); replacement: the "
                         "book's random minibatches")
     g.add_argument("--seed", type=_seed, default=0)
+    g.add_argument("--divergence", type=divergence_factor, default=10.0, metavar="FACTOR",
+                   help="stop (exit status 1) when an epoch's mean loss exceeds FACTOR times the starting "
+                        "loss (default %(default)s; off: never)")
     g.add_argument("--no-eval-train", action="store_true",
                    help="skip evaluating the whole training set after each epoch")
     g = p.add_argument_group("devices (data parallel: the global --batch-size is split over devices)")
@@ -287,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
                            epochs=a.epochs, iters=a.iters, batch_size=a.batch_size, seed=a.seed,
                            sampling=a.sampling, eval_train=not a.no_eval_train, checkpoint=a.checkpoint,
                            resume=a.resume, overwrite=a.overwrite, config=config, log=log, mesh=mesh,
+                           divergence=a.divergence,
                            xla_options=dict(a.xla_option) if a.xla_option else None)
     except train.DivergenceError as e:  # NonFiniteLossError included
         print(f"fnet-train: {e}", file=sys.stderr)

@@ -201,7 +201,7 @@ def check_checkpoint_path(checkpoint, *, resume: bool, overwrite: bool, where: s
             raise ValueError(f"{named}{spell('resume')}: no checkpoint at {path}")
     elif path.exists() and not overwrite:
         try:
-            held = f" (it holds {ckpt_lib.read_config(path)['epoch']} epochs of a run)"
+            held = f" (a run saved after epoch {ckpt_lib.read_config(path)['epoch']})"
         except ValueError:
             held = " (not a readable checkpoint)"
         raise ValueError(f"{named}{spell('checkpoint')} {path} already exists{held}; pass "

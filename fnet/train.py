@@ -267,14 +267,15 @@ def _check_divergence(e: int, losses: np.ndarray, new_params, carry, history: di
     why = None
     if divergence is not None and mean > divergence * reference:
         why = (f"the mean training loss {mean:.4g} is over {divergence:g} times the starting loss "
-               f"{reference:.4g} (fit(divergence=...))")
+               f"{reference:.4g} (the divergence rule: fit(divergence=), --divergence)")
     elif (bad := checks.first_non_finite(new_params)) is not None:
         why = f"the parameter {bad} became NaN or infinite, although the loss stayed finite"
     if why is not None:
         kept = f"; the checkpoint {checkpoint} holds epoch {e}" if checkpoint and e > 0 else ""
+        kept_params = f"the parameters from the end of epoch {e}" if e else "the starting parameters"
         raise DivergenceError(
-            f"epoch {e + 1}: training diverged: {why}. Training stopped and the parameters from the end "
-            f"of epoch {e} were kept{kept}. Try a smaller learning rate, or check the inputs.",
+            f"epoch {e + 1}: training diverged: {why}. Training stopped and {kept_params} were "
+            f"kept{kept}. Try a smaller learning rate, or check the inputs.",
             epoch=e + 1, params=carry[0], opt_state=carry[1], state=carry[2],
             history={k: np.asarray(v) for k, v in history.items()})
 

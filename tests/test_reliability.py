@@ -201,7 +201,7 @@ def test_an_existing_checkpoint_is_never_overwritten_by_accident(small, tmp_path
     path = tmp_path / "run.npz"
     _fit(small, checkpoint=path)
     before = path.read_bytes()
-    message = (r"^fit: checkpoint .*run.npz already exists \(it holds 1 epochs of a run\); pass resume to "
+    message = (r"^fit: checkpoint .*run.npz already exists \(a run saved after epoch 1\); pass resume to "
                r"continue that run, or overwrite to start over")
     with pytest.raises(ValueError, match=message):
         _fit(small, checkpoint=path, log=_never_log())
@@ -444,3 +444,10 @@ def test_command_line_divergence_is_exit_status_1(tmp_path, capsys):
     code, err = _cli_error(["--train-size", "500", "--epochs", "2", "--lr", "1e6", "--quiet",
                             "--no-compile-cache", "--checkpoint", str(tmp_path / "run.npz")], capsys)
     assert code == 1 and err.startswith("fnet-train: epoch 1: training diverged")
+
+
+def test_command_line_divergence_rule_is_an_option(capsys):
+    code, err = _cli_error(["--divergence", "1"], capsys)
+    assert code == 2 and "argument --divergence: expected a factor > 1 or off, got 1.0" in err
+    assert cli.build_parser().parse_args(["--divergence", "off"]).divergence is None
+    assert cli.build_parser().parse_args([]).divergence == train.DEFAULT_DIVERGENCE
