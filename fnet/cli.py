@@ -237,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     import jax
     import numpy as np
 
+    from fnet import checkpoint as ckpt_lib
     from fnet import data, distributed, losses, optim, train
     from fnet.core import param_shapes
 
@@ -302,6 +303,13 @@ def main(argv: list[str] | None = None) -> int:
     except train.DivergenceError as e:  # NonFiniteLossError included
         print(f"fnet-train: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        held = ""
+        if a.checkpoint is not None and a.checkpoint.exists():
+            held = (f"; {a.checkpoint} holds epoch {ckpt_lib.read_config(a.checkpoint)['epoch']} "
+                    "(continue with --resume)")
+        print(f"fnet-train: interrupted{held}", file=sys.stderr)
+        return 130
     except ValueError as e:  # a CheckpointError, or what the parser cannot see (an unknown --xla-option)
         print(f"fnet-train: {e}", file=sys.stderr)
         return 2

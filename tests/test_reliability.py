@@ -5,7 +5,8 @@ parameters and optimizers that do not fit, checkpoints that are damaged in every
 could think of, outputs that cannot be written, command-line options at their edges,
 and processes killed while a checkpoint is being written. Each must end in one clear
 error that names the thing and the fix, before any training where it can be seen then,
-with nothing on disk lost.
+with nothing on disk lost. (Damaged IDX data files: tests/test_data.py, which tries every
+fault of the format and of the gzip stream.)
 """
 
 import json
@@ -451,3 +452,22 @@ def test_command_line_divergence_rule_is_an_option(capsys):
     assert code == 2 and "argument --divergence: expected a factor > 1 or off, got 1.0" in err
     assert cli.build_parser().parse_args(["--divergence", "off"]).divergence is None
     assert cli.build_parser().parse_args([]).divergence == train.DEFAULT_DIVERGENCE
+
+
+def test_ctrl_c_during_training_is_one_line_and_keeps_the_checkpoint(tmp_path):
+    path = tmp_path / "run.npz"
+    proc = subprocess.Popen([sys.executable, "scripts/train.py", "--train-size", "600", "--epochs", "400",
+                             "--no-eval-train", "--no-compile-cache", "--checkpoint", str(path)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        while not proc.stdout.readline().startswith("epoch   2/"):
+            pass
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert err.strip().startswith("fnet-train: interrupted; ") and "--resume" in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert checkpoint.read_config(path)["epoch"] >= 1
