@@ -41,6 +41,14 @@ _non_negative_float = _argument(float, lambda v: math.isfinite(v) and v >= 0, "a
 _seed = _argument(int, lambda v: 0 <= v < 2 ** 63, "an integer in [0, 2**63)")
 
 
+def _host_port(text: str) -> str:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT (the address of process 0, e.g. host0:1234), "
+                                         f"got {text!r}")
+    return text
+
+
 def divergence_factor(text: str) -> float | None:
     """``--divergence``: a factor > 1, or ``off``."""
     if text.strip().lower() == "off":
@@ -87,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--activation", choices=["relu", "sigmoid", "tanh"],
                    help="hidden activation of --model mlp (default relu)")
     g.add_argument("--weight-init", help="he, xavier or a standard deviation (two_layer default 0.01; "
-                                         "mlp default: he for relu, xavier otherwise)")
+                                         "convnet he; mlp: he for relu, xavier otherwise)")
     g.add_argument("--dropout", type=float, metavar="RATE",
                    help="mlp: dropout after each hidden layer, RATE = probability of dropping")
     g.add_argument("--batchnorm", action="store_true", help="mlp: batch norm before each activation")
@@ -113,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("devices (data parallel: the global --batch-size is split over devices)")
     g.add_argument("--devices", type=_positive_int, metavar="N",
                    help="devices to train on (default: all; 1 for plain single-device training)")
-    g.add_argument("--coordinator", metavar="HOST:PORT",
+    g.add_argument("--coordinator", metavar="HOST:PORT", type=_host_port,
                    help="multi-host: address of process 0, the same on every host")
     g.add_argument("--num-processes", type=_positive_int, metavar="N", help="multi-host: number of hosts")
     g.add_argument("--process-id", type=int, metavar="I", help="multi-host: this host's index, 0..N-1")
@@ -183,6 +191,8 @@ def _check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
         for option, path in (("--json", a.json), ("--plot", a.plot)):
             if path is not None:
                 _args.writable_path("", option, path)
+        if not a.no_compile_cache:
+            _args.writable_path("", "--compile-cache", a.compile_cache / "probe")
     except ValueError as e:
         p.error(str(e))
     if a.plot is not None:
@@ -192,15 +202,21 @@ def _check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
             p.error("--plot needs matplotlib: pip install 'fnet[plot]' (or pip install matplotlib)")
 
 
-def build_model(model: str, n_features: int, n_classes: int, *, hidden: list[int] | None = None,
-                activation: str | None = None, weight_init: str | None = None, dropout: float | None = None,
-                batchnorm: bool = False):
+def build_model(model: str, example_shape: tuple[int, ...], n_classes: int, *,
+                hidden: list[int] | None = None, activation: str | None = None,
+                weight_init: str | None = None, dropout: float | None = None, batchnorm: bool = False):
     """The network the model options describe (``--model``, ``--hidden``, ...), and its input shape.
 
-    Shared by ``fnet-train`` and ``scripts/gradient_check.py``. ``weight_init``
-    is the option's text: ``"he"``, ``"xavier"`` or a standard deviation.
+    ``example_shape``: one example's shape from the data (``(784,)``, or ``(28, 28, 1)``
+    for the convnet); ``n_classes``: the dataset's number of classes. Shared by
+    ``fnet-train`` and ``scripts/gradient_check.py``. ``weight_init`` is the option's
+    text: ``"he"``, ``"xavier"`` or a standard deviation; every model honours it.
     """
+    import math
+
     from fnet import models
+
+    n_features = math.prod(example_shape)
 
     if weight_init is not None and weight_init not in ("he", "xavier"):
         weight_init = float(weight_init)
@@ -217,7 +233,9 @@ def build_model(model: str, n_features: int, n_classes: int, *, hidden: list[int
             kwargs["weight_init"] = weight_init
         net = models.multi_layer_net(n_features, hidden or [100, 100], n_classes, **kwargs)
         return net, (None, n_features)
-    return models.simple_convnet(), (None, 28, 28, 1)
+    net = models.simple_convnet(tuple(example_shape), output_size=n_classes,
+                                weight_init_std="he" if weight_init is None else weight_init)
+    return net, (None, *example_shape)
 
 
 def _describe_device(mesh=None) -> str:
@@ -258,6 +276,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fnet-train: {e}", file=sys.stderr)
         return 2
     if a.train_size is not None:
+        if a.train_size > len(x_train):
+            parser.error(f"--train-size {a.train_size} is larger than the {a.dataset} training set "
+                         f"({len(x_train)} examples)")
         x_train, t_train = x_train[: a.train_size], t_train[: a.train_size]
     # each host keeps its own shard (with one host: everything)
     x_train, t_train = distributed.host_shard(x_train, t_train)
@@ -268,7 +289,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(e))
     t_loaded = time.perf_counter()
 
-    net, input_shape = build_model(a.model, int(np.prod(x_train.shape[1:])), 10, hidden=a.hidden,
+    net, input_shape = build_model(a.model, x_train.shape[1:], len(data.DATASETS[a.dataset].classes),
+                                   hidden=a.hidden,
                                    activation=a.activation, weight_init=a.weight_init, dropout=a.dropout,
                                    batchnorm=a.batchnorm)
     lr = a.lr if a.lr is not None else DEFAULT_LR.get(a.optimizer)

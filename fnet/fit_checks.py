@@ -151,6 +151,9 @@ def check_params(params, net: Layer, input_shape: tuple) -> None:
     """``params`` given to ``fit`` must have the structure and shapes ``net.init`` makes."""
     like, _ = param_shapes(net, input_shape)
     check_like("fit", "params", params, like, against="the network's parameters (from net.init)")
+    bad = first_non_finite(params)
+    if bad is not None:
+        raise ValueError(f"fit: params at {bad!r} hold NaN or infinite values; start from finite parameters")
 
 
 def check_batch_size(batch_size: int, n_train: int, mesh: Mesh | None = None, *,

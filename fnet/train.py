@@ -132,6 +132,9 @@ def _check_inputs(net: Layer, train_data, test_data, params, xla_options) -> tup
                             f"got {type(pair).__name__}")
     checked = {w: None if p is None else checks.check_data(*p, w) for w, p in sets.items()}
     input_shape = (None, *checked["train"][0].shape[1:])
+    if checked["test"] is not None and checked["test"][0].shape[1:] != input_shape[1:]:
+        raise ValueError(f"fit: x_test has examples of shape {checked['test'][0].shape[1:]}, but x_train "
+                         f"has {input_shape[1:]}; both sets must have the same kind of examples")
     _, out_shape = param_shapes(net, input_shape)
     for what, pair in checked.items():
         if pair is not None:
@@ -142,10 +145,11 @@ def _check_inputs(net: Layer, train_data, test_data, params, xla_options) -> tup
 
 
 def _resolve_mesh(mesh: Mesh | str | None) -> Mesh | None:
-    if isinstance(mesh, str):
-        if mesh != "auto":
-            raise ValueError(f"fit: mesh must be a jax.sharding.Mesh, None or 'auto'; got {mesh!r}")
+    if isinstance(mesh, str) and mesh == "auto":
         return distributed.default_mesh()
+    if mesh is not None and not (isinstance(mesh, Mesh) and set(mesh.axis_names) == set(distributed.AXES)):
+        raise ValueError(f"fit: mesh must be a jax.sharding.Mesh with axes {distributed.AXES} (from "
+                         f"fnet.distributed.make_mesh), None or 'auto'; got {mesh!r}")
     return mesh
 
 

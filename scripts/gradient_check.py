@@ -124,7 +124,7 @@ def main(argv=None) -> int:
 
     x, t = load(args.dataset, args.data_dir, args.samples)
     x, t = jnp.asarray(x, dtype), jnp.asarray(t, jnp.int32)
-    net, _ = build_model(args.model, x.shape[1], 10, hidden=args.hidden, activation=args.activation)
+    net, _ = build_model(args.model, x.shape[1:], 10, hidden=args.hidden, activation=args.activation)
     if args.model == "two_layer":
         described = f"two_layer_net({x.shape[1]}, {args.hidden[0]}, 10)"
     else:

@@ -129,7 +129,7 @@ def test_empty_sets(small):
     ({"config": [1]}, TypeError, r"^fit: config must be a dict"),
     ({"divergence": 1.0}, ValueError, r"^fit: divergence is a factor over the starting loss and must be > 1"),
     ({"divergence": "10"}, TypeError, r"^fit: divergence must be a number"),
-    ({"mesh": "all"}, ValueError, r"^fit: mesh must be a jax.sharding.Mesh, None or 'auto'"),
+    ({"mesh": "all"}, ValueError, r"^fit: mesh must be a jax.sharding.Mesh with axes .*, None or 'auto'"),
     ({"xla_options": ["a"]}, TypeError, r"^fit: xla_options must be a dict"),
     ({"resume": True}, ValueError, r"^fit: resume needs checkpoint"),
     ({"checkpoint": 3}, TypeError, r"^fit: checkpoint must be a file path, got 3"),
@@ -471,3 +471,40 @@ def test_ctrl_c_during_training_is_one_line_and_keeps_the_checkpoint(tmp_path):
     assert err.strip().startswith("fnet-train: interrupted; ") and "--resume" in err
     assert len(err.strip().splitlines()) == 1, err
     assert checkpoint.read_config(path)["epoch"] >= 1
+
+
+def test_every_model_option_is_honoured(tmp_path):
+    # --weight-init reached the two-layer net and the MLP already; the convnet ignored it
+    net, shape = cli.build_model("convnet", (28, 28, 1), 10, weight_init="0.01")
+    params, _ = net.init(jax.random.key(0), shape)
+    assert abs(float(np.std(np.asarray(params["Conv1"]["W"]))) - 0.01) < 0.002
+    he, _ = cli.build_model("convnet", (28, 28, 1), 10)
+    assert float(np.std(np.asarray(he.init(jax.random.key(0), shape)[0]["Conv1"]["W"]))) > 0.2
+    # the output size comes from the dataset, the image shape from the data
+    net, shape = cli.build_model("convnet", (14, 14, 1), 7)
+    assert shape == (None, 14, 14, 1) and fnet.output_shape(net, shape) == (None, 7)
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--coordinator", "host0", "--num-processes", "2", "--process-id", "0"], "argument --coordinator: "
+     "expected HOST:PORT"),
+    (["--train-size", "100000", "--quiet"], "--train-size 100000 is larger than the fashion-mnist training "
+     "set (60000 examples)"),
+])
+def test_command_line_values_that_cannot_work(argv, message, capsys, tmp_path):
+    code, err = _cli_error([*argv, "--no-compile-cache"], capsys)
+    assert code == 2 and message in err, err
+
+
+def test_more_fit_inputs_that_cannot_work(small):
+    (xtr, ttr), (xte, tte) = small
+    with pytest.raises(ValueError, match=r"^fit: x_test has examples of shape \(392,\), but x_train has "
+                                         r"\(784,\)"):
+        _fit(((xtr, ttr), (xte[:, :392], tte)))
+    net = fnet.two_layer_net(784, 10, 10)
+    params, _ = net.init(jax.random.key(0), (None, 784))
+    params["Affine2"]["W"] = params["Affine2"]["W"].at[0, 0].set(np.inf)
+    with pytest.raises(ValueError, match=r"^fit: params at 'Affine2/W' hold NaN or infinite values"):
+        _fit(small, net=net, params=params)
+    with pytest.raises(ValueError, match=r"^fit: mesh must be a jax.sharding.Mesh with axes"):
+        _fit(small, mesh=4)
