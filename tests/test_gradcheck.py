@@ -167,3 +167,51 @@ def test_a_broken_backward_fails_the_check():
     assert not report.ok(1e-8)
     assert report["W1"].max_abs > 1e-3 and report["b1"].max_abs > 1e-3  # below the broken ReLU
     assert report["W2"].max_abs < 1e-8 and report["b2"].max_abs < 1e-8  # above it: still right
+
+
+# ----------------------------------------------------------------------------- check_layer
+
+
+def _square(backward=None):
+    def init(key, input_shape):
+        return {}, input_shape
+
+    return fnet.Layer("square", init, lambda p, x: (x * x, x), backward or (lambda x, d: ({}, 2 * x * d)))
+
+
+def test_check_layer_accepts_right_rules_and_rejects_wrong_ones():
+    good = gradcheck.check_layer(_square(), (None, 5))
+    assert good and good.errors["x"] < 1e-9 and "OK: threshold" in str(good)
+    bad = gradcheck.check_layer(_square(lambda x, d: ({}, 3 * x * d)), (None, 5))
+    assert not bad and bad.errors["x"] > 0.1 and "x: max|a-b| / max|b|" in str(bad) and "WRONG" in str(bad)
+    with pytest.raises(gradcheck.GradientCheckError, match=r"FAILED: threshold 1e-06"):
+        gradcheck.check_layer(_square(lambda x, d: ({}, x * d)), (None, 5), raise_on_failure=True)
+
+
+def test_check_layer_covers_every_parameter_and_the_input():
+    result = gradcheck.check_layer(fnet.two_layer_net(6, 4, 3), (None, 6))
+    assert result and set(result.errors) == {"params/Affine1/W", "params/Affine1/b", "params/Affine2/W",
+                                             "params/Affine2/b", "x"}
+    # a wrong db (a mean instead of a sum over the batch) is caught in params/b only
+    layer = L.affine(3)
+
+    def mean_db(cache, dout):
+        dparams, dx = layer.backward(cache, dout)
+        return {"W": dparams["W"], "b": dout.mean(axis=0)}, dx
+
+    wrong = gradcheck.check_layer(dataclasses.replace(layer, backward=mean_db), (None, 4), batch_size=5)
+    assert not wrong and wrong.errors["params/b"] > 0.1 and wrong.errors["params/W"] < 1e-9
+
+
+def test_check_layer_modes_zeros_and_x64():
+    assert gradcheck.check_layer(L.dropout(0.5), (None, 6), train=True)
+    assert gradcheck.check_layer(L.batch_norm(), (None, 4, 4, 2), train=False)
+    with pytest.raises(fnet.ContextError, match=r"^dropout: .*check_layer\(\.\.\., train=True\)"):
+        gradcheck.check_layer(L.dropout(0.5), (None, 6))
+    relu = gradcheck.check_layer(L.relu(), (None, 8), batch_size=4)
+    assert relu and relu.zeros["x"][0] > 0 and "Exactly-zero gradients: x" in str(relu)
+    x64 = jax.config.jax_enable_x64
+    with jax.enable_x64(False):
+        assert gradcheck.check_layer(_square(), (None, 3)).dtype == "float64"
+        assert not jax.config.jax_enable_x64  # restored
+    assert jax.config.jax_enable_x64 == x64
