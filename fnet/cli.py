@@ -10,13 +10,18 @@ download; --dataset mnist gives the book's own data.
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import math
 import platform
+import re
 import sys
 import time
 from pathlib import Path
 
+CLI_SPELLING = {"no_download": "--no-download", "download": "without --no-download",
+                "data_dir": "--data-dir /path/to/dir", "data_dir_name": "--data-dir"}
+"""How a data-not-found message names the options here (``fnet.data.locate.API_SPELLING``)."""
 DEFAULT_LR = {"sgd": 0.1}  # the book's chapter-5 run; other optimizers use their own defaults
 
 
@@ -75,10 +80,27 @@ def xla_option(text: str) -> tuple[str, bool | int | float | str]:
     return name.strip(), value
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, and for a misspelt option the closest real one (``--optimiser`` -> ``--optimizer``)."""
+
+    def error(self, message: str):
+        match = re.match(r"unrecognized arguments: (.*)", message)
+        if match:
+            known = [s for action in self._actions for s in action.option_strings if s.startswith("--")]
+            hints = []
+            for arg in match.group(1).split():
+                name = arg.split("=")[0]
+                close = difflib.get_close_matches(name, known, 1) if name.startswith("--") else []
+                hints += [f"{name} -> {close[0]}"] if close else []
+            if hints:
+                message += f" (did you mean {', '.join(hints)}?)"
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from fnet import data, optim
 
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="fnet-train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("data")
     g.add_argument("--dataset", choices=sorted(data.DATASETS), default="fashion-mnist")
@@ -238,6 +260,17 @@ def build_model(model: str, example_shape: tuple[int, ...], n_classes: int, *,
     return net, (None, *example_shape)
 
 
+def _used_model_options(a: argparse.Namespace) -> tuple[list[int] | None, str | None, str]:
+    """``(hidden, activation, weight_init)`` as ``build_model`` uses them, defaults filled in."""
+    if a.model == "two_layer":
+        return a.hidden or [50], None, a.weight_init or "0.01"
+    if a.model == "mlp":
+        activation = a.activation or "relu"
+        default = "he" if activation == "relu" else "xavier"
+        return a.hidden or [100, 100], activation, a.weight_init or default
+    return None, None, a.weight_init or "he"
+
+
 def _describe_device(mesh=None) -> str:
     import jax
 
@@ -271,7 +304,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(e).replace("make_mesh: ", "--devices: "))
     try:
         (x_train, t_train), (x_test, t_test) = data.load_dataset(
-            a.dataset, a.data_dir, normalize=True, flatten=a.model != "convnet", download=not a.no_download)
+            a.dataset, a.data_dir, normalize=True, flatten=a.model != "convnet", download=not a.no_download,
+            spelling=CLI_SPELLING)
     except data.DataError as e:
         print(f"fnet-train: {e}", file=sys.stderr)
         return 2
@@ -296,14 +330,19 @@ def main(argv: list[str] | None = None) -> int:
     lr = a.lr if a.lr is not None else DEFAULT_LR.get(a.optimizer)
     hyper = {"weight_decay": a.weight_decay} | ({"lr": lr} if lr is not None else {})
     optimizer = optim.by_name(a.optimizer, **hyper)
+    if a.epochs is None and a.iters is None:
+        a.iters = 10000
+    # the values actually used, not argparse's None for "the default"
+    a.lr = dict(optimizer.hyperparams).get("lr", a.lr)
+    a.hidden, a.activation, a.weight_init = _used_model_options(a)
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()
               if k not in ("quiet", "resume", "overwrite", "plot", "json", "checkpoint", "devices",
                            "coordinator", "num_processes", "process_id", "compile_cache", "no_compile_cache")}
-    if a.epochs is None and a.iters is None:
-        a.iters = 10000
+    resumed_from = 0
     if a.resume:
         try:
             train.check_resume(a.checkpoint, config, spell=lambda k: "--" + k.replace("_", "-"))
+            resumed_from = ckpt_lib.read_config(a.checkpoint)["epoch"]
         except ValueError as e:
             parser.error(f"--resume: {e}")
 
@@ -339,9 +378,10 @@ def main(argv: list[str] | None = None) -> int:
     h = result.history
     final = {k: float(h[k][-1]) for k in ("loss", "train_acc", "test_acc")} if len(h["epoch"]) else {}
     if log:
-        rate = int(h["steps"].sum()) * a.batch_size / max(result.train_seconds, 1e-9)
+        trained = int(h["steps"][resumed_from:].sum())  # this run's steps, not the checkpoint's
+        rate = f", {trained * a.batch_size / result.train_seconds:,.0f} samples/s" if trained else ""
         log(f"total {total:.1f}s (data {t_loaded - t_start:.1f}s, compile {result.compile_seconds:.1f}s, "
-            f"training {result.train_seconds:.1f}s, {rate:,.0f} samples/s)")
+            f"training {result.train_seconds:.1f}s{rate})")
         if final:
             log(f"final: train acc {final['train_acc']:.4f}, test acc {final['test_acc']:.4f}")
     if jax.process_index() != 0:
@@ -370,17 +410,26 @@ def main(argv: list[str] | None = None) -> int:
 def plot_history(history: dict, path: Path, title: str = "") -> None:
     """A PNG with the loss and the train/test accuracy per epoch."""
     import matplotlib
+    import numpy as np
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    def measured(key):  # a curve that was evaluated (not all NaN): --no-eval-train has no train curves
+        return np.isfinite(np.asarray(history[key], float)).any()
+
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     ax1.plot(history["epoch"], history["loss"], marker="o", label="minibatch loss (epoch mean)")
+    for key, label, style in (("train_loss", "train", "-"), ("test_loss", "test", "--")):
+        if measured(key):
+            ax1.plot(history["epoch"], history[key], marker="s", linestyle=style, label=label)
     ax1.set_xlabel("epoch")
     ax1.set_ylabel("loss")
     ax1.legend()
-    ax2.plot(history["epoch"], history["train_acc"], marker="o", label="train")
-    ax2.plot(history["epoch"], history["test_acc"], marker="s", linestyle="--", label="test")
+    for key, label, style in (("train_acc", "train", "-"), ("test_acc", "test", "--")):
+        if measured(key):
+            ax2.plot(history["epoch"], history[key], marker="o" if label == "train" else "s", linestyle=style,
+                     label=label)
     ax2.set_xlabel("epoch")
     ax2.set_ylabel("accuracy")
     ax2.legend()

@@ -88,6 +88,13 @@ class TrainResult:
     train_seconds: float
     total_seconds: float
 
+    def __repr__(self) -> str:
+        n_params = sum(int(np.size(p)) for p in jax.tree.leaves(self.params))
+        last = {k: float(v[-1]) for k, v in self.history.items() if len(v) and k in ("loss", "test_acc")}
+        metrics = "".join(f", {k} {v:.4f}" for k, v in last.items() if not math.isnan(v))
+        return (f"TrainResult(epochs={self.epochs}, {n_params:,} parameters{metrics}, "
+                f"train {self.train_seconds:.1f}s, compile {self.compile_seconds:.1f}s)")
+
 
 @dataclasses.dataclass(frozen=True)
 class Plan:

@@ -34,7 +34,7 @@ def test_short_run_with_json_plot_checkpoint_and_resume(tmp_path):
     assert lines[-2].startswith("total ") and lines[-1].startswith("final: train acc ")
 
     report = json.loads((tmp_path / "m.json").read_text())
-    assert report["config"]["optimizer"] == "sgd" and report["config"]["lr"] is None
+    assert report["config"]["optimizer"] == "sgd" and report["config"]["lr"] == 0.1  # the value used
     assert report["history"]["epoch"] == [1, 2]
     assert 0.1 < report["final"]["test_acc"] <= 1.0
     assert report["final"]["test_acc"] == report["history"]["test_acc"][-1]
@@ -121,3 +121,30 @@ def test_unknown_xla_option_is_reported(capsys):
     err = capsys.readouterr().err
     assert code == 2
     assert err.startswith("fnet-train: fit: XLA rejected xla_options={'xla_no_such_option': 1}")
+
+
+def test_a_misspelt_option_gets_a_suggestion(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--optimiser", "adam", "--bach-size", "3"])
+    err = capsys.readouterr().err
+    assert "(did you mean --optimiser -> --optimizer, --bach-size -> --batch-size?)" in err
+
+
+def test_data_not_found_names_the_command_line_options(tmp_path, capsys):
+    code = cli.main(["--data-dir", str(tmp_path / "none"), "--no-download", "--epochs", "1", "--quiet",
+                     "--no-compile-cache"])
+    err = capsys.readouterr().err
+    assert code == 2 and "(and --no-download)." in err and "call again without --no-download" in err
+    assert "as --data-dir, or leave --data-dir out" in err and "data_dir=" not in err
+
+
+def test_json_records_the_values_used_and_resume_reports_no_throughput(tmp_path, capsys):
+    common = ["--train-size", "500", "--no-compile-cache", "--checkpoint", str(tmp_path / "r.npz")]
+    assert cli.main([*common, "--epochs", "1", "--quiet", "--json", str(tmp_path / "m.json")]) == 0
+    config = json.loads((tmp_path / "m.json").read_text())["config"]
+    assert config["lr"] == 0.1 and config["hidden"] == [50] and config["weight_init"] == "0.01"
+    assert config["epochs"] == 1 and config["iters"] is None
+    capsys.readouterr()
+    assert cli.main([*common, "--epochs", "1", "--resume"]) == 0
+    out = capsys.readouterr().out
+    assert "already holds 1 epochs; nothing to do" in out and "samples/s" not in out.splitlines()[-1]

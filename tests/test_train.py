@@ -157,3 +157,10 @@ def test_check_batch_size_names_the_option():
         train.check_batch_size(100, 50, what="--batch-size")
     with pytest.raises(ValueError, match=r"batch_size must be between 1 .*; got 0$"):
         train.check_batch_size(0, 50)
+
+
+def test_train_result_repr_is_a_short_summary(fashion_small):
+    r = _fit(fashion_small, epochs=1)
+    text = repr(r)
+    assert text.startswith("TrainResult(epochs=1, 23,860 parameters, loss ") and "test_acc 0." in text
+    assert len(text) < 150 and "Array" not in text

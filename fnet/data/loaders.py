@@ -54,7 +54,8 @@ def load_fashion_mnist(data_dir: str | os.PathLike | None = None, *, normalize: 
 
 def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, normalize: bool = True,
                  flatten: bool = True, one_hot_label: bool = False, download: bool = True,
-                 mirrors: Sequence[str] | None = None, timeout: float = TIMEOUT) -> tuple[Split, Split]:
+                 mirrors: Sequence[str] | None = None, timeout: float = TIMEOUT,
+                 spelling: dict[str, str] | None = None) -> tuple[Split, Split]:
     """Load a dataset of ``DATASETS`` by name (``"mnist"``, ``"fashion-mnist"``).
 
     **Arguments:**
@@ -70,6 +71,8 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, normal
     - ``download``: fetch missing files from the mirrors (MD5-checked).
     - ``mirrors``: base URLs to try instead of the dataset's own.
     - ``timeout``: seconds a download may wait for the server per operation.
+    - ``spelling``: how the not-found message names the options (``locate.API_SPELLING``
+      by default; the command line passes ``--data-dir`` and ``--no-download``).
 
     **Returns:** ``(x_train, t_train), (x_test, t_test)`` with ``N = 60000``
     and ``N = 10000`` for the real files.
@@ -79,7 +82,7 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, normal
     every place searched and every URL tried.
     """
     info = datasets.info(name)
-    files = find_files(info, data_dir, download=download, mirrors=mirrors, timeout=timeout)
+    files = find_files(info, data_dir, download=download, mirrors=mirrors, timeout=timeout, spelling=spelling)
     out = []
     for split in ("train", "test"):
         images, labels = _read_split(files[f"{split}_images"], files[f"{split}_labels"], len(info.classes))
@@ -129,7 +132,8 @@ def _format_labels(labels: np.ndarray, one_hot: bool, n_classes: int) -> np.ndar
     return labels.astype(np.int32)
 
 
-def find_files(info: DatasetInfo, data_dir, *, download: bool, mirrors, timeout: float) -> dict[str, Path]:
+def find_files(info: DatasetInfo, data_dir, *, download: bool, mirrors, timeout: float,
+               spelling: dict[str, str] | None = None) -> dict[str, Path]:
     """``role -> path`` of the four files: found on disk, else downloaded, else ``DataError``."""
     found, searched = locate.search(info, data_dir)
     if found is not None:
@@ -144,4 +148,4 @@ def find_files(info: DatasetInfo, data_dir, *, download: bool, mirrors, timeout:
             if not missing:
                 return found
             failures = [f"after downloading, {dest} still lacks {', '.join(missing)}"]
-    raise DataError(locate.not_found_message(info, data_dir, searched, dest, download, failures))
+    raise DataError(locate.not_found_message(info, data_dir, searched, dest, download, failures, spelling))

@@ -28,8 +28,8 @@ from pathlib import Path
 
 from fnet.data.datasets import DatasetInfo
 
-__all__ = ["ENV_VAR", "cache_root", "download_dir", "env_dir", "not_found_message", "present", "scan",
-           "search", "search_dirs"]
+__all__ = ["API_SPELLING", "ENV_VAR", "cache_root", "download_dir", "env_dir", "not_found_message", "present",
+           "scan", "search", "search_dirs"]
 
 ENV_VAR = "FNET_DATA"
 
@@ -84,11 +84,17 @@ def scan(info: DatasetInfo, directory: Path) -> tuple[dict[str, Path], list[str]
     return found, missing
 
 
+API_SPELLING = {"no_download": "download=False", "download": "with download=True",
+                "data_dir": "data_dir='/path/to/dir'", "data_dir_name": "data_dir"}
+"""How the not-found message names the options; the command line passes its own (``--data-dir``)."""
+
+
 def not_found_message(info: DatasetInfo, data_dir, searched: list[str], dest: Path, download: bool,
-                       failures: list[str]) -> str:
+                      failures: list[str], spelling: dict[str, str] | None = None) -> str:
+    say = {**API_SPELLING, **(spelling or {})}
     names = ", ".join(info.files.values())
     lines = [f"{info.title}: the data files were not found"
-             + (", and downloading them failed." if download else " (and download=False)."),
+             + (", and downloading them failed." if download else f" (and {say['no_download']})."),
              f"Needed: {names} (each .gz or uncompressed), all four in one directory.",
              "Searched, in order:"]
     lines += [f"  - {s}" for s in searched]
@@ -99,15 +105,16 @@ def not_found_message(info: DatasetInfo, data_dir, searched: list[str], dest: Pa
     if download:
         lines.append(f"  - connect to the internet and call again (the files go to {dest})")
     else:
-        lines.append(f"  - call again with download=True (the files go to {dest})")
+        lines.append(f"  - call again {say['download']} (the files go to {dest})")
     urls = ", ".join(info.mirrors)
     lines.append(f"  - download the four files by hand from {urls} into {dest}/")
     if data_dir is None:
         lines.append(f"  - set {ENV_VAR}=/path/to/datasets and put the files in "
                      f"/path/to/datasets/{info.name}/")
-        lines.append("  - pass data_dir='/path/to/dir' holding the files")
+        lines.append(f"  - pass {say['data_dir']} holding the files")
     else:
-        lines.append(f"  - pass the directory that holds the files as data_dir, or leave data_dir out to "
+        lines.append(f"  - pass the directory that holds the files as {say['data_dir_name']}, or leave "
+                     f"{say['data_dir_name']} out to "
                      f"search ${ENV_VAR}/{info.name}, {cache_root() / info.name}"
                      + ("".join(f", {d}" for d in info.system_dirs)))
     if info.apt_package:
