@@ -127,6 +127,14 @@ def build_parser() -> argparse.ArgumentParser:
                                                       "else the optimizer's default)")
     g.add_argument("--weight-decay", type=_non_negative_float, default=0.0, metavar="LAMBDA",
                    help="L2 weight decay on weights (not biases)")
+    g.add_argument("--schedule", choices=["constant", "step", "cosine"], default="constant",
+                   help="learning rate over the run: constant (default); step: x0.1 after each third of "
+                        "the steps; cosine: down to 0 at the last step")
+    g.add_argument("--warmup", type=_positive_int, metavar="STEPS",
+                   help="raise the learning rate linearly over the first STEPS updates")
+    g.add_argument("--clip-norm", type=_positive_float, metavar="MAX",
+                   help="rescale the gradients so that their global norm is at most MAX (the book's "
+                        "clip_grads)")
     g.add_argument("--batch-size", type=_positive_int, default=100)
     stop = g.add_mutually_exclusive_group()
     stop.add_argument("--epochs", type=_positive_int, help="passes over the training set")
@@ -260,6 +268,26 @@ def build_model(model: str, example_shape: tuple[int, ...], n_classes: int, *,
     return net, (None, *example_shape)
 
 
+def _default_lr(name: str) -> float:
+    import inspect
+
+    from fnet import optim
+
+    return inspect.signature(optim.OPTIMIZERS[name]).parameters["lr"].default
+
+
+def _schedule(parser, name: str, lr: float, warmup: int | None, total_steps: int):
+    """``--schedule`` and ``--warmup`` as an ``lr=`` for the optimizer: a float or a schedule."""
+    from fnet import schedules
+
+    if warmup is not None and warmup >= total_steps:
+        parser.error(f"--warmup {warmup} must be shorter than the run ({total_steps} steps)")
+    if name == "cosine":
+        return schedules.cosine(lr, total_steps, warmup_steps=warmup or 0)
+    base = schedules.step_decay(lr, max(1, total_steps // 3)) if name == "step" else lr
+    return base if warmup is None else schedules.warmup(base, warmup)
+
+
 def _used_model_options(a: argparse.Namespace) -> tuple[list[int] | None, str | None, str]:
     """``(hidden, activation, weight_init)`` as ``build_model`` uses them, defaults filled in."""
     if a.model == "two_layer":
@@ -327,13 +355,14 @@ def main(argv: list[str] | None = None) -> int:
                                    hidden=a.hidden,
                                    activation=a.activation, weight_init=a.weight_init, dropout=a.dropout,
                                    batchnorm=a.batchnorm)
-    lr = a.lr if a.lr is not None else DEFAULT_LR.get(a.optimizer)
-    hyper = {"weight_decay": a.weight_decay} | ({"lr": lr} if lr is not None else {})
-    optimizer = optim.by_name(a.optimizer, **hyper)
     if a.epochs is None and a.iters is None:
         a.iters = 10000
     # the values actually used, not argparse's None for "the default"
-    a.lr = dict(optimizer.hyperparams).get("lr", a.lr)
+    a.lr = a.lr if a.lr is not None else DEFAULT_LR.get(a.optimizer, _default_lr(a.optimizer))
+    run = train.plan(len(x_train), a.batch_size, epochs=a.epochs, iters=a.iters, mesh=mesh)
+    total_steps = run.steps_per_epoch * (run.total_epochs - 1) + run.last_steps
+    optimizer = optim.by_name(a.optimizer, weight_decay=a.weight_decay,
+                              lr=_schedule(parser, a.schedule, a.lr, a.warmup, total_steps))
     a.hidden, a.activation, a.weight_init = _used_model_options(a)
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()
               if k not in ("quiet", "resume", "overwrite", "plot", "json", "checkpoint", "devices",
@@ -356,6 +385,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{f'iters {a.iters}' if a.iters else f'epochs {a.epochs}'}; devices {_describe_device(mesh)}")
     try:
         result = train.fit(net, losses.softmax_cross_entropy, optimizer, (x_train, t_train), (x_test, t_test),
+                           clip_norm=a.clip_norm,
                            epochs=a.epochs, iters=a.iters, batch_size=a.batch_size, seed=a.seed,
                            sampling=a.sampling, eval_train=not a.no_eval_train, checkpoint=a.checkpoint,
                            resume=a.resume, overwrite=a.overwrite, config=config, log=log, mesh=mesh,

@@ -62,7 +62,7 @@ from fnet import _args
 from fnet._optimizer import DecayMask, LearningRate, Optimizer, OptState, Params, lift, one_minus_pow
 
 __all__ = ["OPTIMIZERS", "DecayMask", "LearningRate", "OptState", "Optimizer", "Params", "adagrad", "adam",
-           "by_name", "momentum", "nesterov", "rmsprop", "sgd", "weights_only"]
+           "by_name", "clip_by_global_norm", "momentum", "nesterov", "rmsprop", "sgd", "weights_only"]
 
 
 def weights_only(path: str, param: jax.Array) -> bool:
@@ -216,6 +216,31 @@ def adam(lr: LearningRate = 0.001, beta1: float = 0.9, beta2: float = 0.999, eps
 
     return lift("adam", (("beta1", b1), ("beta2", b2), ("eps", eps)), lr, weight_decay,
                       decay_mask, ("m", "v"), rule)
+
+
+def clip_by_global_norm(optimizer: Optimizer, max_norm: float) -> Optimizer:
+    """``optimizer`` applied to gradients rescaled so that their global norm is at most ``max_norm``.
+
+    The book's ``clip_grads`` (``common/util.py``): with ``norm = sqrt(sum of g**2 over every
+    leaf)``, the gradients are multiplied by ``max_norm / (norm + 1e-6)`` when that is below 1,
+    and left alone otherwise, before the wrapped optimizer's update (and its weight decay).
+    The state is the wrapped optimizer's. Recurrent networks need it: their gradients can
+    explode over long sequences.
+    """
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(f"clip_by_global_norm: optimizer must be an fnet.optim optimizer, e.g. "
+                        f"optim.sgd(0.1); got {optimizer!r}")
+    max_norm = _args.positive("clip_by_global_norm", "max_norm", max_norm)
+
+    def update(grads, state, params):
+        leaves = jax.tree.leaves(grads)
+        norm = jnp.sqrt(sum(jnp.sum(jnp.square(g.astype(jnp.float32))) for g in leaves))
+        rate = max_norm / (norm + 1e-6)
+        clipped = jax.tree.map(lambda g: jnp.where(rate < 1, g * rate.astype(g.dtype), g), grads)
+        return optimizer.update(clipped, state, params)
+
+    return Optimizer("clip_by_global_norm", optimizer.init, update,
+                     (("optimizer", optimizer), ("max_norm", max_norm)))
 
 
 OPTIMIZERS: Mapping[str, Callable[..., Optimizer]] = MappingProxyType({

@@ -117,6 +117,24 @@ def cosine(lr: float, total_steps: int, final_lr: float = 0.0, warmup_steps: int
                                    ("warmup_steps", warmup_steps)))
 
 
+def warmup(schedule: Schedule | float, warmup_steps: int) -> Schedule:
+    """Linear warmup in front of any schedule: ``lr_t = schedule(t) * (t + 1) / W`` for ``t < W``.
+
+    ``W = warmup_steps`` (an int >= 1); from step ``W`` on, ``schedule(t)`` itself. A float
+    is ``constant(lr)``. As in ``cosine``, the warmup counts from ``t + 1``, so no update
+    is wasted with a zero rate.
+    """
+    if not isinstance(schedule, Schedule):
+        schedule = constant(schedule)
+    warmup_steps = _args.count("schedules.warmup", "warmup_steps", warmup_steps, minimum=1)
+
+    def fn(step):
+        ramp = jnp.minimum(1.0, (step.astype(jnp.float32) + 1) / warmup_steps)
+        return (schedule(step) * ramp).astype(jnp.float32)
+
+    return Schedule("warmup", fn, (("schedule", schedule), ("warmup_steps", warmup_steps)))
+
+
 # --------------------------------------------------------------------------- checks
 
 

@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from fnet import _args, distributed
+from fnet import _args, distributed, optim
 from fnet import checkpoint as ckpt_lib
 from fnet import fit_checks as checks
 from fnet.core import Layer, param_shapes
@@ -305,16 +305,15 @@ def fit(net: Layer, loss: Loss, optimizer, train_data: tuple, test_data: tuple |
         params=None, checkpoint: str | Path | None = None, resume: bool = False, overwrite: bool = False,
         config: dict | None = None, log: Callable[[str], None] | None = print,
         mesh: Mesh | str | None = "auto", xla_options: Mapping[str, Any] | None = None,
-        divergence: float | None = DEFAULT_DIVERGENCE) -> TrainResult:
+        divergence: float | None = DEFAULT_DIVERGENCE, clip_norm: float | None = None) -> TrainResult:
     """Train ``net`` with ``loss`` and ``optimizer`` on ``train_data = (x, t)``.
 
     **Arguments:**
 
     - ``epochs`` or ``iters`` (exactly one): passes over the data, or minibatch
       updates (the book's ``iters_num``; an epoch is ``n_train // batch_size`` steps).
-    - ``sampling``: ``"shuffle"`` (without replacement, default) or
-      ``"replacement"`` (the book's ``np.random.choice`` per step).
-    - ``eval_train``: also evaluate on the whole training set each epoch (the book does).
+    - ``sampling``: ``"shuffle"`` (default) or ``"replacement"`` (the book's ``np.random.choice``);
+      ``eval_train``: also evaluate on the whole training set each epoch (the book does).
     - ``params``: start from these instead of ``net.init`` (checked against its shapes).
     - ``checkpoint``: a path written atomically after every epoch. An existing file is
       refused unless ``resume=True`` (continue it: the seed, batch size, sampling,
@@ -331,17 +330,18 @@ def fit(net: Layer, loss: Loss, optimizer, train_data: tuple, test_data: tuple |
       does not know raises ``ValueError`` before training.
     - ``divergence``: stop when an epoch's mean loss exceeds this factor times the starting
       loss (see ``_check_divergence``); ``None`` turns the check off.
+    - ``clip_norm``: clip the gradients' global norm (``optim.clip_by_global_norm``).
 
     **Returns:** a ``TrainResult``. **Raises:** before training, ``ValueError``/``TypeError``
-    naming the bad argument (data with NaN, labels out of range, a path that cannot be
-    written, ...); ``DivergenceError``, or ``NonFiniteLossError`` for a NaN or infinite
-    loss, with the last good parameters (the checkpoint on disk keeps the last good epoch).
+    naming the bad argument (NaN data, labels out of range, an unwritable path, ...);
+    ``DivergenceError`` (``NonFiniteLossError`` for a NaN loss) with the last good parameters.
     """
     t_start = time.perf_counter()
     checks.check_run_args(net, loss, optimizer, epochs=epochs, iters=iters, batch_size=batch_size, seed=seed,
                           sampling=sampling, samplings=SAMPLING, eval_batch_size=eval_batch_size,
                           eval_train=eval_train, resume=resume, overwrite=overwrite, log=log, config=config,
                           divergence=divergence)
+    optimizer = optimizer if clip_norm is None else optim.clip_by_global_norm(optimizer, clip_norm)
     (x_train, t_train), test, input_shape = _check_inputs(net, train_data, test_data, params, xla_options)
     checkpoint = checks.check_checkpoint_path(checkpoint, resume=resume, overwrite=overwrite)
     mesh = _resolve_mesh(mesh)

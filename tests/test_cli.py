@@ -148,3 +148,34 @@ def test_json_records_the_values_used_and_resume_reports_no_throughput(tmp_path,
     assert cli.main([*common, "--epochs", "1", "--resume"]) == 0
     out = capsys.readouterr().out
     assert "already holds 1 epochs; nothing to do" in out and "samples/s" not in out.splitlines()[-1]
+
+
+def test_schedule_warmup_and_clipping_options(tmp_path, capsys):
+    argv = ["--train-size", "500", "--epochs", "2", "--no-compile-cache", "--schedule", "step",
+            "--warmup", "3", "--clip-norm", "1.5", "--json", str(tmp_path / "m.json")]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert ("optim.sgd(lr=schedules.warmup(schedule=schedules.step_decay(lr=0.1, step_size=3, gamma=0.1), "
+            "warmup_steps=3))") in out
+    config = json.loads((tmp_path / "m.json").read_text())["config"]
+    assert (config["schedule"], config["warmup"], config["clip_norm"], config["lr"]) == ("step", 3, 1.5, 0.1)
+    with pytest.raises(SystemExit):
+        cli.main(["--train-size", "500", "--epochs", "1", "--warmup", "5", "--no-compile-cache"])
+    assert "--warmup 5 must be shorter than the run (5 steps)" in capsys.readouterr().err
+
+
+def test_fit_clip_norm_changes_the_updates():
+    import fnet
+    from fnet import losses, optim, train
+    from fnet.data import load_fashion_mnist
+
+    (x, t), _ = load_fashion_mnist(FASHION)
+    kw = dict(epochs=1, batch_size=100, log=None)
+    net = fnet.two_layer_net(784, 10, 10)
+    plain = train.fit(net, losses.softmax_cross_entropy, optim.sgd(0.5), (x[:500], t[:500]), **kw)
+    clipped = train.fit(net, losses.softmax_cross_entropy, optim.sgd(0.5), (x[:500], t[:500]), clip_norm=1e-3,
+                        **kw)
+    by_hand = train.fit(net, losses.softmax_cross_entropy, optim.clip_by_global_norm(optim.sgd(0.5), 1e-3),
+                        (x[:500], t[:500]), **kw)
+    w = [r.params["Affine1"]["W"] for r in (plain, clipped, by_hand)]
+    assert not (w[0] == w[1]).all() and (w[1] == w[2]).all()

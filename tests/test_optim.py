@@ -507,3 +507,24 @@ def test_by_name_unknown_hyperparameter_lists_accepted_ones():
     with pytest.raises(ValueError, match=r"adam takes no hyperparameter momentum; it takes lr, beta1, "
                                          r"beta2, eps, weight_decay, decay_mask"):
         optim.by_name("adam", momentum=0.9)
+
+
+def test_clip_by_global_norm_rescales_only_above_the_norm():
+    params = {"a": {"W": jnp.ones((2, 2))}, "b": jnp.zeros(3)}
+    big = {"a": {"W": jnp.full((2, 2), 3.0)}, "b": jnp.full(3, 4.0)}   # norm sqrt(36 + 48) ~ 9.17
+    small = jax.tree.map(lambda g: g / 100, big)
+    opt = optim.clip_by_global_norm(optim.sgd(1.0), max_norm=2.0)
+    assert repr(opt) == "optim.clip_by_global_norm(optimizer=optim.sgd(lr=1.0), max_norm=2.0)"
+    state = opt.init(params)
+    new, _ = opt.update(big, state, params)
+    step = jax.tree.map(lambda p, n: p - n, params, new)
+    norm = float(jnp.sqrt(sum(jnp.sum(s ** 2) for s in jax.tree.leaves(step))))
+    assert abs(norm - 2.0) < 1e-5  # the update is the clipped gradient, of norm max_norm
+    new, _ = opt.update(small, state, params)
+    plain, _ = optim.sgd(1.0).update(small, optim.sgd(1.0).init(params), params)
+    pairs = zip(jax.tree.leaves(new), jax.tree.leaves(plain), strict=True)
+    assert all(np.array_equal(a, b) for a, b in pairs)
+    with pytest.raises(ValueError, match=r"^clip_by_global_norm: max_norm must be a positive number"):
+        optim.clip_by_global_norm(optim.sgd(), 0)
+    with pytest.raises(TypeError, match=r"^clip_by_global_norm: optimizer must be an fnet.optim optimizer"):
+        optim.clip_by_global_norm(optim.sgd, 1.0)

@@ -99,3 +99,13 @@ def test_wrong_argument_types():
         schedules.constant("0.1")
     with pytest.raises(TypeError, match="step must be an integer scalar"):
         schedules.constant(0.1)(1.5)
+
+
+def test_warmup_in_front_of_any_schedule():
+    s = schedules.warmup(schedules.step_decay(0.1, step_size=10), 4)
+    values = [float(s(t)) for t in (0, 1, 3, 4, 9, 10)]
+    np.testing.assert_allclose(values, [0.025, 0.05, 0.1, 0.1, 0.1, 0.01], rtol=1e-6)
+    assert repr(schedules.warmup(0.5, 2)) == ("schedules.warmup(schedule=schedules.constant(lr=0.5), "
+                                              "warmup_steps=2)")
+    with pytest.raises(ValueError, match=r"schedules.warmup: warmup_steps must be a positive int"):
+        schedules.warmup(0.1, 0)
