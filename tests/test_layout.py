@@ -28,8 +28,8 @@ FLOORS = {
         "fnet.layers.pooling", "fnet.layers.shape", "fnet.net", "fnet.optim"],
     4: ["fnet.data.loaders", "fnet.epoch", "fnet.layers"],
     5: ["fnet.data", "fnet.models", "fnet.train"],
-    6: ["fnet.cli"],
-    7: ["fnet"],
+    6: ["fnet.cli_options"],
+    7: ["fnet", "fnet.cli"],
 }
 FLOOR = {m: f for f, mods in FLOORS.items() for m in mods}
 

@@ -1,0 +1,295 @@
+"""fnet-train (scripts/train.py): train a network on MNIST or Fashion-MNIST.
+
+The defaults are the book's chapter-5 run: two_layer_net(784, 50, 10), SGD
+with learning rate 0.1, batch 100, 10000 iterations, evaluated on the
+training and test sets after every epoch (600 iterations). The dataset
+defaults to Fashion-MNIST, which ships as a Debian package and needs no
+download; --dataset mnist gives the book's own data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import math
+import re
+from pathlib import Path
+
+CLI_SPELLING = {"no_download": "--no-download", "download": "without --no-download",
+                "data_dir": "--data-dir /path/to/dir", "data_dir_name": "--data-dir"}
+"""How a data-not-found message names the options here (``fnet.data.locate.API_SPELLING``)."""
+DEFAULT_LR = {"sgd": 0.1}  # the book's chapter-5 run; other optimizers use their own defaults
+
+
+def _argument(convert, ok, what: str):
+    """An argparse ``type``: ``convert`` the text, then require ``ok(value)``; errors say ``what``."""
+
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {value}")
+        return value
+
+    return parse
+
+
+_positive_int = _argument(int, lambda v: v >= 1, "a positive integer")
+_positive_float = _argument(float, lambda v: math.isfinite(v) and v > 0, "a positive number")
+_non_negative_float = _argument(float, lambda v: math.isfinite(v) and v >= 0, "a number >= 0")
+_seed = _argument(int, lambda v: 0 <= v < 2 ** 63, "an integer in [0, 2**63)")
+
+
+def _host_port(text: str) -> str:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT (the address of process 0, e.g. host0:1234), "
+                                         f"got {text!r}")
+    return text
+
+
+def divergence_factor(text: str) -> float | None:
+    """``--divergence``: a factor > 1, or ``off``."""
+    if text.strip().lower() == "off":
+        return None
+    return _argument(float, lambda v: math.isfinite(v) and v > 1, "a factor > 1 or off")(text)
+
+
+def xla_option(text: str) -> tuple[str, bool | int | float | str]:
+    """``NAME=VALUE`` as ``(name, value)``; the value becomes a bool, int or float when it reads as one.
+
+    ``NAME=`` gives the empty string (``xla_cpu_experimental_ynn_fusion_type=``
+    turns YNNPACK off for matmuls).
+    """
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    if value.lower() in ("true", "false"):
+        return name.strip(), value.lower() == "true"
+    for convert in (int, float):
+        try:
+            return name.strip(), convert(value)
+        except ValueError:
+            pass
+    return name.strip(), value
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, and for a misspelt option the closest real one (``--optimiser`` -> ``--optimizer``)."""
+
+    def error(self, message: str):
+        match = re.match(r"unrecognized arguments: (.*)", message)
+        if match:
+            known = [s for action in self._actions for s in action.option_strings if s.startswith("--")]
+            hints = []
+            for arg in match.group(1).split():
+                name = arg.split("=")[0]
+                close = difflib.get_close_matches(name, known, 1) if name.startswith("--") else []
+                hints += [f"{name} -> {close[0]}"] if close else []
+            if hints:
+                message += f" (did you mean {', '.join(hints)}?)"
+        super().error(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from fnet import data, optim
+
+    p = _Parser(
+        prog="fnet-train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", choices=sorted(data.DATASETS), default="fashion-mnist")
+    g.add_argument("--data-dir", type=Path, help="directory holding the four IDX files (else the "
+                                                  "search path of fnet.data: $FNET_DATA, ~/.cache/fnet, ...)")
+    g.add_argument("--no-download", action="store_true",
+                   help="never download: fail with the list of places searched if the files are missing")
+    g.add_argument("--train-size", type=_positive_int,
+                   help="use only the first N training examples (the book's overfitting experiments)")
+    g = p.add_argument_group("model")
+    g.add_argument("--model", choices=["two_layer", "mlp", "convnet"], default="two_layer")
+    g.add_argument("--hidden", type=_positive_int, nargs="+", metavar="N",
+                   help="hidden layer sizes (two_layer: one size, default 50; mlp: default 100 100)")
+    g.add_argument("--activation", choices=["relu", "sigmoid", "tanh"],
+                   help="hidden activation of --model mlp (default relu)")
+    g.add_argument("--weight-init", help="he, xavier or a standard deviation (two_layer default 0.01; "
+                                         "convnet he; mlp: he for relu, xavier otherwise)")
+    g.add_argument("--dropout", type=float, metavar="RATE",
+                   help="mlp: dropout after each hidden layer, RATE = probability of dropping")
+    g.add_argument("--batchnorm", action="store_true", help="mlp: batch norm before each activation")
+    g = p.add_argument_group("training")
+    g.add_argument("--optimizer", choices=sorted(optim.OPTIMIZERS), default="sgd")
+    g.add_argument("--lr", type=_positive_float, help="learning rate (default 0.1 for sgd as in the book, "
+                                                      "else the optimizer's default)")
+    g.add_argument("--weight-decay", type=_non_negative_float, default=0.0, metavar="LAMBDA",
+                   help="L2 weight decay on weights (not biases)")
+    g.add_argument("--schedule", choices=["constant", "step", "cosine"], default="constant",
+                   help="learning rate over the run: constant (default); step: x0.1 after each third of "
+                        "the steps; cosine: down to 0 at the last step")
+    g.add_argument("--warmup", type=_positive_int, metavar="STEPS",
+                   help="raise the learning rate linearly over the first STEPS updates")
+    g.add_argument("--clip-norm", type=_positive_float, metavar="MAX",
+                   help="rescale the gradients so that their global norm is at most MAX (the book's "
+                        "clip_grads)")
+    g.add_argument("--batch-size", type=_positive_int, default=100)
+    stop = g.add_mutually_exclusive_group()
+    stop.add_argument("--epochs", type=_positive_int, help="passes over the training set")
+    stop.add_argument("--iters", type=_positive_int, help="minibatch updates (default 10000, as the book)")
+    g.add_argument("--sampling", choices=["shuffle", "replacement"], default="shuffle",
+                   help="shuffle: each epoch visits every example once (default); replacement: the "
+                        "book's random minibatches")
+    g.add_argument("--seed", type=_seed, default=0)
+    g.add_argument("--divergence", type=divergence_factor, default=10.0, metavar="FACTOR",
+                   help="stop (exit status 1) when an epoch's mean loss exceeds FACTOR times the starting "
+                        "loss (default %(default)s; off: never)")
+    g.add_argument("--no-eval-train", action="store_true",
+                   help="skip evaluating the whole training set after each epoch")
+    g = p.add_argument_group("devices (data parallel: the global --batch-size is split over devices)")
+    g.add_argument("--devices", type=_positive_int, metavar="N",
+                   help="devices to train on (default: all; 1 for plain single-device training)")
+    g.add_argument("--coordinator", metavar="HOST:PORT", type=_host_port,
+                   help="multi-host: address of process 0, the same on every host")
+    g.add_argument("--num-processes", type=_positive_int, metavar="N", help="multi-host: number of hosts")
+    g.add_argument("--process-id", type=int, metavar="I", help="multi-host: this host's index, 0..N-1")
+    g.add_argument("--xla-option", type=xla_option, action="append", metavar="NAME=VALUE",
+                   help="an XLA compiler option for the training and evaluation programs (repeatable); "
+                        "e.g. xla_cpu_experimental_ynn_fusion_type= (empty) makes the book's small "
+                        "network faster on a CPU, larger ones slower (docs/speed.md)")
+    g = p.add_argument_group("output")
+    g.add_argument("--checkpoint", type=Path, metavar="PATH", help="save after every epoch (.npz)")
+    g.add_argument("--resume", action="store_true", help="continue from --checkpoint")
+    g.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --checkpoint with a new run (without it, an existing "
+                        "checkpoint is refused unless --resume)")
+    g.add_argument("--plot", type=Path, metavar="PATH", help="PNG of loss and accuracy per epoch "
+                                                             "(needs matplotlib: pip install fnet[plot])")
+    g.add_argument("--json", type=Path, metavar="PATH", help="write metrics and timings as JSON")
+    g.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    g.add_argument("--compile-cache", type=Path, metavar="DIR",
+                   default=Path("~/.cache/fnet/xla").expanduser(),
+                   help="keep compiled XLA programs here, so that a rerun skips compilation "
+                        "(JAX's persistent compilation cache; default %(default)s)")
+    g.add_argument("--no-compile-cache", action="store_true", help="compile from scratch every time")
+    return p
+
+
+def check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
+    if a.model == "two_layer":
+        if a.hidden and len(a.hidden) != 1:
+            p.error(f"--model two_layer has one hidden layer; got --hidden {' '.join(map(str, a.hidden))} "
+                    "(use --model mlp for several)")
+        for opt, value in (("--activation", a.activation), ("--dropout", a.dropout),
+                           ("--batchnorm", a.batchnorm or None)):
+            if value is not None:
+                p.error(f"{opt} applies to --model mlp (two_layer is the book's Affine-ReLU-Affine)")
+    if a.model == "convnet":
+        for opt, value in (("--hidden", a.hidden), ("--activation", a.activation), ("--dropout", a.dropout),
+                           ("--batchnorm", a.batchnorm or None)):
+            if value is not None:
+                p.error(f"{opt} applies to --model mlp")
+    if a.dropout is not None and not 0 <= a.dropout < 1:
+        p.error(f"--dropout is the probability of dropping a unit, in [0, 1); got {a.dropout}")
+    if a.weight_init is not None and a.weight_init not in ("he", "xavier"):
+        try:
+            if float(a.weight_init) <= 0:
+                raise ValueError
+        except ValueError:
+            p.error("--weight-init must be he, xavier or a positive standard deviation; "
+                    f"got {a.weight_init!r}")
+    multi = (a.coordinator, a.num_processes, a.process_id)
+    if any(v is not None for v in multi) and any(v is None for v in multi):
+        p.error("multi-host training needs all of --coordinator HOST:PORT, --num-processes N and "
+                "--process-id I")
+    if a.process_id is not None and not 0 <= a.process_id < a.num_processes:
+        p.error(f"--process-id must be in 0..{a.num_processes - 1}; got {a.process_id}")
+    if a.resume and a.checkpoint is None:
+        p.error("--resume needs --checkpoint PATH")
+    if a.resume and not a.checkpoint.exists():
+        p.error(f"--resume: no checkpoint at {a.checkpoint}")
+    if a.resume and a.overwrite:
+        p.error("--resume continues a checkpoint and --overwrite replaces it: give one of them")
+    # every output path is checked now, so that a finished run never ends in a traceback about one
+    from fnet import _args, fit_checks
+
+    try:
+        fit_checks.check_checkpoint_path(a.checkpoint, resume=a.resume, overwrite=a.overwrite, where="",
+                                         spell=lambda k: f"--{k}")
+        for option, path in (("--json", a.json), ("--plot", a.plot)):
+            if path is not None:
+                _args.writable_path("", option, path)
+        if not a.no_compile_cache:
+            _args.writable_path("", "--compile-cache", a.compile_cache / "probe")
+    except ValueError as e:
+        p.error(str(e))
+    if a.plot is not None:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            p.error("--plot needs matplotlib: pip install 'fnet[plot]' (or pip install matplotlib)")
+
+
+def build_model(model: str, example_shape: tuple[int, ...], n_classes: int, *,
+                hidden: list[int] | None = None, activation: str | None = None,
+                weight_init: str | None = None, dropout: float | None = None, batchnorm: bool = False):
+    """The network the model options describe (``--model``, ``--hidden``, ...), and its input shape.
+
+    ``example_shape``: one example's shape from the data (``(784,)``, or ``(28, 28, 1)``
+    for the convnet); ``n_classes``: the dataset's number of classes. Shared by
+    ``fnet-train`` and ``scripts/gradient_check.py``. ``weight_init`` is the option's
+    text: ``"he"``, ``"xavier"`` or a standard deviation; every model honours it.
+    """
+    import math
+
+    from fnet import models
+
+    n_features = math.prod(example_shape)
+
+    if weight_init is not None and weight_init not in ("he", "xavier"):
+        weight_init = float(weight_init)
+    if model == "two_layer":
+        std = 0.01 if weight_init is None else weight_init
+        net = models.two_layer_net(n_features, hidden[0] if hidden else 50, n_classes, weight_init_std=std)
+        return net, (None, n_features)
+    if model == "mlp":
+        kwargs = {"activation": activation or "relu", "use_batchnorm": batchnorm,
+                  "use_dropout": dropout is not None}
+        if dropout is not None:
+            kwargs["dropout_rate"] = dropout
+        if weight_init is not None:
+            kwargs["weight_init"] = weight_init
+        net = models.multi_layer_net(n_features, hidden or [100, 100], n_classes, **kwargs)
+        return net, (None, n_features)
+    net = models.simple_convnet(tuple(example_shape), output_size=n_classes,
+                                weight_init_std="he" if weight_init is None else weight_init)
+    return net, (None, *example_shape)
+
+
+def default_lr(name: str) -> float:
+    import inspect
+
+    from fnet import optim
+
+    return inspect.signature(optim.OPTIMIZERS[name]).parameters["lr"].default
+
+
+def lr_schedule(parser, name: str, lr: float, warmup: int | None, total_steps: int):
+    """``--schedule`` and ``--warmup`` as an ``lr=`` for the optimizer: a float or a schedule."""
+    from fnet import schedules
+
+    if warmup is not None and warmup >= total_steps:
+        parser.error(f"--warmup {warmup} must be shorter than the run ({total_steps} steps)")
+    if name == "cosine":
+        return schedules.cosine(lr, total_steps, warmup_steps=warmup or 0)
+    base = schedules.step_decay(lr, max(1, total_steps // 3)) if name == "step" else lr
+    return base if warmup is None else schedules.warmup(base, warmup)
+
+
+def used_model_options(a: argparse.Namespace) -> tuple[list[int] | None, str | None, str]:
+    """``(hidden, activation, weight_init)`` as ``build_model`` uses them, defaults filled in."""
+    if a.model == "two_layer":
+        return a.hidden or [50], None, a.weight_init or "0.01"
+    if a.model == "mlp":
+        activation = a.activation or "relu"
+        default = "he" if activation == "relu" else "xavier"
+        return a.hidden or [100, 100], activation, a.weight_init or default
+    return None, None, a.weight_init or "he"
