@@ -94,8 +94,9 @@ def main(argv: list[str] | None = None) -> int:
                               lr=lr_schedule(parser, a.schedule, a.lr, a.warmup, total_steps))
     a.hidden, a.activation, a.weight_init = used_model_options(a)
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()
-              if k not in ("quiet", "resume", "overwrite", "plot", "json", "checkpoint", "devices",
-                           "coordinator", "num_processes", "process_id", "compile_cache", "no_compile_cache")}
+              if k not in ("quiet", "resume", "overwrite", "keep_best", "plot", "json", "checkpoint",
+                           "devices", "coordinator", "num_processes", "process_id", "compile_cache",
+                           "no_compile_cache")}
     resumed_from = 0
     if a.resume:
         try:
@@ -114,7 +115,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{f'iters {a.iters}' if a.iters else f'epochs {a.epochs}'}; devices {_describe_device(mesh)}")
     try:
         result = train.fit(net, losses.softmax_cross_entropy, optimizer, (x_train, t_train), (x_test, t_test),
-                           clip_norm=a.clip_norm,
+                           clip_norm=a.clip_norm, keep_best="test_acc" if a.keep_best else None,
+                           callbacks=[train.early_stopping("test_loss", a.early_stop)] if a.early_stop
+                           else [],
                            epochs=a.epochs, iters=a.iters, batch_size=a.batch_size, seed=a.seed,
                            sampling=a.sampling, eval_train=not a.no_eval_train, checkpoint=a.checkpoint,
                            resume=a.resume, overwrite=a.overwrite, config=config, log=log, mesh=mesh,

@@ -142,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--divergence", type=divergence_factor, default=10.0, metavar="FACTOR",
                    help="stop (exit status 1) when an epoch's mean loss exceeds FACTOR times the starting "
                         "loss (default %(default)s; off: never)")
+    g.add_argument("--early-stop", type=_positive_int, metavar="PATIENCE",
+                   help="stop when the test loss has not improved for PATIENCE epochs")
     g.add_argument("--no-eval-train", action="store_true",
                    help="skip evaluating the whole training set after each epoch")
     g = p.add_argument_group("devices (data parallel: the global --batch-size is split over devices)")
@@ -158,6 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("output")
     g.add_argument("--checkpoint", type=Path, metavar="PATH", help="save after every epoch (.npz)")
     g.add_argument("--resume", action="store_true", help="continue from --checkpoint")
+    g.add_argument("--keep-best", action="store_true",
+                   help="also save the epoch with the best test accuracy so far, as <checkpoint>.best.npz")
     g.add_argument("--overwrite", action="store_true",
                    help="replace an existing --checkpoint with a new run (without it, an existing "
                         "checkpoint is refused unless --resume)")
@@ -206,6 +210,8 @@ def check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
         p.error("--resume needs --checkpoint PATH")
     if a.resume and not a.checkpoint.exists():
         p.error(f"--resume: no checkpoint at {a.checkpoint}")
+    if a.keep_best and a.checkpoint is None:
+        p.error("--keep-best saves the best epoch beside the checkpoint: give --checkpoint PATH as well")
     if a.resume and a.overwrite:
         p.error("--resume continues a checkpoint and --overwrite replaces it: give one of them")
     # every output path is checked now, so that a finished run never ends in a traceback about one

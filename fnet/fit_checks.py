@@ -26,11 +26,12 @@ from fnet.core import Layer, param_shapes
 from fnet.errors import shape_str
 from fnet.losses import Loss
 
-__all__ = ["RESUME_MAY_DIFFER", "check_batch_size", "check_checkpoint_path", "check_data", "check_params",
+__all__ = ["RESUME_MAY_DIFFER", "check_batch_size", "check_checkpoint_path", "check_data", "check_hooks",
+           "check_params",
            "check_resume", "check_run_args", "check_targets", "first_non_finite"]
 
 RESUME_MAY_DIFFER = frozenset({"epochs", "iters", "data_dir", "no_download", "no_eval_train", "xla_option",
-                               "xla_options", "overwrite", "divergence"})
+                               "xla_options", "overwrite", "divergence", "early_stop"})
 """Config keys a resumed run may change: how long it trains, where the data is read from,
 what is evaluated, how XLA compiles. Every other key must equal the checkpoint's."""
 
@@ -211,6 +212,25 @@ def check_checkpoint_path(checkpoint, *, resume: bool, overwrite: bool, where: s
                          f"{spell('resume')} to continue that run, or {spell('overwrite')} to start "
                          "over and replace it")
     return path
+
+
+def check_hooks(callbacks, keep_best, keys: tuple[str, ...], *, checkpoint, has_test: bool,
+                eval_train: bool) -> None:
+    """``callbacks`` (functions of a record) and ``keep_best`` (a measured history key, with a checkpoint)."""
+    if not isinstance(callbacks, (list, tuple)) or not all(callable(c) for c in callbacks):
+        raise TypeError(f"fit: callbacks must be a list of functions record -> stop reason or None, e.g. "
+                        f"[train.early_stopping('test_loss', patience=3)]; got {callbacks!r}")
+    if keep_best is None:
+        return
+    if keep_best not in keys:
+        raise ValueError(f"fit: keep_best must be one of {keys}, got {keep_best!r}")
+    if checkpoint is None:
+        raise ValueError(f"fit: keep_best={keep_best!r} saves the best epoch beside the checkpoint; pass "
+                         "checkpoint=PATH as well")
+    unmeasured = keep_best.startswith("test_") and not has_test
+    if unmeasured or (keep_best.startswith("train_") and not eval_train):
+        raise ValueError(f"fit: keep_best={keep_best!r} is not measured in this run (test_* needs test_data, "
+                         "train_* eval_train=True)")
 
 
 def first_non_finite(tree) -> str | None:

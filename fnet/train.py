@@ -25,7 +25,7 @@ import dataclasses
 import functools
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,33 +41,21 @@ from fnet.core import Layer, param_shapes
 from fnet.epoch import SAMPLING, make_evaluate, make_train_epoch
 from fnet.fit_checks import RESUME_MAY_DIFFER, check_batch_size, check_resume
 from fnet.losses import Loss
+from fnet.stopping import (
+    HISTORY_KEYS,
+    DivergenceError,
+    NonFiniteLossError,
+    check_divergence,
+    early_stopping,
+    metric_mode,
+)
 
 __all__ = ["DEFAULT_DIVERGENCE", "HISTORY_KEYS", "RESUME_MAY_DIFFER", "SAMPLING", "DivergenceError",
-           "NonFiniteLossError", "Plan", "TrainResult", "check_batch_size", "check_resume", "fit",
-           "make_evaluate", "make_train_epoch", "plan"]
+           "NonFiniteLossError", "Plan", "TrainResult", "check_batch_size", "check_resume", "early_stopping",
+           "fit", "make_evaluate", "make_train_epoch", "plan"]
 
 DEFAULT_DIVERGENCE = 10.0
 """``fit(divergence=)``: stop when an epoch's mean loss exceeds this many times the starting loss."""
-HISTORY_KEYS = ("epoch", "steps", "loss", "train_loss", "train_acc", "test_loss", "test_acc",
-                "seconds", "samples_per_s", "elapsed")
-
-
-class DivergenceError(FloatingPointError):
-    """Training diverged: the epoch's loss far above the starting loss (``fit(divergence=)``), or
-    parameters that became NaN or infinite. Carries the last good state.
-
-    **Attributes:** ``epoch`` (the epoch that failed), ``params``, ``opt_state``,
-    ``state`` (from the end of the previous epoch), ``history``.
-    """
-
-    def __init__(self, message: str, *, epoch: int, params, opt_state, state, history):
-        super().__init__(message)
-        self.epoch, self.params, self.opt_state, self.state, self.history = (
-            epoch, params, opt_state, state, history)
-
-
-class NonFiniteLossError(DivergenceError):
-    """The training loss became NaN or infinite (a ``DivergenceError``)."""
 
 
 @dataclasses.dataclass
@@ -87,6 +75,8 @@ class TrainResult:
     compile_seconds: float
     train_seconds: float
     total_seconds: float
+    stopped: str | None = None
+    """Why training stopped before its last epoch (a callback's reason), or ``None``."""
 
     def __repr__(self) -> str:
         n_params = sum(int(np.size(p)) for p in jax.tree.leaves(self.params))
@@ -255,7 +245,7 @@ def _run_epoch(programs: dict, e: int, n_steps: int, carry: tuple, data, run_key
             "Try a smaller learning rate, check the inputs for NaN, or check that labels are in range.",
             epoch=e + 1, params=carry[0], opt_state=carry[1], state=carry[2],
             history={k: np.asarray(v) for k, v in history.items()})
-    _check_divergence(e, losses, new_carry[0], carry, history, divergence, checkpoint)
+    check_divergence(e, losses, new_carry[0], carry, history, divergence, checkpoint)
     params, _, state = new_carry
     nan = (np.nan, np.nan)
     tr = programs["train"](params, state, x_train, t_train) if "train" in programs else nan
@@ -266,29 +256,43 @@ def _run_epoch(programs: dict, e: int, n_steps: int, carry: tuple, data, run_key
                        "samples_per_s": n_steps * batch_size / seconds}
 
 
-def _check_divergence(e: int, losses: np.ndarray, new_params, carry, history: dict, divergence,
-                      checkpoint) -> None:
-    """Stop when the epoch's mean loss is ``divergence`` times the reference, or parameters are not finite.
+def best_path(checkpoint: str | Path) -> Path:
+    """Where ``keep_best`` saves: ``runs/book.npz`` -> ``runs/book.best.npz``."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_name(f"{checkpoint.stem}.best{checkpoint.suffix or '.npz'}")
 
-    The reference is the first epoch's mean loss; during the first epoch, its first step's
-    loss (the loss at the starting parameters).
-    """
-    reference = history["loss"][0] if history["loss"] else float(losses[0])
-    mean = float(losses.mean())
-    why = None
-    if divergence is not None and mean > divergence * reference:
-        why = (f"the mean training loss {mean:.4g} is over {divergence:g} times the starting loss "
-               f"{reference:.4g} (the divergence rule: fit(divergence=), --divergence)")
-    elif (bad := checks.first_non_finite(new_params)) is not None:
-        why = f"the parameter {bad} became NaN or infinite, although the loss stayed finite"
-    if why is not None:
-        kept = f"; the checkpoint {checkpoint} holds epoch {e}" if checkpoint and e > 0 else ""
-        kept_params = f"the parameters from the end of epoch {e}" if e else "the starting parameters"
-        raise DivergenceError(
-            f"epoch {e + 1}: training diverged: {why}. Training stopped and {kept_params} were "
-            f"kept{kept}. Try a smaller learning rate, or check the inputs.",
-            epoch=e + 1, params=carry[0], opt_state=carry[1], state=carry[2],
-            history={k: np.asarray(v) for k, v in history.items()})
+
+def _epochs(programs, run: Plan, start: _Start, carry, data, run_key, *, batch_size: int, checkpoint, config,
+            divergence, log, callbacks, keep_best) -> tuple:
+    """The epoch loop: train, record, log, checkpoint (and the best one), ask the callbacks."""
+    history, train_seconds, stopped = start.history, 0.0, None
+    elapsed0 = history["elapsed"][-1] if history["elapsed"] else 0.0
+    sign = 1.0 if keep_best is None or metric_mode(keep_best) == "min" else -1.0
+    best = min((sign * v for v in history[keep_best]), default=np.inf) if keep_best else np.inf
+    t_loop = time.perf_counter()
+    for e in range(start.epoch, run.total_epochs):
+        carry, rec = _run_epoch(programs, e, run.steps(e), carry, data, run_key, batch_size=batch_size,
+                                checkpoint=checkpoint, history=history, divergence=divergence)
+        train_seconds += rec["seconds"]
+        rec["elapsed"] = elapsed0 + time.perf_counter() - t_loop
+        for k in HISTORY_KEYS:
+            history[k].append(rec[k])
+        if log:
+            log(_format(rec, run.total_epochs))
+        if checkpoint is not None and jax.process_index() == 0:
+            arrays = {k: np.asarray(v) for k, v in history.items()}
+            saved = ckpt_lib.Checkpoint(*carry, run_key, e + 1, arrays, config)
+            ckpt_lib.save(checkpoint, saved)
+            if keep_best and sign * rec[keep_best] < best:
+                best = sign * rec[keep_best]
+                ckpt_lib.save(best_path(checkpoint), saved)
+        reasons = [r for r in (cb(dict(rec)) for cb in callbacks) if r]
+        if reasons:
+            stopped = reasons[0] if isinstance(reasons[0], str) else f"a callback stopped after epoch {e + 1}"
+            if log:
+                log(f"stopped after epoch {e + 1}: {stopped}")
+            break
+    return carry, history, train_seconds, stopped
 
 
 def _format(rec: dict, total_epochs: int) -> str:
@@ -305,7 +309,8 @@ def fit(net: Layer, loss: Loss, optimizer, train_data: tuple, test_data: tuple |
         params=None, checkpoint: str | Path | None = None, resume: bool = False, overwrite: bool = False,
         config: dict | None = None, log: Callable[[str], None] | None = print,
         mesh: Mesh | str | None = "auto", xla_options: Mapping[str, Any] | None = None,
-        divergence: float | None = DEFAULT_DIVERGENCE, clip_norm: float | None = None) -> TrainResult:
+        divergence: float | None = DEFAULT_DIVERGENCE, clip_norm: float | None = None,
+        callbacks: Sequence[Callable[[dict], Any]] = (), keep_best: str | None = None) -> TrainResult:
     """Train ``net`` with ``loss`` and ``optimizer`` on ``train_data = (x, t)``.
 
     **Arguments:**
@@ -329,7 +334,11 @@ def fit(net: Layer, loss: Loss, optimizer, train_data: tuple, test_data: tuple |
       ``{"xla_cpu_experimental_ynn_fusion_type": ""}`` (``docs/speed.md``); an option XLA
       does not know raises ``ValueError`` before training.
     - ``divergence``: stop when an epoch's mean loss exceeds this factor times the starting
-      loss (see ``_check_divergence``); ``None`` turns the check off.
+      loss (``stopping.check_divergence``); ``None`` turns the check off.
+    - ``callbacks``: functions called with each epoch's record (a dict of ``HISTORY_KEYS``)
+      after its checkpoint; a truthy return (a reason, e.g. from ``early_stopping``) stops.
+    - ``keep_best``: a history key (``"test_acc"``); with ``checkpoint``, the epoch where it
+      is best so far is also saved as ``<checkpoint stem>.best.npz``.
     - ``clip_norm``: clip the gradients' global norm (``optim.clip_by_global_norm``).
 
     **Returns:** a ``TrainResult``. **Raises:** before training, ``ValueError``/``TypeError``
@@ -344,6 +353,8 @@ def fit(net: Layer, loss: Loss, optimizer, train_data: tuple, test_data: tuple |
     optimizer = optimizer if clip_norm is None else optim.clip_by_global_norm(optimizer, clip_norm)
     (x_train, t_train), test, input_shape = _check_inputs(net, train_data, test_data, params, xla_options)
     checkpoint = checks.check_checkpoint_path(checkpoint, resume=resume, overwrite=overwrite)
+    checks.check_hooks(callbacks, keep_best, HISTORY_KEYS, checkpoint=checkpoint, has_test=test is not None,
+                       eval_train=eval_train)
     mesh = _resolve_mesh(mesh)
     run = plan(len(x_train), batch_size, epochs=epochs, iters=iters, mesh=mesh)
     config = {**(config or {}), "seed": seed, "batch_size": batch_size, "sampling": sampling,
@@ -361,20 +372,8 @@ def fit(net: Layer, loss: Loss, optimizer, train_data: tuple, test_data: tuple |
                                eval_train=eval_train, mesh=mesh), xla_options)
     compile_seconds = time.perf_counter() - t0
 
-    history, train_seconds = start.history, 0.0
-    elapsed0 = history["elapsed"][-1] if history["elapsed"] else 0.0
-    t_loop = time.perf_counter()
-    for e in range(start.epoch, run.total_epochs):
-        carry, rec = _run_epoch(programs, e, run.steps(e), carry, data, run_key, batch_size=batch_size,
-                                checkpoint=checkpoint, history=history, divergence=divergence)
-        train_seconds += rec["seconds"]
-        rec["elapsed"] = elapsed0 + time.perf_counter() - t_loop
-        for k in HISTORY_KEYS:
-            history[k].append(rec[k])
-        if log:
-            log(_format(rec, run.total_epochs))
-        if checkpoint is not None and jax.process_index() == 0:
-            ckpt_lib.save(checkpoint, ckpt_lib.Checkpoint(
-                *carry, run_key, e + 1, {k: np.asarray(v) for k, v in history.items()}, config))
+    carry, history, train_seconds, stopped = _epochs(
+        programs, run, start, carry, data, run_key, batch_size=batch_size, checkpoint=checkpoint,
+        config=config, divergence=divergence, log=log, callbacks=callbacks, keep_best=keep_best)
     return TrainResult(*carry, {k: np.asarray(v) for k, v in history.items()}, len(history["epoch"]),
-                       compile_seconds, train_seconds, time.perf_counter() - t_start)
+                       compile_seconds, train_seconds, time.perf_counter() - t_start, stopped)

@@ -179,3 +179,16 @@ def test_fit_clip_norm_changes_the_updates():
                         (x[:500], t[:500]), **kw)
     w = [r.params["Affine1"]["W"] for r in (plain, clipped, by_hand)]
     assert not (w[0] == w[1]).all() and (w[1] == w[2]).all()
+
+
+def test_early_stop_and_keep_best_options(tmp_path, capsys):
+    path = tmp_path / "run.npz"
+    assert cli.main(["--train-size", "500", "--epochs", "30", "--no-compile-cache", "--lr", "2.0",
+                     "--early-stop", "1", "--keep-best", "--checkpoint", str(path)]) == 0
+    out = capsys.readouterr().out
+    stopped = [line for line in out.splitlines() if line.startswith("stopped after epoch")]
+    assert len(stopped) == 1 and "test_loss has not improved for 1 epochs" in stopped[0]
+    assert checkpoint.read_config(path)["epoch"] < 30 and (tmp_path / "run.best.npz").exists()
+    with pytest.raises(SystemExit):
+        cli.main(["--keep-best", "--epochs", "1"])
+    assert "--keep-best saves the best epoch beside the checkpoint" in capsys.readouterr().err

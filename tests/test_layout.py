@@ -26,7 +26,7 @@ FLOORS = {
     3: ["fnet.data.downloader", "fnet.fit_checks", "fnet.gradcheck", "fnet.graph", "fnet.layers.activations",
         "fnet.layers.affine", "fnet.layers.conv", "fnet.layers.dropout", "fnet.layers.normalization",
         "fnet.layers.pooling", "fnet.layers.shape", "fnet.net", "fnet.optim"],
-    4: ["fnet.data.loaders", "fnet.epoch", "fnet.layers"],
+    4: ["fnet.data.loaders", "fnet.epoch", "fnet.layers", "fnet.stopping"],
     5: ["fnet.data", "fnet.models", "fnet.train"],
     6: ["fnet.cli_options"],
     7: ["fnet", "fnet.cli"],

@@ -164,3 +164,50 @@ def test_train_result_repr_is_a_short_summary(fashion_small):
     text = repr(r)
     assert text.startswith("TrainResult(epochs=1, 23,860 parameters, loss ") and "test_acc 0." in text
     assert len(text) < 150 and "Array" not in text
+
+
+# ---------------------------------------------------------------- callbacks, early stopping, keep_best
+
+
+def test_early_stopping_stops_after_patience_epochs_without_improvement():
+    stop = train.early_stopping("test_loss", patience=2)
+    records = [{"epoch": i + 1, "test_loss": v} for i, v in enumerate([1.0, 0.8, 0.85, 0.9, 0.7])]
+    assert [stop(r) for r in records[:3]] == [None, None, None]
+    assert stop(records[3]) == "test_loss has not improved for 2 epochs (best 0.8000 in epoch 2)"
+    acc = train.early_stopping("test_acc", patience=1)
+    assert acc({"epoch": 1, "test_acc": 0.5}) is None
+    assert acc({"epoch": 2, "test_acc": 0.4}).startswith("test_acc has not improved for 1 epochs")
+    with pytest.raises(ValueError, match="early_stopping: monitor must be one of"):
+        train.early_stopping("val_loss")
+    with pytest.raises(ValueError, match=r"test_loss was not measured \(NaN\) in epoch 1"):
+        train.early_stopping()({"epoch": 1, "test_loss": float("nan")})
+
+
+def test_callbacks_stop_training_and_keep_best_saves_the_best_epoch(fashion_small, tmp_path):
+    seen = []
+
+    def stop_at_3(record):
+        seen.append(record["epoch"])
+        return "enough" if record["epoch"] == 3 else None
+
+    path = tmp_path / "run.npz"
+    lines = []
+    result = _fit(fashion_small, epochs=6, callbacks=[stop_at_3], keep_best="test_acc", checkpoint=path,
+                  log=lines.append)
+    assert seen == [1, 2, 3] and result.epochs == 3 and result.stopped == "enough"
+    assert lines[-1] == "stopped after epoch 3: enough"
+    best_epoch = int(np.argmax(result.history["test_acc"])) + 1
+    best = checkpoint.read_config(train.best_path(path))
+    assert train.best_path(path).name == "run.best.npz" and best["epoch"] == best_epoch
+    assert checkpoint.read_config(path)["epoch"] == 3
+
+
+def test_hook_arguments_are_checked(fashion_small, tmp_path):
+    with pytest.raises(TypeError, match=r"^fit: callbacks must be a list of functions"):
+        _fit(fashion_small, callbacks=print)
+    with pytest.raises(ValueError, match=r"^fit: keep_best='test_acc' saves the best epoch beside the "):
+        _fit(fashion_small, keep_best="test_acc")
+    with pytest.raises(ValueError, match=r"^fit: keep_best must be one of"):
+        _fit(fashion_small, keep_best="val_acc", checkpoint=tmp_path / "a.npz")
+    with pytest.raises(ValueError, match=r"^fit: keep_best='train_acc' is not measured in this run"):
+        _fit(fashion_small, keep_best="train_acc", eval_train=False, checkpoint=tmp_path / "b.npz")

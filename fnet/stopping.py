@@ -1,0 +1,106 @@
+"""When training stops before its last epoch: divergence, non-finite values, early stopping.
+
+``fit`` calls ``check_divergence`` after every epoch; ``early_stopping`` makes one of the
+callbacks ``fit(callbacks=...)`` calls with each epoch's record.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from fnet import _args
+from fnet.fit_checks import first_non_finite
+
+__all__ = ["HISTORY_KEYS", "DivergenceError", "NonFiniteLossError", "check_divergence", "early_stopping",
+           "metric_mode"]
+
+HISTORY_KEYS = ("epoch", "steps", "loss", "train_loss", "train_acc", "test_loss", "test_acc",
+                "seconds", "samples_per_s", "elapsed")
+"""The keys of an epoch's record: what ``fit``'s history holds and its callbacks receive."""
+
+
+class DivergenceError(FloatingPointError):
+    """Training diverged: the epoch's loss far above the starting loss (``fit(divergence=)``), or
+    parameters that became NaN or infinite. Carries the last good state.
+
+    **Attributes:** ``epoch`` (the epoch that failed), ``params``, ``opt_state``,
+    ``state`` (from the end of the previous epoch), ``history``.
+    """
+
+    def __init__(self, message: str, *, epoch: int, params, opt_state, state, history):
+        super().__init__(message)
+        self.epoch, self.params, self.opt_state, self.state, self.history = (
+            epoch, params, opt_state, state, history)
+
+
+class NonFiniteLossError(DivergenceError):
+    """The training loss became NaN or infinite (a ``DivergenceError``)."""
+
+
+def check_divergence(e: int, losses: np.ndarray, new_params, carry, history: dict, divergence,
+                      checkpoint) -> None:
+    """Stop when the epoch's mean loss is ``divergence`` times the reference, or parameters are not finite.
+
+    The reference is the first epoch's mean loss; during the first epoch, its first step's
+    loss (the loss at the starting parameters).
+    """
+    reference = history["loss"][0] if history["loss"] else float(losses[0])
+    mean = float(losses.mean())
+    why = None
+    if divergence is not None and mean > divergence * reference:
+        why = (f"the mean training loss {mean:.4g} is over {divergence:g} times the starting loss "
+               f"{reference:.4g} (the divergence rule: fit(divergence=), --divergence)")
+    elif (bad := first_non_finite(new_params)) is not None:
+        why = f"the parameter {bad} became NaN or infinite, although the loss stayed finite"
+    if why is not None:
+        kept = f"; the checkpoint {checkpoint} holds epoch {e}" if checkpoint and e > 0 else ""
+        kept_params = f"the parameters from the end of epoch {e}" if e else "the starting parameters"
+        raise DivergenceError(
+            f"epoch {e + 1}: training diverged: {why}. Training stopped and {kept_params} were "
+            f"kept{kept}. Try a smaller learning rate, or check the inputs.",
+            epoch=e + 1, params=carry[0], opt_state=carry[1], state=carry[2],
+            history={k: np.asarray(v) for k, v in history.items()})
+
+
+def metric_mode(metric: str) -> str:
+    """``"max"`` for an accuracy (``train_acc``, ``test_acc``), ``"min"`` for a loss."""
+    return "max" if metric.endswith("acc") else "min"
+
+
+def early_stopping(monitor: str = "test_loss", patience: int = 3, *, min_delta: float = 0.0) -> Callable:
+    """A ``fit`` callback: stop when ``monitor`` has not improved for ``patience`` epochs.
+
+    ``monitor`` is a history key (``"test_loss"``, ``"test_acc"``, ``"train_loss"``,
+    ``"loss"``); lower is better for losses, higher for accuracies. An improvement must
+    beat the best value so far by more than ``min_delta``. The callback keeps its count
+    between calls: make a new one for each run (a resumed run starts counting afresh).
+
+    **Returns:** ``callback(record) -> str | None``: the reason to stop, or ``None``.
+    """
+    if monitor not in HISTORY_KEYS:
+        raise ValueError(f"early_stopping: monitor must be one of {HISTORY_KEYS}, got {monitor!r}")
+    patience = _args.count("early_stopping", "patience", patience, 1)
+    min_delta = _args.non_negative("early_stopping", "min_delta", min_delta)
+    sign = 1.0 if metric_mode(monitor) == "min" else -1.0
+    best, best_epoch, waited = math.inf, 0, 0
+
+    def callback(record: dict) -> str | None:
+        nonlocal best, best_epoch, waited
+        value = sign * float(record[monitor])
+        if math.isnan(value):
+            raise ValueError(f"early_stopping: {monitor} was not measured (NaN) in epoch {record['epoch']}; "
+                             "monitor a metric that fit evaluates (test_* needs test_data, train_* "
+                             "eval_train)")
+        if value < best - min_delta:
+            best, best_epoch, waited = value, record["epoch"], 0
+            return None
+        waited += 1
+        if waited >= patience:
+            return (f"{monitor} has not improved for {patience} epochs (best {sign * best:.4f} in epoch "
+                    f"{best_epoch})")
+        return None
+
+    return callback
