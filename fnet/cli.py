@@ -41,6 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     a = parser.parse_args(argv)
     check_args(parser, a)
+    if a.evaluate or a.predict:
+        from fnet.cli_use import use_checkpoint
+
+        return use_checkpoint(parser, a)
 
     import jax
     import numpy as np

@@ -160,6 +160,11 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("output")
     g.add_argument("--checkpoint", type=Path, metavar="PATH", help="save after every epoch (.npz)")
     g.add_argument("--resume", action="store_true", help="continue from --checkpoint")
+    g.add_argument("--evaluate", action="store_true",
+                   help="no training: the loss and accuracy of the --checkpoint's model on the test set")
+    g.add_argument("--predict", type=Path, metavar="IMAGES",
+                   help="no training: print the --checkpoint model's class for each image of IMAGES (an IDX "
+                        "file such as t10k-images-idx3-ubyte.gz, or a .npy array of 28x28 images)")
     g.add_argument("--keep-best", action="store_true",
                    help="also save the epoch with the best test accuracy so far, as <checkpoint>.best.npz")
     g.add_argument("--overwrite", action="store_true",
@@ -217,6 +222,17 @@ def check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
     # every output path is checked now, so that a finished run never ends in a traceback about one
     from fnet import _args, fit_checks
 
+    if a.evaluate or a.predict:
+        use = "--evaluate" if a.evaluate else "--predict"
+        if a.checkpoint is None or not a.checkpoint.is_file():
+            p.error(f"{use} uses a trained model: give --checkpoint PATH of an existing checkpoint")
+        if a.evaluate and a.predict:
+            p.error("--evaluate and --predict: give one of them")
+        if a.resume or a.overwrite or a.keep_best:
+            p.error(f"{use} trains nothing: --resume, --overwrite and --keep-best do not apply")
+        if a.predict and not a.predict.is_file():
+            p.error(f"--predict: no file {a.predict}")
+        return
     try:
         fit_checks.check_checkpoint_path(a.checkpoint, resume=a.resume, overwrite=a.overwrite, where="",
                                          spell=lambda k: f"--{k}")

@@ -192,3 +192,36 @@ def test_early_stop_and_keep_best_options(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main(["--keep-best", "--epochs", "1"])
     assert "--keep-best saves the best epoch beside the checkpoint" in capsys.readouterr().err
+
+
+def test_evaluate_and_predict_use_a_saved_model(tmp_path, capsys):
+    import numpy as np
+
+    from fnet.data import load_fashion_mnist
+
+    path = tmp_path / "run.npz"
+    assert cli.main(["--train-size", "600", "--epochs", "2", "--quiet", "--no-compile-cache",
+                     "--checkpoint", str(path), "--json", str(tmp_path / "train.json")]) == 0
+    trained = json.loads((tmp_path / "train.json").read_text())["final"]["test_acc"]
+    capsys.readouterr()
+    assert cli.main(["--evaluate", "--checkpoint", str(path), "--no-compile-cache",
+                     "--json", str(tmp_path / "eval.json")]) == 0
+    out = capsys.readouterr().out
+    assert "(model two_layer, epoch 2) on the fashion-mnist test set (10000 examples): loss " in out
+    assert abs(json.loads((tmp_path / "eval.json").read_text())["test_acc"] - trained) < 1e-6
+    _, (x, t) = load_fashion_mnist(FASHION, normalize=False, flatten=False)
+    np.save(tmp_path / "three.npy", x[:3, :, :, 0])
+    assert cli.main(["--predict", str(tmp_path / "three.npy"), "--checkpoint", str(path),
+                     "--no-compile-cache"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "index\tclass\tname\tprobability" and len(lines) == 4
+    assert [line.split("\t")[0] for line in lines[1:]] == ["0", "1", "2"]
+    np.save(tmp_path / "bad.npy", np.zeros((2, 5)))
+    assert cli.main(["--predict", str(tmp_path / "bad.npy"), "--checkpoint", str(path)]) == 2
+    assert "expected 28x28 images" in capsys.readouterr().err
+    for argv, message in [(["--evaluate"], "--evaluate uses a trained model: give --checkpoint PATH"),
+                          (["--evaluate", "--resume", "--checkpoint", str(path)],
+                           "--evaluate trains nothing")]:
+        with pytest.raises(SystemExit):
+            cli.main(argv)
+        assert message in capsys.readouterr().err

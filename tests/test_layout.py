@@ -29,7 +29,8 @@ FLOORS = {
     4: ["fnet.data.loaders", "fnet.epoch", "fnet.layers", "fnet.stopping"],
     5: ["fnet.data", "fnet.models", "fnet.train"],
     6: ["fnet.cli_options"],
-    7: ["fnet", "fnet.cli"],
+    7: ["fnet", "fnet.cli_use"],
+    8: ["fnet.cli"],
 }
 FLOOR = {m: f for f, mods in FLOORS.items() for m in mods}
 

@@ -1,0 +1,100 @@
+"""``fnet-train --evaluate`` and ``--predict``: a saved model used without training.
+
+The network is rebuilt from the options saved in the checkpoint (model, hidden sizes,
+activation, dropout, batch norm, dataset), its parameters and state are loaded and
+checked against it; then the test set is evaluated, or a file of images is classified.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+
+from fnet.cli_options import CLI_SPELLING, build_model
+
+IMAGE = (28, 28)
+
+
+def load_model(parser: argparse.ArgumentParser, a: argparse.Namespace):
+    """``(net, checkpoint, saved config)`` of ``a.checkpoint``, written by fnet-train."""
+    from fnet import checkpoint as ckpt_lib
+    from fnet import data
+    from fnet.core import param_shapes
+
+    config = ckpt_lib.read_config(a.checkpoint)["config"]
+    if "model" not in config:
+        parser.error(f"{a.checkpoint} was not written by fnet-train (its config names no model); load it "
+                     "with fnet.checkpoint.load and the network that made it")
+    example = (*IMAGE, 1) if config["model"] == "convnet" else (IMAGE[0] * IMAGE[1],)
+    n_classes = len(data.DATASETS[config.get("dataset", "fashion-mnist")].classes)
+    net, input_shape = build_model(config["model"], example, n_classes, hidden=config.get("hidden"),
+                                   activation=config.get("activation"), weight_init=config.get("weight_init"),
+                                   dropout=config.get("dropout"), batchnorm=bool(config.get("batchnorm")))
+    params_like, _ = param_shapes(net, input_shape)
+    state_like = net.init_state(input_shape) if "state" in net.uses else None
+    return net, ckpt_lib.load(a.checkpoint, params_like=params_like, state_like=state_like), config
+
+
+def read_images(path) -> np.ndarray:
+    """Images from an IDX file or a ``.npy`` array: ``(N, 28, 28)``, ``(N, 28, 28, 1)`` or ``(N, 784)``."""
+    from fnet import data
+
+    images = np.load(path, allow_pickle=False) if str(path).endswith(".npy") else data.read_idx(path)
+    if images.ndim < 2 or images.size == 0 or images[0].size != IMAGE[0] * IMAGE[1]:
+        raise ValueError(f"expected 28x28 images, (N, 28, 28), (N, 28, 28, 1) or (N, 784); got shape "
+                         f"{images.shape}")
+    x = images.astype(np.float32)
+    return x / 255 if np.issubdtype(images.dtype, np.integer) else x
+
+
+def use_checkpoint(parser: argparse.ArgumentParser, a: argparse.Namespace) -> int:
+    """Run ``--evaluate`` or ``--predict``; the exit status (2 for a user error)."""
+    import jax
+
+    from fnet import data, losses, train
+    from fnet.net import predict
+
+    try:
+        net, ck, config = load_model(parser, a)
+    except ValueError as e:  # a CheckpointError
+        print(f"fnet-train: {e}", file=sys.stderr)
+        return 2
+    flatten = config["model"] != "convnet"
+    dataset = config.get("dataset", "fashion-mnist")
+    if a.evaluate:
+        try:
+            _, (x_test, t_test) = data.load_dataset(dataset, a.data_dir, normalize=True, flatten=flatten,
+                                                    download=not a.no_download, spelling=CLI_SPELLING)
+        except data.DataError as e:
+            print(f"fnet-train: {e}", file=sys.stderr)
+            return 2
+        evaluate = jax.jit(train.make_evaluate(net, losses.softmax_cross_entropy))
+        loss, acc = (float(v) for v in evaluate(ck.params, ck.state, x_test, t_test))
+        print(f"{a.checkpoint} (model {config['model']}, epoch {ck.epoch}) on the {dataset} test set "
+              f"({len(x_test)} examples): loss {loss:.4f}, accuracy {acc:.4f}")
+        if a.json is not None:
+            a.json.write_text(json.dumps({"checkpoint": str(a.checkpoint), "epoch": ck.epoch,
+                                          "dataset": dataset, "test_loss": loss, "test_acc": acc}, indent=2))
+        return 0
+    try:
+        x = read_images(a.predict)
+    except (ValueError, OSError) as e:  # DataError included
+        print(f"fnet-train: --predict {a.predict}: {e}", file=sys.stderr)
+        return 2
+    x = x.reshape(len(x), -1) if flatten else x.reshape(len(x), *IMAGE, 1)
+    run = jax.jit(lambda params, state, xb: predict(net, params, xb, state=state))
+    y = np.concatenate([np.asarray(run(ck.params, ck.state, x[i:i + 1000])) for i in range(0, len(x), 1000)])
+    probs = np.exp(y - y.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    classes = data.DATASETS[dataset].classes
+    try:
+        print("index\tclass\tname\tprobability")
+        for i, (k, p) in enumerate(zip(y.argmax(axis=1), probs.max(axis=1), strict=True)):
+            print(f"{i}\t{k}\t{classes[k]}\t{p:.3f}")
+    except BrokenPipeError:  # `| head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
