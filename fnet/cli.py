@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     total = time.perf_counter() - t_start
     h = result.history
-    final = {k: float(h[k][-1]) for k in ("loss", "train_acc", "test_acc")} if len(h["epoch"]) else {}
+    final = {k: float(h[k][-1]) for k in ("loss", "train_acc", "test_acc") if k in h and len(h[k])}
     if log:
         trained = int(h["steps"][resumed_from:].sum())  # this run's steps, not the checkpoint's
         rate = f", {trained * a.batch_size / result.train_seconds:,.0f} samples/s" if trained else ""

@@ -23,7 +23,7 @@ time and no example is lost for good.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -33,7 +33,8 @@ from jax.sharding import PartitionSpec as P
 from fnet import distributed, shuffle
 from fnet.core import Layer, apply
 from fnet.losses import Loss
-from fnet.net import accuracy_of, loss_and_grads
+from fnet.metrics import resolve
+from fnet.net import loss_and_grads
 
 __all__ = ["SAMPLING", "make_evaluate", "make_train_epoch"]
 
@@ -118,36 +119,37 @@ def make_train_epoch(net: Layer, loss: Loss, optimizer, *, batch_size: int, n_st
                          in_specs=(P(), P(), P(), P("hosts"), P("hosts"), P()))
 
 
-def make_evaluate(net: Layer, loss: Loss, *, batch_size: int = 1000, mesh: Mesh | None = None) -> Callable:
-    """The (unjitted) ``(params, state, x, t) -> (mean loss, accuracy)``, in chunks of ``batch_size``.
+def make_evaluate(net: Layer, loss: Loss, *, batch_size: int = 1000, mesh: Mesh | None = None,
+                  metrics: Sequence[str] | None = None) -> Callable:
+    """The (unjitted) ``(params, state, x, t) -> (mean loss, *metrics)``, in chunks of ``batch_size``.
 
-    With a ``mesh``, ``x`` and ``t`` are global ``(hosts, n_per_host, ...)`` arrays
-    and every device evaluates its share of its host's examples.
+    ``metrics``: names for ``fnet.metrics.resolve``; by default what the loss calls for
+    (accuracy for ``softmax_cross_entropy``: ``(mean loss, accuracy)``). With a ``mesh``,
+    ``x`` and ``t`` are global ``(hosts, n_per_host, ...)`` arrays and every device
+    evaluates its share of its host's examples.
     """
     stateful = "state" in net.uses
+    fns = [fn for _, fn in resolve(metrics, loss)]
 
     def chunk(params, state, xb, tb):
         y, _, _ = apply(net, params, xb, train=False, state=state if stateful else None)
         value, _ = loss.forward(y, tb)
-        return value * xb.shape[0], accuracy_of(y, tb) * xb.shape[0]
+        return jnp.stack([value, *(fn(y, tb) for fn in fns)]).astype(jnp.float32) * xb.shape[0]
 
     def sums(params, state, x, t):
-        """Summed loss and number correct over ``x``."""
+        """The loss and every metric, summed over the examples of ``x``."""
         n = x.shape[0]
         b = min(batch_size, n)
         m = n // b * b
         xs = x[:m].reshape(n // b, b, *x.shape[1:])
         ts = t[:m].reshape(n // b, b, *t.shape[1:])
-        parts = jax.lax.map(lambda xt: chunk(params, state, *xt), (xs, ts))
-        total_loss, correct = jnp.sum(parts[0]), jnp.sum(parts[1])
+        total = jnp.sum(jax.lax.map(lambda xt: chunk(params, state, *xt), (xs, ts)), axis=0)
         if m < n:  # the tail has a static shape too: no padding, no recompilation
-            tail_loss, tail_correct = chunk(params, state, x[m:], t[m:])
-            total_loss, correct = total_loss + tail_loss, correct + tail_correct
-        return total_loss, correct
+            total = total + chunk(params, state, x[m:], t[m:])
+        return total
 
     def evaluate(params, state, x, t):
-        total_loss, correct = sums(params, state, x, t)
-        return total_loss / x.shape[0], correct / x.shape[0]
+        return tuple(sums(params, state, x, t) / x.shape[0])
 
     if mesh is None:
         return evaluate
@@ -158,16 +160,14 @@ def make_evaluate(net: Layer, loss: Loss, *, batch_size: int = 1000, mesh: Mesh 
         x, t = x[0], t[0]
         m = x.shape[0] // devices
         d = jax.lax.axis_index("devices")
-        total = jnp.zeros(2, jnp.float32)
+        total = jnp.zeros(1 + len(fns), jnp.float32)
         if m:
-            mine = sums(params, state, jax.lax.dynamic_slice_in_dim(x, d * m, m),
-                        jax.lax.dynamic_slice_in_dim(t, d * m, m))
-            total = total + jnp.stack(mine)
+            total = total + sums(params, state, jax.lax.dynamic_slice_in_dim(x, d * m, m),
+                                 jax.lax.dynamic_slice_in_dim(t, d * m, m))
         if devices * m < x.shape[0]:  # the few left over: every device computes them, each counts 1/devices
-            rest = sums(params, state, x[devices * m:], t[devices * m:])
-            total = total + jnp.stack(rest) / devices
+            total = total + sums(params, state, x[devices * m:], t[devices * m:]) / devices
         total = jax.lax.psum(total, distributed.AXES)
-        return total[0] / (hosts * x.shape[0]), total[1] / (hosts * x.shape[0])
+        return tuple(total / (hosts * x.shape[0]))
 
-    return jax.shard_map(local_evaluate, mesh=mesh, out_specs=(P(), P()),
+    return jax.shard_map(local_evaluate, mesh=mesh, out_specs=tuple(P() for _ in range(1 + len(fns))),
                          in_specs=(P(), P(), P("hosts"), P("hosts")))

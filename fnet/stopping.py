@@ -7,6 +7,7 @@ callbacks ``fit(callbacks=...)`` calls with each epoch's record.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 
 import numpy as np
@@ -19,7 +20,8 @@ __all__ = ["HISTORY_KEYS", "DivergenceError", "NonFiniteLossError", "check_diver
 
 HISTORY_KEYS = ("epoch", "steps", "loss", "train_loss", "train_acc", "test_loss", "test_acc",
                 "seconds", "samples_per_s", "elapsed")
-"""The keys of an epoch's record: what ``fit``'s history holds and its callbacks receive."""
+"""The keys of an epoch's record with the default metric of a classification loss (accuracy):
+what ``fit``'s history holds and its callbacks receive (``fnet.metrics.history_keys``)."""
 
 
 class DivergenceError(FloatingPointError):
@@ -66,8 +68,8 @@ def check_divergence(e: int, losses: np.ndarray, new_params, carry, history: dic
 
 
 def metric_mode(metric: str) -> str:
-    """``"max"`` for an accuracy (``train_acc``, ``test_acc``), ``"min"`` for a loss."""
-    return "max" if metric.endswith("acc") else "min"
+    """``"max"`` for an accuracy (``train_acc``, ``test_top5``), ``"min"`` for a loss."""
+    return "max" if metric.endswith("acc") or re.search(r"_top\d+$", metric) else "min"
 
 
 def early_stopping(monitor: str = "test_loss", patience: int = 3, *, min_delta: float = 0.0) -> Callable:
@@ -80,8 +82,9 @@ def early_stopping(monitor: str = "test_loss", patience: int = 3, *, min_delta: 
 
     **Returns:** ``callback(record) -> str | None``: the reason to stop, or ``None``.
     """
-    if monitor not in HISTORY_KEYS:
-        raise ValueError(f"early_stopping: monitor must be one of {HISTORY_KEYS}, got {monitor!r}")
+    if monitor not in HISTORY_KEYS and not re.fullmatch(r"(train|test)_(loss|acc|top\d+)", monitor):
+        raise ValueError(f"early_stopping: monitor must be a history key such as 'test_loss', 'test_acc' or "
+                         f"'test_top5' (one of {HISTORY_KEYS} for the default metrics), got {monitor!r}")
     patience = _args.count("early_stopping", "patience", patience, 1)
     min_delta = _args.non_negative("early_stopping", "min_delta", min_delta)
     sign = 1.0 if metric_mode(monitor) == "min" else -1.0

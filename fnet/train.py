@@ -41,6 +41,8 @@ from fnet.core import Layer, param_shapes
 from fnet.epoch import SAMPLING, make_evaluate, make_train_epoch
 from fnet.fit_checks import RESUME_MAY_DIFFER, check_batch_size, check_resume
 from fnet.losses import Loss
+from fnet.metrics import history_keys
+from fnet.metrics import resolve as resolve_metrics
 from fnet.stopping import (
     HISTORY_KEYS,
     DivergenceError,
@@ -162,7 +164,7 @@ class _Start:
 
 
 def _start(net: Layer, optimizer, key, input_shape, params, checkpoint, resume: bool,
-           config: dict) -> _Start:
+           config: dict, keys: tuple[str, ...]) -> _Start:
     @jax.jit  # one compilation, rather than one per eager random op in every layer's init
     def initial(key, params):
         if params is None:
@@ -172,7 +174,7 @@ def _start(net: Layer, optimizer, key, input_shape, params, checkpoint, resume: 
     params, opt_state = initial(key, params)
     state = net.init_state(input_shape) if "state" in net.uses else None
     if not resume:
-        return _Start(params, opt_state, state, 0, {k: [] for k in HISTORY_KEYS})
+        return _Start(params, opt_state, state, 0, {k: [] for k in keys})
     try:
         check_resume(checkpoint, config)
     except ValueError as e:
@@ -181,7 +183,7 @@ def _start(net: Layer, optimizer, key, input_shape, params, checkpoint, resume: 
     ck = ckpt_lib.load(checkpoint, params_like=params_like,
                        opt_state_like=jax.eval_shape(optimizer.init, params_like), state_like=state)
     return _Start(ck.params, ck.opt_state, ck.state, ck.epoch,
-                  {k: list(ck.history.get(k, [])) for k in HISTORY_KEYS})
+                  {k: list(ck.history.get(k, [])) for k in keys})
 
 
 def _place(mesh: Mesh | None, carry: tuple, *arrays):
@@ -210,7 +212,7 @@ def _compile(lowered: dict, xla_options: Mapping[str, Any] | None) -> dict:
 
 
 def _lower(net, loss, optimizer, run: Plan, first_epoch: int, carry, data, run_key, *, batch_size: int,
-           sampling: str, eval_batch_size: int, eval_train: bool, mesh) -> dict:
+           sampling: str, eval_batch_size: int, eval_train: bool, mesh, metrics) -> dict:
     """The programs this run needs, traced: one epoch per distinct step count, and evaluation."""
     x_train, t_train, x_test, t_test = data
     params, opt_state, state = carry
@@ -219,7 +221,7 @@ def _lower(net, loss, optimizer, run: Plan, first_epoch: int, carry, data, run_k
         f = jax.jit(make_train_epoch(net, loss, optimizer, batch_size=batch_size, n_steps=n_steps,
                                      sampling=sampling, mesh=mesh))
         lowered[n_steps] = f.lower(params, opt_state, state, x_train, t_train, run_key)
-    evaluate = jax.jit(make_evaluate(net, loss, batch_size=eval_batch_size, mesh=mesh))
+    evaluate = jax.jit(make_evaluate(net, loss, batch_size=eval_batch_size, mesh=mesh, metrics=metrics))
     if eval_train:
         lowered["train"] = evaluate.lower(params, state, x_train, t_train)
     if x_test is not None:
@@ -228,7 +230,7 @@ def _lower(net, loss, optimizer, run: Plan, first_epoch: int, carry, data, run_k
 
 
 def _run_epoch(programs: dict, e: int, n_steps: int, carry: tuple, data, run_key, *, batch_size: int,
-               checkpoint, history: dict, divergence: float | None) -> tuple[tuple, dict]:
+               checkpoint, history: dict, divergence: float | None, keys: tuple[str, ...]) -> tuple:
     """Epoch ``e`` (0-based): train, stop on divergence, evaluate; returns the new carry and record."""
     x_train, t_train, x_test, t_test = data
     t1 = time.perf_counter()
@@ -247,13 +249,14 @@ def _run_epoch(programs: dict, e: int, n_steps: int, carry: tuple, data, run_key
             history={k: np.asarray(v) for k, v in history.items()})
     check_divergence(e, losses, new_carry[0], carry, history, divergence, checkpoint)
     params, _, state = new_carry
-    nan = (np.nan, np.nan)
+    nan = (np.nan,) * sum(k.startswith("test_") for k in keys)  # the loss and every metric
     tr = programs["train"](params, state, x_train, t_train) if "train" in programs else nan
     te = programs["test"](params, state, x_test, t_test) if "test" in programs else nan
-    return new_carry, {"epoch": e + 1, "steps": n_steps, "loss": float(losses.mean()),
-                       "train_loss": float(tr[0]), "train_acc": float(tr[1]),
-                       "test_loss": float(te[0]), "test_acc": float(te[1]), "seconds": seconds,
-                       "samples_per_s": n_steps * batch_size / seconds}
+    measured = {f"train_{k.removeprefix('test_')}": float(v) for k, v in
+                zip((k for k in keys if k.startswith("test_")), tr, strict=True)}
+    measured |= {k: float(v) for k, v in zip((k for k in keys if k.startswith("test_")), te, strict=True)}
+    return new_carry, {"epoch": e + 1, "steps": n_steps, "loss": float(losses.mean()), **measured,
+                       "seconds": seconds, "samples_per_s": n_steps * batch_size / seconds}
 
 
 def best_path(checkpoint: str | Path) -> Path:
@@ -272,10 +275,11 @@ def _epochs(programs, run: Plan, start: _Start, carry, data, run_key, *, batch_s
     t_loop = time.perf_counter()
     for e in range(start.epoch, run.total_epochs):
         carry, rec = _run_epoch(programs, e, run.steps(e), carry, data, run_key, batch_size=batch_size,
-                                checkpoint=checkpoint, history=history, divergence=divergence)
+                                checkpoint=checkpoint, history=history, divergence=divergence,
+                                keys=tuple(history))
         train_seconds += rec["seconds"]
         rec["elapsed"] = elapsed0 + time.perf_counter() - t_loop
-        for k in HISTORY_KEYS:
+        for k in history:
             history[k].append(rec[k])
         if log:
             log(_format(rec, run.total_epochs))
@@ -297,9 +301,9 @@ def _epochs(programs, run: Plan, start: _Start, carry, data, run_key, *, batch_s
 
 def _format(rec: dict, total_epochs: int) -> str:
     width = len(str(total_epochs))
-    test = (f"  test acc {rec['test_acc']:.4f}" if not math.isnan(rec["test_acc"]) else "")
-    train = (f"  train acc {rec['train_acc']:.4f}" if not math.isnan(rec["train_acc"]) else "")
-    return (f"epoch {rec['epoch']:{width}d}/{total_epochs}  loss {rec['loss']:.4f}{train}{test}"
+    shown = [(k, v) for k, v in rec.items() if k.startswith(("train_", "test_")) and not k.endswith("_loss")]
+    metrics = "".join(f"  {k.replace('_', ' ')} {v:.4f}" for k, v in shown if not math.isnan(v))
+    return (f"epoch {rec['epoch']:{width}d}/{total_epochs}  loss {rec['loss']:.4f}{metrics}"
             f"  {rec['elapsed']:6.1f}s  {rec['samples_per_s']:,.0f} samples/s")
 
 
@@ -310,7 +314,8 @@ def fit(net: Layer, loss: Loss, optimizer, train_data: tuple, test_data: tuple |
         config: dict | None = None, log: Callable[[str], None] | None = print,
         mesh: Mesh | str | None = "auto", xla_options: Mapping[str, Any] | None = None,
         divergence: float | None = DEFAULT_DIVERGENCE, clip_norm: float | None = None,
-        callbacks: Sequence[Callable[[dict], Any]] = (), keep_best: str | None = None) -> TrainResult:
+        callbacks: Sequence[Callable[[dict], Any]] = (), keep_best: str | None = None,
+        metrics: Sequence[str] | None = None) -> TrainResult:
     """Train ``net`` with ``loss`` and ``optimizer`` on ``train_data = (x, t)``.
 
     **Arguments:**
@@ -339,6 +344,8 @@ def fit(net: Layer, loss: Loss, optimizer, train_data: tuple, test_data: tuple |
       after its checkpoint; a truthy return (a reason, e.g. from ``early_stopping``) stops.
     - ``keep_best``: a history key (``"test_acc"``); with ``checkpoint``, the epoch where it
       is best so far is also saved as ``<checkpoint stem>.best.npz``.
+    - ``metrics``: evaluated beside the loss (``fnet.metrics``: ``"accuracy"``, ``"top5"``);
+      by default accuracy for ``softmax_cross_entropy`` and none for other losses.
     - ``clip_norm``: clip the gradients' global norm (``optim.clip_by_global_norm``).
 
     **Returns:** a ``TrainResult``. **Raises:** before training, ``ValueError``/``TypeError``
@@ -353,14 +360,15 @@ def fit(net: Layer, loss: Loss, optimizer, train_data: tuple, test_data: tuple |
     optimizer = optimizer if clip_norm is None else optim.clip_by_global_norm(optimizer, clip_norm)
     (x_train, t_train), test, input_shape = _check_inputs(net, train_data, test_data, params, xla_options)
     checkpoint = checks.check_checkpoint_path(checkpoint, resume=resume, overwrite=overwrite)
-    checks.check_hooks(callbacks, keep_best, HISTORY_KEYS, checkpoint=checkpoint, has_test=test is not None,
+    keys = history_keys([k for k, _ in resolve_metrics(metrics, loss)])
+    checks.check_hooks(callbacks, keep_best, keys, checkpoint=checkpoint, has_test=test is not None,
                        eval_train=eval_train)
     mesh = _resolve_mesh(mesh)
     run = plan(len(x_train), batch_size, epochs=epochs, iters=iters, mesh=mesh)
     config = {**(config or {}), "seed": seed, "batch_size": batch_size, "sampling": sampling,
               "n_train": len(x_train), **({"xla_options": dict(xla_options)} if xla_options else {})}
     k_init, run_key = jax.random.split(jax.random.key(seed))
-    start = _start(net, optimizer, k_init, input_shape, params, checkpoint, resume, config)
+    start = _start(net, optimizer, k_init, input_shape, params, checkpoint, resume, config, keys)
     if resume and start.epoch >= run.total_epochs and log:
         log(f"checkpoint {checkpoint} already holds {start.epoch} epochs; nothing to do")
     carry, data = _place(mesh, (start.params, start.opt_state, start.state), x_train, t_train,
@@ -369,7 +377,7 @@ def fit(net: Layer, loss: Loss, optimizer, train_data: tuple, test_data: tuple |
     t0 = time.perf_counter()  # ahead-of-time compilation, measured apart from training
     programs = _compile(_lower(net, loss, optimizer, run, start.epoch, carry, data, run_key,
                                batch_size=batch_size, sampling=sampling, eval_batch_size=eval_batch_size,
-                               eval_train=eval_train, mesh=mesh), xla_options)
+                               eval_train=eval_train, mesh=mesh, metrics=metrics), xla_options)
     compile_seconds = time.perf_counter() - t0
 
     carry, history, train_seconds, stopped = _epochs(

@@ -26,11 +26,12 @@ FLOORS = {
     3: ["fnet.data.downloader", "fnet.fit_checks", "fnet.gradcheck", "fnet.graph", "fnet.layers.activations",
         "fnet.layers.affine", "fnet.layers.conv", "fnet.layers.dropout", "fnet.layers.normalization",
         "fnet.layers.pooling", "fnet.layers.shape", "fnet.net", "fnet.optim"],
-    4: ["fnet.data.loaders", "fnet.epoch", "fnet.layers", "fnet.stopping"],
-    5: ["fnet.data", "fnet.models", "fnet.train"],
-    6: ["fnet.cli_options"],
-    7: ["fnet", "fnet.cli_use"],
-    8: ["fnet.cli"],
+    4: ["fnet.data.loaders", "fnet.layers", "fnet.metrics", "fnet.stopping"],
+    5: ["fnet.data", "fnet.epoch", "fnet.models"],
+    6: ["fnet.train"],
+    7: ["fnet.cli_options"],
+    8: ["fnet", "fnet.cli_use"],
+    9: ["fnet.cli"],
 }
 FLOOR = {m: f for f, mods in FLOORS.items() for m in mods}
 

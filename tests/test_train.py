@@ -177,7 +177,7 @@ def test_early_stopping_stops_after_patience_epochs_without_improvement():
     acc = train.early_stopping("test_acc", patience=1)
     assert acc({"epoch": 1, "test_acc": 0.5}) is None
     assert acc({"epoch": 2, "test_acc": 0.4}).startswith("test_acc has not improved for 1 epochs")
-    with pytest.raises(ValueError, match="early_stopping: monitor must be one of"):
+    with pytest.raises(ValueError, match="early_stopping: monitor must be a history key"):
         train.early_stopping("val_loss")
     with pytest.raises(ValueError, match=r"test_loss was not measured \(NaN\) in epoch 1"):
         train.early_stopping()({"epoch": 1, "test_loss": float("nan")})
@@ -211,3 +211,21 @@ def test_hook_arguments_are_checked(fashion_small, tmp_path):
         _fit(fashion_small, keep_best="val_acc", checkpoint=tmp_path / "a.npz")
     with pytest.raises(ValueError, match=r"^fit: keep_best='train_acc' is not measured in this run"):
         _fit(fashion_small, keep_best="train_acc", eval_train=False, checkpoint=tmp_path / "b.npz")
+
+
+def test_metrics_fit_the_loss(fashion_small):
+    (xtr, ttr), (xte, tte) = fashion_small
+    one_hot = np.eye(10, dtype=np.float32)
+    mse = train.fit(fnet.two_layer_net(784, 10, 10), losses.mean_squared_error, optim.sgd(0.1),
+                    (xtr, one_hot[ttr]), (xte, one_hot[tte]), epochs=1, log=None)
+    assert not any("acc" in k for k in mse.history), list(mse.history)  # a regression has no accuracy
+    lines = []
+    top = _fit(fashion_small, epochs=1, metrics=("accuracy", "top3"), log=lines.append)
+    h = top.history
+    assert {"train_top3", "test_top3", "test_acc"} <= set(h) and h["test_top3"][-1] >= h["test_acc"][-1]
+    assert "test top3 0." in lines[0] and "train acc 0." in lines[0]
+    assert train.early_stopping("test_top3")({"epoch": 1, "test_top3": 0.5}) is None
+    with pytest.raises(ValueError, match=r"^fit: unknown metric 'f1'; fnet has 'accuracy' and 'top<k>'"):
+        _fit(fashion_small, metrics=["f1"])
+    with pytest.raises(TypeError, match=r"^fit: metrics must be a list of names"):
+        _fit(fashion_small, metrics="accuracy")

@@ -1,0 +1,60 @@
+"""Metrics that ``fit`` evaluates beside the loss: ``accuracy``, ``top<k>``.
+
+A metric is a mean over examples of ``y: (N, C)`` outputs against the targets (class
+indices or one-hot rows). Which ones a run reports follows from its loss: a
+classification loss (``softmax_cross_entropy``) gets ``accuracy`` by default, a
+regression loss (``mean_squared_error``) none, so a regression's history holds no
+meaningless accuracy. ``fit(metrics=("accuracy", "top5"))`` asks for more.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+
+from fnet.losses import Loss, softmax_cross_entropy
+from fnet.net import accuracy_of
+
+__all__ = ["Metric", "history_keys", "resolve", "top_k_accuracy"]
+
+Metric = tuple[str, Callable[[jax.Array, jax.Array], jax.Array]]  # (history key, fn(y, t) -> mean)
+
+
+def top_k_accuracy(k: int) -> Callable[[jax.Array, jax.Array], jax.Array]:
+    """Fraction of rows whose label is among the ``k`` largest outputs."""
+
+    def fn(y, t):
+        t = jnp.asarray(t)
+        labels = jnp.argmax(t, axis=-1) if t.shape == y.shape else t
+        top = jax.lax.top_k(y, k)[1]
+        return jnp.mean(jnp.any(top == labels[:, None], axis=-1), dtype=jnp.float32)
+
+    return fn
+
+
+def resolve(metrics: Sequence[str] | None, loss: Loss) -> tuple[Metric, ...]:
+    """The ``(key, fn)`` pairs of the metric names (``None``: what the loss calls for)."""
+    if metrics is None:
+        metrics = ("accuracy",) if loss is softmax_cross_entropy else ()
+    if isinstance(metrics, str) or not all(isinstance(m, str) for m in metrics):
+        raise TypeError(f"fit: metrics must be a list of names such as ['accuracy', 'top5'], got {metrics!r}")
+    out = []
+    for name in metrics:
+        if name == "accuracy":
+            out.append(("acc", accuracy_of))
+        elif (match := re.fullmatch(r"top([1-9][0-9]*)", name)):
+            out.append((name, top_k_accuracy(int(match.group(1)))))
+        else:
+            raise ValueError(f"fit: unknown metric {name!r}; fnet has 'accuracy' and 'top<k>' (e.g. 'top5')")
+    if len({k for k, _ in out}) != len(out):
+        raise ValueError(f"fit: metrics {list(metrics)} name one metric twice")
+    return tuple(out)
+
+
+def history_keys(keys: Sequence[str]) -> tuple[str, ...]:
+    """The keys of an epoch's record for metrics with history keys ``keys`` (``"acc"``, ``"top5"``)."""
+    return ("epoch", "steps", "loss", "train_loss", *(f"train_{k}" for k in keys), "test_loss",
+            *(f"test_{k}" for k in keys), "seconds", "samples_per_s", "elapsed")
