@@ -28,6 +28,23 @@ __all__ = ["CLI_SPELLING", "DEFAULT_LR", "build_model", "build_parser", "diverge
            "plot_history", "xla_option"]
 
 
+def _progress_line(total_epochs: int, batch_size: int):
+    """``--progress``: one line on stderr, rewritten within the epoch and cleared at its end."""
+    width = 30
+
+    def show(p: dict) -> None:
+        done, steps, seconds = p["step"], p["steps"], p["seconds"]
+        bar = "#" * (width * done // steps)
+        rate = done * batch_size / max(seconds, 1e-9)
+        eta = seconds * (steps - done) / done
+        line = (f"epoch {p['epoch']}/{total_epochs} [{bar:<{width}}] {done}/{steps} steps  "
+                f"{rate:,.0f} samples/s  ETA {eta:.1f}s")
+        end = "\r" + " " * len(line) + "\r" if done == steps else ""
+        print("\r" + line + end, end="", file=sys.stderr, flush=True)
+
+    return show
+
+
 def _describe_device(mesh=None) -> str:
     import jax
 
@@ -126,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
                            sampling=a.sampling, eval_train=not a.no_eval_train, checkpoint=a.checkpoint,
                            resume=a.resume, overwrite=a.overwrite, config=config, log=log, mesh=mesh,
                            divergence=a.divergence,
+                           progress=_progress_line(run.total_epochs, a.batch_size) if a.progress else None,
                            xla_options=dict(a.xla_option) if a.xla_option else None)
     except train.DivergenceError as e:  # NonFiniteLossError included
         print(f"fnet-train: {e}", file=sys.stderr)

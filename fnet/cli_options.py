@@ -174,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                              "(needs matplotlib: pip install fnet[plot])")
     g.add_argument("--json", type=Path, metavar="PATH", help="write metrics and timings as JSON")
     g.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    g.add_argument("--progress", action="store_true",
+                   help="a progress line within each epoch (steps, samples/s, ETA) on stderr; the epoch runs "
+                        "as 10 compiled pieces (one device)")
     g.add_argument("--compile-cache", type=Path, metavar="DIR",
                    default=Path("~/.cache/fnet/xla").expanduser(),
                    help="keep compiled XLA programs here, so that a rerun skips compilation "

@@ -23,10 +23,14 @@ time and no example is lost for good.
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
@@ -36,25 +40,14 @@ from fnet.losses import Loss
 from fnet.metrics import resolve
 from fnet.net import loss_and_grads
 
-__all__ = ["SAMPLING", "make_evaluate", "make_train_epoch"]
+__all__ = ["PROGRESS_CHUNKS", "SAMPLING", "chunk_lengths", "lower_in_pieces", "make_epoch_pieces",
+           "make_evaluate", "make_train_epoch", "run_in_pieces"]
 
 SAMPLING = ("shuffle", "replacement")
 
 
-def make_train_epoch(net: Layer, loss: Loss, optimizer, *, batch_size: int, n_steps: int,
-                     sampling: str = "shuffle", grad_fn: Callable | None = None,
-                     mesh: Mesh | None = None) -> Callable:
-    """The (unjitted) epoch function ``(params, opt_state, state, x, t, key) -> (carry, losses)``.
-
-    ``carry = (params, opt_state, state)``; ``losses: (n_steps,)`` minibatch losses.
-    ``grad_fn`` defaults to ``loss_and_grads(net, loss)`` (the handwritten
-    backward); ``scripts/bench.py`` passes an autodiff one to compare the two
-    inside the identical loop. With a ``mesh`` (see ``fnet.distributed``), ``x`` and
-    ``t`` are the global ``(hosts, n_per_host, ...)`` arrays of ``distributed.put_data``
-    and every minibatch is split over the devices.
-    """
-    if sampling not in SAMPLING:
-        raise ValueError(f"fit: sampling must be one of {SAMPLING}, got {sampling!r}")
+def _closures(net: Layer, loss: Loss, optimizer, n_steps: int, sampling: str, grad_fn: Callable | None):
+    """The pieces of an epoch: ``indices(key, n, rows)``, ``gather_step(x, t, axes)`` (a scan body)."""
     grad_fn = grad_fn or loss_and_grads(net, loss, train=True)
     stateful = "state" in net.uses
     uses_key = "key" in net.uses
@@ -87,6 +80,100 @@ def make_train_epoch(net: Layer, loss: Loss, optimizer, *, batch_size: int, n_st
             return step(carry, (xb, tb, step_key), axes)
 
         return body
+
+    return indices, gather_step, uses_key
+
+
+def make_epoch_pieces(net: Layer, loss: Loss, optimizer, *, batch_size: int, n_steps: int,
+                      sampling: str = "shuffle", grad_fn: Callable | None = None) -> tuple:
+    """The epoch of ``make_train_epoch`` in pieces, so that progress can be reported between them.
+
+    **Returns:** ``(order, run)``: ``order(key, n) -> (idx, step_keys)`` draws the epoch's
+    ``(n_steps, batch_size)`` example indices and per-step keys; ``run(params, opt_state,
+    state, x, t, idx, step_keys) -> (carry, losses)`` trains on any run of those rows.
+    ``run(*carry, x, t, *order(key, len(x)))`` computes exactly the epoch of
+    ``make_train_epoch``; running its rows in a few chunks computes it too, step by step.
+    One device only.
+    """
+    if sampling not in SAMPLING:
+        raise ValueError(f"fit: sampling must be one of {SAMPLING}, got {sampling!r}")
+    indices, gather_step, _ = _closures(net, loss, optimizer, n_steps, sampling, grad_fn)
+
+    def order(key, n: int):
+        k_order, k_steps = jax.random.split(key)
+        return indices(k_order, n, batch_size), jax.random.split(k_steps, n_steps)
+
+    def run(params, opt_state, state, x, t, idx, step_keys):
+        return jax.lax.scan(gather_step(x, t), (params, opt_state, state), (idx, step_keys))
+
+    return order, run
+
+
+PROGRESS_CHUNKS = 10
+"""With ``fit(progress=)``, each epoch runs as this many compiled pieces, reporting between them."""
+
+
+def chunk_lengths(n_steps: int, chunks: int = PROGRESS_CHUNKS) -> list[int]:
+    """The steps of each piece of an epoch of ``n_steps``: equal runs, the last one shorter."""
+    size = math.ceil(n_steps / chunks)
+    return [size] * (n_steps // size) + ([n_steps % size] if n_steps % size else [])
+
+
+def lower_in_pieces(net: Layer, loss: Loss, optimizer, carry, x, t, key, *, batch_size: int, n_steps: int,
+                    sampling: str) -> dict:
+    """The traced pieces of an epoch of ``n_steps``: its ``order`` and a ``run`` per chunk length."""
+    order, run = make_epoch_pieces(net, loss, optimizer, batch_size=batch_size, n_steps=n_steps,
+                                   sampling=sampling)
+    lowered = {("order", n_steps): jax.jit(lambda k: order(k, x.shape[0])).lower(key)}
+    idx, keys = jnp.zeros((n_steps, batch_size), jnp.int32), jax.random.split(key, n_steps)
+
+    def piece(length):  # rows start..start+length of the epoch's order, cut inside the program
+        def run_piece(params, opt_state, state, x, t, idx, keys, start):
+            cut = functools.partial(jax.lax.dynamic_slice_in_dim, start_index=start, slice_size=length)
+            return run(params, opt_state, state, x, t, cut(idx), cut(keys))
+        return run_piece
+
+    for length in set(chunk_lengths(n_steps)):
+        lowered[("run", n_steps, length)] = jax.jit(piece(length)).lower(*carry, x, t, idx, keys, 0)
+    return lowered
+
+
+def run_in_pieces(programs: dict, carry, x, t, key, *, n_steps: int, report: Callable[[int], Any]):
+    """One epoch from the compiled pieces of ``lower_in_pieces``; ``report(steps done)`` between them.
+
+    **Returns:** ``(carry, losses)`` as the whole epoch's program gives them (the same steps).
+    """
+    idx, keys = programs[("order", n_steps)](key)
+    parts, ends, done = [], [], 0
+    for length in chunk_lengths(n_steps):
+        # dispatched before the previous piece is waited for, so the device never idles for the report
+        carry, part = programs[("run", n_steps, length)](*carry, x, t, idx, keys, done)
+        done += length
+        parts.append(part)
+        ends.append(done)
+        if len(parts) > 1:
+            parts[-2] = np.asarray(parts[-2])  # waits for the previous piece
+            report(ends[-2])
+    parts[-1] = np.asarray(parts[-1])
+    report(done)
+    return carry, np.concatenate(parts)
+
+
+def make_train_epoch(net: Layer, loss: Loss, optimizer, *, batch_size: int, n_steps: int,
+                     sampling: str = "shuffle", grad_fn: Callable | None = None,
+                     mesh: Mesh | None = None) -> Callable:
+    """The (unjitted) epoch function ``(params, opt_state, state, x, t, key) -> (carry, losses)``.
+
+    ``carry = (params, opt_state, state)``; ``losses: (n_steps,)`` minibatch losses.
+    ``grad_fn`` defaults to ``loss_and_grads(net, loss)`` (the handwritten
+    backward); ``scripts/bench.py`` passes an autodiff one to compare the two
+    inside the identical loop. With a ``mesh`` (see ``fnet.distributed``), ``x`` and
+    ``t`` are the global ``(hosts, n_per_host, ...)`` arrays of ``distributed.put_data``
+    and every minibatch is split over the devices.
+    """
+    if sampling not in SAMPLING:
+        raise ValueError(f"fit: sampling must be one of {SAMPLING}, got {sampling!r}")
+    indices, gather_step, uses_key = _closures(net, loss, optimizer, n_steps, sampling, grad_fn)
 
     def epoch(params, opt_state, state, x, t, key):
         k_order, k_steps = jax.random.split(key)

@@ -27,7 +27,7 @@ from fnet.errors import shape_str
 from fnet.losses import Loss
 
 __all__ = ["RESUME_MAY_DIFFER", "check_batch_size", "check_checkpoint_path", "check_data", "check_hooks",
-           "check_params",
+           "check_inputs", "check_params",
            "check_resume", "check_run_args", "check_targets", "first_non_finite"]
 
 RESUME_MAY_DIFFER = frozenset({"epochs", "iters", "data_dir", "no_download", "no_eval_train", "xla_option",
@@ -148,6 +148,30 @@ def check_targets(t, what: str, out_shape: tuple) -> None:
                          f"{shape_str((t.shape[0], *out_shape[1:]))}")
 
 
+def check_inputs(net: Layer, train_data, test_data, params, xla_options) -> tuple:
+    """The data (finite, labels in range for the network's outputs) and ``params=``; the input shape."""
+    if xla_options is not None and (not isinstance(xla_options, Mapping)
+                                    or not all(isinstance(k, str) for k in xla_options)):
+        raise TypeError(f"fit: xla_options must be a dict of XLA option name -> value, got {xla_options!r}")
+    sets = {"train": train_data, "test": test_data}
+    for what, pair in sets.items():
+        if pair is not None and not (isinstance(pair, (tuple, list)) and len(pair) == 2):
+            raise TypeError(f"fit: {what}_data must be a pair (x_{what}, t_{what}), "
+                            f"got {type(pair).__name__}")
+    checked = {w: None if p is None else check_data(*p, w) for w, p in sets.items()}
+    input_shape = (None, *checked["train"][0].shape[1:])
+    if checked["test"] is not None and checked["test"][0].shape[1:] != input_shape[1:]:
+        raise ValueError(f"fit: x_test has examples of shape {checked['test'][0].shape[1:]}, but x_train "
+                         f"has {input_shape[1:]}; both sets must have the same kind of examples")
+    _, out_shape = param_shapes(net, input_shape)
+    for what, pair in checked.items():
+        if pair is not None:
+            check_targets(pair[1], what, out_shape)
+    if params is not None:
+        check_params(params, net, input_shape)
+    return checked["train"], checked["test"], input_shape
+
+
 def check_params(params, net: Layer, input_shape: tuple) -> None:
     """``params`` given to ``fit`` must have the structure and shapes ``net.init`` makes."""
     like, _ = param_shapes(net, input_shape)
@@ -231,6 +255,16 @@ def check_hooks(callbacks, keep_best, keys: tuple[str, ...], *, checkpoint, has_
     if unmeasured or (keep_best.startswith("train_") and not eval_train):
         raise ValueError(f"fit: keep_best={keep_best!r} is not measured in this run (test_* needs test_data, "
                          "train_* eval_train=True)")
+
+
+def check_progress(progress, mesh) -> None:
+    """``progress``: a function of one dict, on one device."""
+    if progress is not None and not callable(progress):
+        raise TypeError(f"fit: progress must be a function of one dict (epoch, step, steps, seconds), "
+                        f"got {progress!r}")
+    if progress is not None and mesh is not None:
+        raise ValueError("fit: progress reports within an epoch on one device; with a mesh, pass mesh=None "
+                         "or progress=None")
 
 
 def first_non_finite(tree) -> str | None:

@@ -38,7 +38,15 @@ from fnet import _args, distributed, optim
 from fnet import checkpoint as ckpt_lib
 from fnet import fit_checks as checks
 from fnet.core import Layer, param_shapes
-from fnet.epoch import SAMPLING, make_evaluate, make_train_epoch
+from fnet.epoch import (
+    PROGRESS_CHUNKS,
+    SAMPLING,
+    chunk_lengths,
+    lower_in_pieces,
+    make_evaluate,
+    make_train_epoch,
+    run_in_pieces,
+)
 from fnet.fit_checks import RESUME_MAY_DIFFER, check_batch_size, check_resume
 from fnet.losses import Loss
 from fnet.metrics import history_keys
@@ -52,9 +60,25 @@ from fnet.stopping import (
     metric_mode,
 )
 
-__all__ = ["DEFAULT_DIVERGENCE", "HISTORY_KEYS", "RESUME_MAY_DIFFER", "SAMPLING", "DivergenceError",
-           "NonFiniteLossError", "Plan", "TrainResult", "check_batch_size", "check_resume", "early_stopping",
-           "fit", "make_evaluate", "make_train_epoch", "plan"]
+__all__ = [
+    "DEFAULT_DIVERGENCE",
+    "HISTORY_KEYS",
+    "PROGRESS_CHUNKS",
+    "RESUME_MAY_DIFFER",
+    "SAMPLING",
+    "DivergenceError",
+    "NonFiniteLossError",
+    "Plan",
+    "TrainResult",
+    "check_batch_size",
+    "check_resume",
+    "chunk_lengths",
+    "early_stopping",
+    "fit",
+    "make_evaluate",
+    "make_train_epoch",
+    "plan",
+]
 
 DEFAULT_DIVERGENCE = 10.0
 """``fit(divergence=)``: stop when an epoch's mean loss exceeds this many times the starting loss."""
@@ -119,33 +143,12 @@ def plan(n_train: int, batch_size: int, *, epochs: int | None, iters: int | None
     return Plan(steps_per_epoch, epochs, steps_per_epoch)
 
 
-def _check_inputs(net: Layer, train_data, test_data, params, xla_options) -> tuple:
-    """The data (finite, labels in range for the network's outputs) and ``params=``; the input shape."""
-    if xla_options is not None and (not isinstance(xla_options, Mapping)
-                                    or not all(isinstance(k, str) for k in xla_options)):
-        raise TypeError(f"fit: xla_options must be a dict of XLA option name -> value, got {xla_options!r}")
-    sets = {"train": train_data, "test": test_data}
-    for what, pair in sets.items():
-        if pair is not None and not (isinstance(pair, (tuple, list)) and len(pair) == 2):
-            raise TypeError(f"fit: {what}_data must be a pair (x_{what}, t_{what}), "
-                            f"got {type(pair).__name__}")
-    checked = {w: None if p is None else checks.check_data(*p, w) for w, p in sets.items()}
-    input_shape = (None, *checked["train"][0].shape[1:])
-    if checked["test"] is not None and checked["test"][0].shape[1:] != input_shape[1:]:
-        raise ValueError(f"fit: x_test has examples of shape {checked['test'][0].shape[1:]}, but x_train "
-                         f"has {input_shape[1:]}; both sets must have the same kind of examples")
-    _, out_shape = param_shapes(net, input_shape)
-    for what, pair in checked.items():
-        if pair is not None:
-            checks.check_targets(pair[1], what, out_shape)
-    if params is not None:
-        checks.check_params(params, net, input_shape)
-    return checked["train"], checked["test"], input_shape
-
-
-def _resolve_mesh(mesh: Mesh | str | None) -> Mesh | None:
+def _resolve_mesh(mesh: Mesh | str | None, progress) -> Mesh | None:
     if isinstance(mesh, str) and mesh == "auto":
-        return distributed.default_mesh()
+        mesh = None if progress is not None else distributed.default_mesh()
+    if progress is not None and isinstance(mesh, Mesh) and mesh.size == 1:
+        mesh = None  # one device: the same run without shard_map
+    checks.check_progress(progress, mesh)
     if mesh is not None and not (isinstance(mesh, Mesh) and set(mesh.axis_names) == set(distributed.AXES)):
         raise ValueError(f"fit: mesh must be a jax.sharding.Mesh with axes {distributed.AXES} (from "
                          f"fnet.distributed.make_mesh), None or 'auto'; got {mesh!r}")
@@ -212,15 +215,20 @@ def _compile(lowered: dict, xla_options: Mapping[str, Any] | None) -> dict:
 
 
 def _lower(net, loss, optimizer, run: Plan, first_epoch: int, carry, data, run_key, *, batch_size: int,
-           sampling: str, eval_batch_size: int, eval_train: bool, mesh, metrics) -> dict:
-    """The programs this run needs, traced: one epoch per distinct step count, and evaluation."""
+           sampling: str, eval_batch_size: int, eval_train: bool, mesh, metrics, progress) -> dict:
+    """The programs this run needs, traced: one epoch per distinct step count (or, with
+    ``progress``, its ``order`` and ``run`` pieces per chunk length), and evaluation."""
     x_train, t_train, x_test, t_test = data
     params, opt_state, state = carry
     lowered: dict[Any, Any] = {}
     for n_steps in {run.steps(e) for e in range(first_epoch, run.total_epochs)}:
-        f = jax.jit(make_train_epoch(net, loss, optimizer, batch_size=batch_size, n_steps=n_steps,
-                                     sampling=sampling, mesh=mesh))
-        lowered[n_steps] = f.lower(params, opt_state, state, x_train, t_train, run_key)
+        if progress is None:
+            f = jax.jit(make_train_epoch(net, loss, optimizer, batch_size=batch_size, n_steps=n_steps,
+                                         sampling=sampling, mesh=mesh))
+            lowered[n_steps] = f.lower(params, opt_state, state, x_train, t_train, run_key)
+            continue
+        lowered.update(lower_in_pieces(net, loss, optimizer, carry, x_train, t_train, run_key,
+                                       batch_size=batch_size, n_steps=n_steps, sampling=sampling))
     evaluate = jax.jit(make_evaluate(net, loss, batch_size=eval_batch_size, mesh=mesh, metrics=metrics))
     if eval_train:
         lowered["train"] = evaluate.lower(params, state, x_train, t_train)
@@ -230,12 +238,19 @@ def _lower(net, loss, optimizer, run: Plan, first_epoch: int, carry, data, run_k
 
 
 def _run_epoch(programs: dict, e: int, n_steps: int, carry: tuple, data, run_key, *, batch_size: int,
-               checkpoint, history: dict, divergence: float | None, keys: tuple[str, ...]) -> tuple:
+               checkpoint, history: dict, divergence: float | None, keys: tuple[str, ...], progress) -> tuple:
     """Epoch ``e`` (0-based): train, stop on divergence, evaluate; returns the new carry and record."""
     x_train, t_train, x_test, t_test = data
     t1 = time.perf_counter()
-    new_carry, losses = programs[n_steps](*carry, x_train, t_train, jax.random.fold_in(run_key, e))
-    losses = np.asarray(losses)  # waits for the epoch: the only sync besides the metrics
+    key = jax.random.fold_in(run_key, e)
+    if progress is None:
+        new_carry, losses = programs[n_steps](*carry, x_train, t_train, key)
+        losses = np.asarray(losses)  # waits for the epoch: the only sync besides the metrics
+    else:  # the same steps in pieces, reporting between them
+        new_carry, losses = run_in_pieces(programs, carry, x_train, t_train, key, n_steps=n_steps,
+                                          report=lambda done: progress({"epoch": e + 1, "step": done,
+                                                                        "steps": n_steps,
+                                                                        "seconds": time.perf_counter() - t1}))
     seconds = time.perf_counter() - t1
     bad = ~np.isfinite(losses)
     if bad.any():
@@ -266,7 +281,7 @@ def best_path(checkpoint: str | Path) -> Path:
 
 
 def _epochs(programs, run: Plan, start: _Start, carry, data, run_key, *, batch_size: int, checkpoint, config,
-            divergence, log, callbacks, keep_best) -> tuple:
+            divergence, log, callbacks, keep_best, progress) -> tuple:
     """The epoch loop: train, record, log, checkpoint (and the best one), ask the callbacks."""
     history, train_seconds, stopped = start.history, 0.0, None
     elapsed0 = history["elapsed"][-1] if history["elapsed"] else 0.0
@@ -276,7 +291,7 @@ def _epochs(programs, run: Plan, start: _Start, carry, data, run_key, *, batch_s
     for e in range(start.epoch, run.total_epochs):
         carry, rec = _run_epoch(programs, e, run.steps(e), carry, data, run_key, batch_size=batch_size,
                                 checkpoint=checkpoint, history=history, divergence=divergence,
-                                keys=tuple(history))
+                                keys=tuple(history), progress=progress)
         train_seconds += rec["seconds"]
         rec["elapsed"] = elapsed0 + time.perf_counter() - t_loop
         for k in history:
@@ -315,7 +330,7 @@ def fit(net: Layer, loss: Loss, optimizer, train_data: tuple, test_data: tuple |
         mesh: Mesh | str | None = "auto", xla_options: Mapping[str, Any] | None = None,
         divergence: float | None = DEFAULT_DIVERGENCE, clip_norm: float | None = None,
         callbacks: Sequence[Callable[[dict], Any]] = (), keep_best: str | None = None,
-        metrics: Sequence[str] | None = None) -> TrainResult:
+        metrics: Sequence[str] | None = None, progress: Callable[[dict], Any] | None = None) -> TrainResult:
     """Train ``net`` with ``loss`` and ``optimizer`` on ``train_data = (x, t)``.
 
     **Arguments:**
@@ -329,12 +344,10 @@ def fit(net: Layer, loss: Loss, optimizer, train_data: tuple, test_data: tuple |
       refused unless ``resume=True`` (continue it: the seed, batch size, sampling,
       training-set size and ``config`` must equal the checkpoint's, except the keys in
       ``RESUME_MAY_DIFFER``) or ``overwrite=True`` (start over and replace it).
-    - ``config``: JSON-able description of the run, saved in checkpoints.
-    - ``log``: called with one progress line per epoch (``None`` for silence).
-    - ``mesh``: data-parallel over a ``distributed.make_mesh()`` mesh (default ``"auto"``:
-      every device when there are several; ``None``: one). ``batch_size`` is the global
-      batch. With several processes the data are this process's shards
-      (``distributed.host_shard``) and only process 0 writes the checkpoint.
+    - ``config``: JSON-able, saved in checkpoints; ``log``: one line per epoch (``None``: silent).
+    - ``mesh``: data-parallel over ``distributed.make_mesh()`` (``"auto"``: every device when
+      there are several); ``batch_size`` is global. With several processes the data are this
+      process's shards (``distributed.host_shard``); process 0 writes the checkpoint.
     - ``xla_options``: XLA compiler options for the compiled programs, e.g.
       ``{"xla_cpu_experimental_ynn_fusion_type": ""}`` (``docs/speed.md``); an option XLA
       does not know raises ``ValueError`` before training.
@@ -346,6 +359,7 @@ def fit(net: Layer, loss: Loss, optimizer, train_data: tuple, test_data: tuple |
       is best so far is also saved as ``<checkpoint stem>.best.npz``.
     - ``metrics``: evaluated beside the loss (``fnet.metrics``: ``"accuracy"``, ``"top5"``);
       by default accuracy for ``softmax_cross_entropy`` and none for other losses.
+    - ``progress``: called ``epoch.PROGRESS_CHUNKS`` times an epoch with ``{epoch, step, steps, seconds}``.
     - ``clip_norm``: clip the gradients' global norm (``optim.clip_by_global_norm``).
 
     **Returns:** a ``TrainResult``. **Raises:** before training, ``ValueError``/``TypeError``
@@ -358,12 +372,13 @@ def fit(net: Layer, loss: Loss, optimizer, train_data: tuple, test_data: tuple |
                           eval_train=eval_train, resume=resume, overwrite=overwrite, log=log, config=config,
                           divergence=divergence)
     optimizer = optimizer if clip_norm is None else optim.clip_by_global_norm(optimizer, clip_norm)
-    (x_train, t_train), test, input_shape = _check_inputs(net, train_data, test_data, params, xla_options)
+    (x_train, t_train), test, input_shape = checks.check_inputs(net, train_data, test_data, params,
+                                                                xla_options)
     checkpoint = checks.check_checkpoint_path(checkpoint, resume=resume, overwrite=overwrite)
     keys = history_keys([k for k, _ in resolve_metrics(metrics, loss)])
     checks.check_hooks(callbacks, keep_best, keys, checkpoint=checkpoint, has_test=test is not None,
                        eval_train=eval_train)
-    mesh = _resolve_mesh(mesh)
+    mesh = _resolve_mesh(mesh, progress)
     run = plan(len(x_train), batch_size, epochs=epochs, iters=iters, mesh=mesh)
     config = {**(config or {}), "seed": seed, "batch_size": batch_size, "sampling": sampling,
               "n_train": len(x_train), **({"xla_options": dict(xla_options)} if xla_options else {})}
@@ -377,11 +392,13 @@ def fit(net: Layer, loss: Loss, optimizer, train_data: tuple, test_data: tuple |
     t0 = time.perf_counter()  # ahead-of-time compilation, measured apart from training
     programs = _compile(_lower(net, loss, optimizer, run, start.epoch, carry, data, run_key,
                                batch_size=batch_size, sampling=sampling, eval_batch_size=eval_batch_size,
-                               eval_train=eval_train, mesh=mesh, metrics=metrics), xla_options)
+                               eval_train=eval_train, mesh=mesh, metrics=metrics, progress=progress),
+                        xla_options)
     compile_seconds = time.perf_counter() - t0
 
     carry, history, train_seconds, stopped = _epochs(
         programs, run, start, carry, data, run_key, batch_size=batch_size, checkpoint=checkpoint,
-        config=config, divergence=divergence, log=log, callbacks=callbacks, keep_best=keep_best)
+        config=config, divergence=divergence, log=log, callbacks=callbacks, keep_best=keep_best,
+        progress=progress)
     return TrainResult(*carry, {k: np.asarray(v) for k, v in history.items()}, len(history["epoch"]),
                        compile_seconds, train_seconds, time.perf_counter() - t_start, stopped)

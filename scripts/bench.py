@@ -98,7 +98,7 @@ from typing import Any
 if str(Path(__file__).resolve().parent) not in sys.path:  # loaded by path (tests), not run as a script
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchmarks.config import CONFIGS, CONTENDERS, FLOP_RULE, ROOF_N
+from benchmarks.config import CONFIGS, CONTENDERS, DEFAULT_CONTENDERS, FLOP_RULE, ROOF_N
 from benchmarks.machine import describe_machine, loadavg, numpy_blas_threads, proc_status_mb
 from benchmarks.report import checks, format_table
 from benchmarks.runs import bench_config, child_memory, isolated_memory, run_train_script
@@ -114,8 +114,10 @@ def main(argv: list[str] | None = None) -> int:
                                              "convnet 50)")
     p.add_argument("--repeats", type=int, help="timed repeats (default: book 7, wide 5, convnet 5)")
     p.add_argument("--quick", action="store_true", help="few steps and repeats: a smoke test under a minute")
-    p.add_argument("--contenders", default=",".join(CONTENDERS),
-                   help=f"comma-separated subset of {','.join(CONTENDERS)} (default all)")
+    p.add_argument("--contenders", default=",".join(DEFAULT_CONTENDERS),
+                   help=f"comma-separated subset of {','.join(CONTENDERS)} (default "
+                        f"{','.join(DEFAULT_CONTENDERS)}; progress: fnet's epoch run as 10 pieces with a "
+                        "host sync between, as fit(progress=) and fnet-train --progress run it)")
     p.add_argument("--train-size", type=int,
                    help="use the first N training examples (default steps * batch: one epoch per sample)")
     p.add_argument("--seed", type=int, default=0)

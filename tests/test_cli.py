@@ -225,3 +225,12 @@ def test_evaluate_and_predict_use_a_saved_model(tmp_path, capsys):
         with pytest.raises(SystemExit):
             cli.main(argv)
         assert message in capsys.readouterr().err
+
+
+def test_progress_line_on_stderr(tmp_path):
+    proc = run_script("scripts/train.py", "--train-size", "1000", "--epochs", "1", "--progress",
+                      "--no-compile-cache", timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    # text mode reads each \r as a line end
+    updates = [u for u in proc.stderr.splitlines() if u.startswith("epoch 1/1 [")]
+    assert len(updates) == 10 and "10/10 steps" in updates[-1] and "samples/s  ETA" in updates[0]

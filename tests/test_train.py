@@ -229,3 +229,20 @@ def test_metrics_fit_the_loss(fashion_small):
         _fit(fashion_small, metrics=["f1"])
     with pytest.raises(TypeError, match=r"^fit: metrics must be a list of names"):
         _fit(fashion_small, metrics="accuracy")
+
+
+def test_progress_runs_the_same_epoch_in_pieces(fashion_small):
+    seen = []
+    plain = _fit(fashion_small, epochs=2)
+    pieces = _fit(fashion_small, epochs=2, progress=seen.append)
+    assert _same(plain.params, pieces.params)  # the same steps, bit for bit
+    np.testing.assert_array_equal(plain.history["loss"], pieces.history["loss"])
+    assert [p["step"] for p in seen] == [3, 6, 9, 12, 15, 18, 21, 24, 27, 30] * 2
+    assert {p["epoch"] for p in seen} == {1, 2} and all(p["steps"] == 30 and p["seconds"] > 0 for p in seen)
+    assert train.chunk_lengths(600) == [60] * 10 and train.chunk_lengths(25) == [3] * 8 + [1]
+    with pytest.raises(TypeError, match=r"^fit: progress must be a function of one dict"):
+        _fit(fashion_small, progress=3)
+    from fnet import fit_checks
+
+    with pytest.raises(ValueError, match=r"^fit: progress reports within an epoch on one device"):
+        fit_checks.check_progress(print, mesh=object())

@@ -11,7 +11,8 @@ ROOT = Path(__file__).resolve().parents[2]
 DATA_DIR = "/usr/share/datasets/fashion-mnist"
 
 
-CONTENDERS = ("fnet", "autodiff", "numpy", "numpy1", "roof")
+DEFAULT_CONTENDERS = ("fnet", "autodiff", "numpy", "numpy1", "roof")
+CONTENDERS = (*DEFAULT_CONTENDERS, "progress")  # progress: fnet's epoch in 10 pieces (fit(progress=)), opt-in
 
 
 PAUSE_S = 0.2  # after every timed run: see the module docstring

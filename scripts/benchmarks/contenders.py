@@ -40,6 +40,8 @@ def prepare_jax(name: str, net, params, x: np.ndarray, t: np.ndarray, config: Co
 
     opt = optim.sgd(LR)
     opt_state = opt.init(params)
+    if name == "progress":
+        return _prepare_pieces(net, params, x, t, config, steps, seed, xla_options, opt)
     epoch = jax.jit(train.make_train_epoch(net, loss, opt, batch_size=config.batch_size, n_steps=steps,
                                            grad_fn=grad_fn))
     X, T = jax.device_put(x), jax.device_put(t)
@@ -76,3 +78,31 @@ def prepare_jax(name: str, net, params, x: np.ndarray, t: np.ndarray, config: Co
         info["profile"] = profile_ops(lambda: traced(params, opt_state, None, X, T, base),
                                       traced.as_text(), steps)
     return Runner(name, run, check, compile_s, first_call_s, info)
+
+
+def _prepare_pieces(net, params, x, t, config: Config, steps: int, seed: int, xla_options, opt) -> Runner:
+    """fnet's epoch as ``fit(progress=...)`` runs it: ``epoch.PROGRESS_CHUNKS`` compiled pieces,
+    each waited for (the progress report's host sync) before the next starts."""
+    import jax
+
+    from fnet import epoch, losses
+
+    X, T = jax.device_put(x), jax.device_put(t)
+    base = jax.random.key(seed)
+    opt_state = opt.init(params)
+    t0 = time.perf_counter()
+    lowered = epoch.lower_in_pieces(net, losses.softmax_cross_entropy, opt, (params, opt_state, None), X, T,
+                                    base, batch_size=config.batch_size, n_steps=steps, sampling="shuffle")
+    programs = {k: low.compile(xla_options or None) for k, low in lowered.items()}
+    compile_s = time.perf_counter() - t0
+
+    def run(rep: int) -> np.ndarray:
+        key = base if rep < 0 else jax.random.fold_in(base, rep + 1)
+        (p, _, _), losses_ = epoch.run_in_pieces(programs, (params, opt_state, None), X, T, key,
+                                                 n_steps=steps, report=lambda done: None)
+        jax.block_until_ready(p)
+        return losses_
+
+    t0 = time.perf_counter()
+    check = run(-1)
+    return Runner("progress", run, check, compile_s, time.perf_counter() - t0, {})

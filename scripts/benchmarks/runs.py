@@ -59,7 +59,7 @@ def bench_config(config: Config, args: argparse.Namespace, contenders: Sequence[
 
     runners: dict[str, Runner] = {}
     for name in contenders:
-        if name in ("fnet", "autodiff"):
+        if name in ("fnet", "autodiff", "progress"):
             runners[name] = prepare_jax(name, net, params, x, t, config, steps, args.seed,
                                         dict(args.xla_option or []), profile=args.profile and name == "fnet")
             log(f"[{config.name}] {name}: compiled in {runners[name].compile_s:.2f}s")
