@@ -23,6 +23,7 @@ time and no example is lost for good.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Callable, Sequence
@@ -34,14 +35,25 @@ import numpy as np
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
-from fnet import distributed, shuffle
+from fnet import _args, distributed, shuffle
 from fnet.core import Layer, apply
+from fnet.fit_checks import check_batch_size
 from fnet.losses import Loss
 from fnet.metrics import resolve
 from fnet.net import loss_and_grads
 
-__all__ = ["PROGRESS_CHUNKS", "SAMPLING", "chunk_lengths", "lower_in_pieces", "make_epoch_pieces",
-           "make_evaluate", "make_train_epoch", "run_in_pieces"]
+__all__ = [
+    "PROGRESS_CHUNKS",
+    "SAMPLING",
+    "Plan",
+    "chunk_lengths",
+    "lower_in_pieces",
+    "make_epoch_pieces",
+    "make_evaluate",
+    "make_train_epoch",
+    "plan",
+    "run_in_pieces",
+]
 
 SAMPLING = ("shuffle", "replacement")
 
@@ -107,6 +119,37 @@ def make_epoch_pieces(net: Layer, loss: Loss, optimizer, *, batch_size: int, n_s
         return jax.lax.scan(gather_step(x, t), (params, opt_state, state), (idx, step_keys))
 
     return order, run
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """How a run is cut into epochs: ``steps_per_epoch``, ``total_epochs``, and the
+    ``last_steps`` of the final epoch (fewer when ``iters`` does not fill it)."""
+
+    steps_per_epoch: int
+    total_epochs: int
+    last_steps: int
+
+    def steps(self, epoch: int) -> int:
+        """The number of minibatch steps of epoch ``epoch`` (0-based)."""
+        return self.steps_per_epoch if epoch < self.total_epochs - 1 else self.last_steps
+
+
+def plan(n_train: int, batch_size: int, *, epochs: int | None, iters: int | None,
+         mesh: Mesh | None = None) -> Plan:
+    """Cut ``epochs`` passes, or ``iters`` minibatch updates, into epochs of ``n_train // batch`` steps."""
+    if (epochs is None) == (iters is None):
+        raise ValueError("fit: give exactly one of epochs= or iters=")
+    try:
+        steps_per_epoch = n_train // check_batch_size(batch_size, n_train, mesh)
+    except ValueError as e:
+        raise ValueError(f"fit: {e}") from None
+    if iters is not None:
+        iters = _args.count("fit", "iters", iters, 1)
+        total = math.ceil(iters / steps_per_epoch)
+        return Plan(steps_per_epoch, total, iters - (total - 1) * steps_per_epoch)
+    epochs = _args.count("fit", "epochs", epochs, 1)
+    return Plan(steps_per_epoch, epochs, steps_per_epoch)
 
 
 PROGRESS_CHUNKS = 10

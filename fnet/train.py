@@ -34,17 +34,19 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from fnet import _args, distributed, optim
 from fnet import checkpoint as ckpt_lib
+from fnet import distributed, optim
 from fnet import fit_checks as checks
 from fnet.core import Layer, param_shapes
 from fnet.epoch import (
     PROGRESS_CHUNKS,
     SAMPLING,
+    Plan,
     chunk_lengths,
     lower_in_pieces,
     make_evaluate,
     make_train_epoch,
+    plan,
     run_in_pieces,
 )
 from fnet.fit_checks import RESUME_MAY_DIFFER, check_batch_size, check_resume
@@ -110,37 +112,6 @@ class TrainResult:
         metrics = "".join(f", {k} {v:.4f}" for k, v in last.items() if not math.isnan(v))
         return (f"TrainResult(epochs={self.epochs}, {n_params:,} parameters{metrics}, "
                 f"train {self.train_seconds:.1f}s, compile {self.compile_seconds:.1f}s)")
-
-
-@dataclasses.dataclass(frozen=True)
-class Plan:
-    """How a run is cut into epochs: ``steps_per_epoch``, ``total_epochs``, and the
-    ``last_steps`` of the final epoch (fewer when ``iters`` does not fill it)."""
-
-    steps_per_epoch: int
-    total_epochs: int
-    last_steps: int
-
-    def steps(self, epoch: int) -> int:
-        """The number of minibatch steps of epoch ``epoch`` (0-based)."""
-        return self.steps_per_epoch if epoch < self.total_epochs - 1 else self.last_steps
-
-
-def plan(n_train: int, batch_size: int, *, epochs: int | None, iters: int | None,
-         mesh: Mesh | None = None) -> Plan:
-    """Cut ``epochs`` passes, or ``iters`` minibatch updates, into epochs of ``n_train // batch`` steps."""
-    if (epochs is None) == (iters is None):
-        raise ValueError("fit: give exactly one of epochs= or iters=")
-    try:
-        steps_per_epoch = n_train // check_batch_size(batch_size, n_train, mesh)
-    except ValueError as e:
-        raise ValueError(f"fit: {e}") from None
-    if iters is not None:
-        iters = _args.count("fit", "iters", iters, 1)
-        total = math.ceil(iters / steps_per_epoch)
-        return Plan(steps_per_epoch, total, iters - (total - 1) * steps_per_epoch)
-    epochs = _args.count("fit", "epochs", epochs, 1)
-    return Plan(steps_per_epoch, epochs, steps_per_epoch)
 
 
 def _resolve_mesh(mesh: Mesh | str | None, progress) -> Mesh | None:
