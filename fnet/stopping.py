@@ -14,12 +14,12 @@ import numpy as np
 
 from fnet import _args
 from fnet.fit_checks import first_non_finite
+from fnet.metrics import history_keys
 
 __all__ = ["HISTORY_KEYS", "DivergenceError", "NonFiniteLossError", "check_divergence", "early_stopping",
            "metric_mode"]
 
-HISTORY_KEYS = ("epoch", "steps", "loss", "train_loss", "train_acc", "test_loss", "test_acc",
-                "seconds", "samples_per_s", "elapsed")
+HISTORY_KEYS = history_keys(("acc",))
 """The keys of an epoch's record with the default metric of a classification loss (accuracy):
 what ``fit``'s history holds and its callbacks receive (``fnet.metrics.history_keys``)."""
 
