@@ -10,12 +10,13 @@ handwritten rule against it.
 import sys
 
 from fnet import data, gradcheck, graph, initializers, layers, losses, optim, schedules, shuffle
+from fnet.combinators import parallel, residual
 from fnet.core import Layer, Static, apply, output_shape, sequential
 from fnet.data import DataError, load_fashion_mnist, load_mnist
 from fnet.errors import ContextError, DTypeError, LayerError, ProtocolError, ShapeError
 from fnet.graph import draw, tape
 from fnet.losses import Loss
-from fnet.models import book_names, multi_layer_net, simple_convnet, two_layer_net
+from fnet.models import book_names, multi_layer_net, resnet, simple_convnet, two_layer_net
 from fnet.net import accuracy, accuracy_of, loss_and_grads, predict
 from fnet.optim import Optimizer
 from fnet.summary import summary
@@ -64,7 +65,10 @@ __all__ = [
     "multi_layer_net",
     "optim",
     "output_shape",
+    "parallel",
     "predict",
+    "residual",
+    "resnet",
     "schedules",
     "sequential",
     "shuffle",

@@ -78,6 +78,14 @@ def count(where: str, arg: str, value, minimum: int) -> int:
     return value
 
 
+def counts(where: str, arg: str, value, minimum: int) -> tuple[int, ...]:
+    """A non-empty sequence of ints >= ``minimum`` (a list or tuple; not a string), as a tuple."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)) or not value:
+        raise ArgumentTypeError(f"{where}: {arg} must be a non-empty tuple of ints, e.g. (16, 32, 64); "
+                                f"got {value!r}")
+    return tuple(count(where, arg, v, minimum) for v in value)
+
+
 def writable_path(where: str, arg: str, path) -> Path:
     """``path`` as a ``Path`` that a file can be written to, checked before any work is done.
 

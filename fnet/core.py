@@ -29,14 +29,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import jax
 
 from fnet._trees import Static
 from fnet.errors import LayerError, ProtocolError, ShapeError, shape_str
 
-__all__ = ["Layer", "Static", "apply", "check_shape", "output_shape", "param_shapes", "sequential"]
+__all__ = ["Layer", "Static", "Wiring", "apply", "check_shape", "output_shape", "param_shapes", "sequential"]
 
 Shape = tuple  # tuple[int | None, ...]: the batch dimension may be None
 Params = Any  # a pytree of arrays
@@ -44,6 +44,24 @@ Cache = Any  # a pytree: whatever backward needs, and nothing more
 State = Any  # a pytree of non-trained arrays (batch norm's running statistics)
 
 USES = frozenset({"key", "train", "state"})
+
+
+class Wiring(Protocol):
+    """What a combinator's ``wiring(ops, x)`` may do with the values flowing through it.
+
+    ``x`` and the results are opaque values (shapes for ``summary``, traced
+    arrays for its cache report, boxes for ``draw_network``): a wiring only
+    passes them to these operations, never computes with them itself.
+    """
+
+    def call(self, key: str, x: Any) -> Any:
+        """The output of the child keyed ``key`` on input ``x``."""
+
+    def add(self, *xs: Any) -> Any:
+        """The elementwise sum of branches (the book's add node)."""
+
+    def concat(self, *xs: Any) -> Any:
+        """Branches joined along the last axis (features, or NHWC channels)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +79,14 @@ class Layer:
     - ``uses``: which of ``"key"``, ``"train"``, ``"state"`` forward takes.
     - ``init_state(input_shape) -> state``: required when ``"state"`` is used.
     - ``children``: ``(key, layer)`` pairs of a combinator, for introspection.
+    - ``wiring(ops, x) -> y``: how a combinator connects its children, for
+      introspection (``fnet.summary``, ``fnet.graph.draw_network``). It is the
+      forward pass told in three operations of ``ops`` (see ``Wiring``):
+      ``ops.call(key, x)`` runs the child ``key``, ``ops.add(*xs)`` sums
+      branches, ``ops.concat(*xs)`` joins them along the last axis; using a
+      value twice is a fan-out. ``sequential``'s is ``for k in keys: x =
+      ops.call(k, x)``. A combinator that lists ``children`` without a wiring
+      is shown as one box: summary says it cannot break it down.
     """
 
     name: str
@@ -70,6 +96,7 @@ class Layer:
     uses: frozenset[str] = frozenset()
     init_state: Callable[[Shape], State] | None = None
     children: tuple[tuple[str, Layer], ...] = ()
+    wiring: Callable[[Wiring, Any], Any] | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "uses", frozenset(self.uses))
@@ -167,6 +194,86 @@ def output_shape(layer: Layer, input_shape: Shape) -> Shape:
 # --------------------------------------------------------------------------- sequential
 
 
+def keyed_children(who: str, items: tuple) -> tuple[tuple[str, Layer], ...]:
+    """``(key, layer)`` pairs for a combinator's arguments, keyed as ``sequential`` keys them.
+
+    A layer is keyed by its name and a per-name counter (``affine_0``, ``relu_0``,
+    ``affine_1``); a ``(key, layer)`` pair names it explicitly. Duplicate keys raise.
+    """
+    children: list[tuple[str, Layer]] = []
+    counts: dict[str, int] = {}
+    for item in items:
+        if isinstance(item, Layer):
+            n = counts.get(item.name, 0)
+            counts[item.name] = n + 1
+            children.append((f"{item.name}_{n}", item))
+        elif (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)
+              and isinstance(item[1], Layer)):
+            children.append(item)
+        else:
+            raise TypeError(f"{who}: every argument must be a Layer or a (key, Layer) pair; "
+                            f"got {item!r}. Did you forget to call a constructor, e.g. relu() "
+                            "rather than relu?")
+    keys = [k for k, _ in children]
+    dups = sorted({k for k in keys if keys.count(k) > 1})
+    if dups:
+        raise ValueError(f"{who}: duplicate parameter keys {dups}; give explicit keys with "
+                         "(key, layer) pairs")
+    return tuple(children)
+
+
+def guard(key: str, fn: Callable, *args):
+    """``fn(*args)``; a ``LayerError`` raised inside gets ``key`` prepended to its path."""
+    try:
+        return fn(*args)
+    except LayerError as e:
+        e.add_key(key)
+        raise
+
+
+def check_context(who: str, uses: frozenset, ctx: Mapping[str, Any]) -> None:
+    """A combinator's forward must get exactly what its children use (``key``, ``train``, ``state``)."""
+    if set(ctx) != uses:
+        needs = ", ".join(f"{u}=..." for u in sorted(uses)) or "nothing beyond params and x"
+        raise TypeError(f"{who}.forward takes {needs} (its layers use {sorted(uses)}); "
+                        f"got {sorted(ctx)}. fnet.apply(net, params, x, key=..., train=..., "
+                        "state=...) calls any layer uniformly")
+
+
+def run_child(k: str, i: int, child: Layer, params: Params, x: jax.Array, ctx: Mapping[str, Any]):
+    """Child ``k`` (position ``i``) of a combinator on ``x``: ``(y, cache, new_state, spec)``.
+
+    The child gets only what it uses: the mode as given, the key
+    ``fold_in(key, i)`` (different for every child, deterministic) and its own
+    entry ``state[k]``. ``spec`` records the shapes that ``back_child`` checks.
+    """
+    sub = {}
+    if "train" in child.uses:
+        sub["train"] = ctx["train"]
+    if "key" in child.uses:
+        sub["key"] = None if ctx["key"] is None else jax.random.fold_in(ctx["key"], i)
+    if "state" in child.uses:
+        sub["state"] = ctx["state"][k]
+    x_shape = jax.numpy.shape(x)
+    y, cache, new_state = guard(k, _call, child, params, x, sub)
+    leaves, treedef = jax.tree.flatten(params)
+    return y, cache, new_state, (treedef, tuple(jax.numpy.shape(p) for p in leaves), x_shape)
+
+
+def back_child(k: str, child: Layer, cache: Cache, dout: jax.Array, spec) -> tuple[Params, jax.Array]:
+    """Child ``k``'s backward, checked: ``dparams`` mirrors its params, ``dx`` has its input's shape."""
+    dp, dx = guard(k, backward_pair, child, cache, dout)
+    _check_grads(k, child.name, dp, dx, spec)
+    return dp, dx
+
+
+def check_dout(who: str, dout: jax.Array, y_shape: Shape) -> None:
+    if jax.numpy.shape(dout) != y_shape:
+        raise ShapeError(who, f"backward got dout of shape {shape_str(jax.numpy.shape(dout))}, "
+                              f"but forward's output y had shape {shape_str(y_shape)}; dout is "
+                              "dL/dy and must have y's shape")
+
+
 def sequential(*layers: Layer | tuple[str, Layer]) -> Layer:
     """Compose layers; the result is itself a ``Layer`` (so sequentials nest).
 
@@ -185,114 +292,79 @@ def sequential(*layers: Layer | tuple[str, Layer]) -> Layer:
     """
     if not layers:
         raise ValueError("sequential() needs at least one layer")
-    children: list[tuple[str, Layer]] = []
-    counts: dict[str, int] = {}
-    for item in layers:
-        if isinstance(item, Layer):
-            n = counts.get(item.name, 0)
-            counts[item.name] = n + 1
-            children.append((f"{item.name}_{n}", item))
-        elif (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)
-              and isinstance(item[1], Layer)):
-            children.append(item)
-        else:
-            raise TypeError(f"sequential: every argument must be a Layer or a (key, Layer) pair; "
-                            f"got {item!r}. Did you forget to call a constructor, e.g. relu() "
-                            "rather than relu?")
+    children = keyed_children("sequential", layers)
     keys = [k for k, _ in children]
-    dups = sorted({k for k in keys if keys.count(k) > 1})
-    if dups:
-        raise ValueError(f"sequential: duplicate parameter keys {dups}; give explicit keys with "
-                         "(key, layer) pairs")
-    children_t = tuple(children)
-    uses = frozenset().union(*(c.uses for _, c in children_t))
-    stateful = [(i, k, c) for i, (k, c) in enumerate(children_t) if "state" in c.uses]
-
-    def guard(key: str, fn: Callable, *args):
-        try:
-            return fn(*args)
-        except LayerError as e:
-            e.add_key(key)
-            raise
+    uses = frozenset().union(*(c.uses for _, c in children))
+    stateful = [k for k, c in children if "state" in c.uses]
 
     def init(rng: jax.Array, input_shape: Shape):
         shape = check_shape(input_shape, "sequential")
-        rngs = jax.random.split(rng, len(children_t))
+        rngs = jax.random.split(rng, len(children))
         params = {}
-        for (k, child), r in zip(children_t, rngs, strict=True):
+        for (k, child), r in zip(children, rngs, strict=True):
             params[k], shape = guard(k, child.init, r, shape)
         return params, shape
 
     def init_state(input_shape: Shape):
         shape = check_shape(input_shape, "sequential")
         state = {}
-        for k, child in children_t:
+        for k, child in children:
             if "state" in child.uses:
                 state[k] = guard(k, child.init_state, shape)
             shape = guard(k, output_shape, child, shape)
         return state
 
     def forward(params: Params, x: jax.Array, **ctx):
-        if set(ctx) != uses:
-            needs = ", ".join(f"{u}=..." for u in sorted(uses)) or "nothing beyond params and x"
-            raise TypeError(f"sequential.forward takes {needs} (its layers use {sorted(uses)}); "
-                            f"got {sorted(ctx)}. fnet.apply(net, params, x, key=..., train=..., "
-                            "state=...) calls any layer uniformly")
-        _check_params(params, keys)
+        check_context("sequential", uses, ctx)
+        check_params("sequential", params, keys)
         if "state" in uses:
-            _check_state(ctx["state"], [k for _, k, _ in stateful])
-        rng = ctx.get("key")
+            check_state("sequential", ctx["state"], stateful)
+        ctx = {"key": None, **ctx}
         caches, specs, new_state = [], [], {}
-        for i, (k, child) in enumerate(children_t):
-            sub = dict(ctx)
-            if "key" in child.uses and rng is not None:
-                sub["key"] = jax.random.fold_in(rng, i)
-            if "state" in child.uses:
-                sub["state"] = ctx["state"][k]
-            x_in_shape = jax.numpy.shape(x)
-            y, cache, s = guard(k, _call, child, params[k], x, sub)
+        for i, (k, child) in enumerate(children):
+            x, cache, s, spec = run_child(k, i, child, params[k], x, ctx)
             if "state" in child.uses:
                 new_state[k] = s
-            leaves, treedef = jax.tree.flatten(params[k])
-            specs.append((treedef, tuple(jax.numpy.shape(p) for p in leaves), x_in_shape))
             caches.append(cache)
-            x = y
+            specs.append(spec)
         out = (x, (tuple(caches), Static((tuple(specs), jax.numpy.shape(x)))))
         return (*out, new_state) if "state" in uses else out
 
     def backward(cache: Cache, dout: jax.Array):
         caches, static = cache
         specs, y_shape = static.value
-        if jax.numpy.shape(dout) != y_shape:
-            raise ShapeError("sequential", f"backward got dout of shape {shape_str(jax.numpy.shape(dout))}, "
-                                           f"but forward's output y had shape {shape_str(y_shape)}; dout is "
-                                           "dL/dy and must have y's shape")
+        check_dout("sequential", dout, y_shape)
         grads = {}
-        for (k, child), c, spec in reversed(list(zip(children_t, caches, specs, strict=True))):
-            dp, dout = guard(k, backward_pair, child, c, dout)
-            _check_grads(k, child.name, dp, dout, spec)
-            grads[k] = dp
+        for (k, child), c, spec in reversed(list(zip(children, caches, specs, strict=True))):
+            grads[k], dout = back_child(k, child, c, dout, spec)
         return {k: grads[k] for k in keys}, dout
 
+    def wiring(ops, x):
+        for k in keys:
+            x = ops.call(k, x)
+        return x
+
     return Layer("sequential", init, forward, backward, uses=uses,
-                 init_state=init_state if stateful else None, children=children_t)
+                 init_state=init_state if stateful else None, children=children, wiring=wiring)
 
 
-def _check_params(params: Params, keys: list[str]) -> None:
+def check_params(who: str, params: Params, keys: list[str]) -> None:
+    """``params`` must be a dict with exactly a combinator's child keys."""
     if not isinstance(params, Mapping):
-        raise ShapeError("sequential", f"params must be the dict that init returned (keys {keys}); "
+        raise ShapeError(who, f"params must be the dict that init returned (keys {keys}); "
                                        f"got {type(params).__name__}")
     missing = [k for k in keys if k not in params]
     extra = [k for k in params if k not in keys]
     if missing or extra:
-        raise ShapeError("sequential", f"params do not match this network: missing {missing}, "
+        raise ShapeError(who, f"params do not match this network: missing {missing}, "
                                        f"unexpected {extra}. Were they made by init of a different net?")
 
 
-def _check_state(state: State, keys: list[str]) -> None:
+def check_state(who: str, state: State, keys: list[str]) -> None:
+    """``state`` must be a dict with exactly the keys of the children that keep state."""
     if not isinstance(state, Mapping) or sorted(state) != sorted(keys):
         got = sorted(state) if isinstance(state, Mapping) else type(state).__name__
-        raise ShapeError("sequential", f"state must have entries {keys} (from net.init_state); got {got}")
+        raise ShapeError(who, f"state must have entries {keys} (from net.init_state); got {got}")
 
 
 def _check_grads(key: str, kind: str, dparams, dx, spec) -> None:

@@ -1,4 +1,4 @@
-"""``summary(net, input_shape)``: a table of layers, output shapes and parameter counts.
+"""``summary(net, input_shape)``: a tree of layers, output shapes and parameter counts.
 
 With ``batch_size``, the table also shows what each layer's cache holds: the
 memory that backprop pays for, kept from the forward pass until backward.
@@ -6,6 +6,7 @@ memory that backprop pays for, kept from the forward pass until backward.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import jax
@@ -20,10 +21,20 @@ from fnet.errors import shape_str
 
 def summary(net: Layer, input_shape: Shape, batch_size: int | None = None, *,
             dtype=jnp.float32) -> str:
-    """A printable table: each layer's key path, kind, output shape and parameter count.
+    """A printable tree: each layer's key path, kind, output shape and parameter count.
 
-    Nested ``sequential`` layers are expanded (``block_0/affine_1``). Nothing is
-    allocated: shapes come from ``jax.eval_shape``.
+    Combinators (``sequential``, ``residual``, ``parallel``, nested in any way)
+    are expanded into an indented tree: a combinator's row shows its output
+    shape and the parameters of everything beneath it, its children's rows
+    follow, indented (``stage_1/block_1/body/conv2d_0``). The total is the
+    network's real parameter count. Nothing is allocated: shapes come from
+    ``jax.eval_shape``.
+
+    **How a combinator is broken down.** Through its ``Layer.wiring`` (see
+    ``fnet.core.Wiring``): which child reads which value, where branches add
+    or concatenate. A combinator written by a user that lists ``children`` but
+    gives no ``wiring`` is shown as one row, with a note that it could not be
+    broken down; its count, shape and cache are still right.
 
     **Arguments:** ``input_shape`` as for ``init``, e.g. ``(None, 784)``;
     ``batch_size``: if given, two more columns show, per layer, the arrays its
@@ -44,58 +55,107 @@ def summary(net: Layer, input_shape: Shape, batch_size: int | None = None, *,
     dtype = jax.dtypes.canonicalize_dtype(dtype)  # float64 is float32 unless x64 is enabled
     if batch_size is not None:
         batch_size = _args.count("summary", "batch_size", batch_size, 1)
-    leaves: list[tuple[str, Layer, Shape]] = []
-    total, _ = _walk(net, "", shape, leaves)
+    rows: list[_Row] = []
+    notes: list[str] = []
+    params, _ = param_shapes(net, shape)
+    total = _count(params)
+    if _expands(net):
+        net.wiring(_ShapeWalk(net, "", 0, rows, notes), shape)
+    else:
+        _visit(net, net.name, 0, shape, rows, notes)
     header = ["layer", "kind", "output shape", "params"]
-    rows = [[path, layer.name, shape_str(out), f"{count:,}"] for path, layer, _, out, count in leaves]
+    lines = [["  " * r.depth + r.path, r.layer.name, shape_str(r.out), f"{r.count:,}"] for r in rows]
     footer = ["total", "", "", f"{total:,}"]
-    notes = []
     if batch_size is not None:
-        cached = _caches(leaves, shape, batch_size, dtype)
+        cached = _caches(net, rows, shape, batch_size, dtype)
         header += [f"cache (batch {batch_size})", "cache bytes"]
-        for row, (text, nbytes) in zip(rows, cached, strict=True):
-            row += [text, f"{nbytes:,}"]
-        cache_total = sum(n for _, n in cached)
+        for line, row in zip(lines, rows, strict=True):
+            text, nbytes = cached.get(id(row), ("", None))
+            line += [text, "" if nbytes is None else f"{nbytes:,}"]
+        cache_total = sum(n for _, n in cached.values())
         footer += ["", f"{cache_total:,} ({_readable(cache_total)})"]
         notes += [f"cache bytes: what backward needs kept from forward, for a batch of {batch_size} "
                   f"{jnp.dtype(dtype).name} inputs.",
                   "Listed, not counted: parameters (=W (param)), the input batch (=input), arrays "
                   "an earlier cache holds."]
-    return table(header, rows, footer, right={3, 5}) + "".join("\n" + n for n in notes)
+    return table(header, lines, footer, right={3, 5}) + "".join("\n" + n for n in notes)
 
 
-def _walk(layer: Layer, prefix: str, shape: Shape, leaves: list) -> tuple[int, Shape]:
-    """Append ``(path, layer, input_shape, output_shape, count)`` for every leaf layer."""
-    if layer.children:
-        total = 0
-        for k, child in layer.children:
-            count, shape = _walk(child, f"{prefix}{k}/" if child.children else f"{prefix}{k}", shape, leaves)
-            total += count
-        return total, shape
+@dataclasses.dataclass(frozen=True)
+class _Row:
+    path: str
+    layer: Layer
+    depth: int
+    shape: Shape  # input
+    out: Shape
+    count: int
+    leaf: bool  # a row whose cache is reported (not broken down further)
+
+
+def _count(params) -> int:
+    return sum(math.prod(p.shape) for p in jax.tree.leaves(params))
+
+
+def _expands(layer: Layer) -> bool:
+    return bool(layer.children) and layer.wiring is not None
+
+
+def _visit(layer: Layer, path: str, depth: int, shape: Shape, rows: list, notes: list) -> Shape:
+    """Add the rows of ``layer`` (and, for a combinator, of its children) read on input ``shape``."""
     params, out = param_shapes(layer, shape)
-    count = sum(math.prod(p.shape) for p in jax.tree.leaves(params))
-    leaves.append((prefix or layer.name, layer, shape, out, count))
-    return count, out
+    row = _Row(path, layer, depth, shape, out, _count(params), leaf=not _expands(layer))
+    rows.append(row)
+    if not row.leaf:
+        got = layer.wiring(_ShapeWalk(layer, f"{path}/", depth + 1, rows, notes), shape)
+        if tuple(got) != tuple(out):
+            notes.append(f"note: {path} ({layer.name}): its wiring gives shape {shape_str(got)}, but its "
+                         f"init gives {shape_str(out)}; the wiring does not describe its forward pass")
+    elif layer.children:
+        notes.append(f"note: {path} ({layer.name}) lists children but gives no wiring (Layer.wiring), so "
+                     "summary cannot break it down; it is shown as one layer")
+    return out
 
 
-def _caches(leaves: list, input_shape: Shape, batch_size: int, dtype) -> list[tuple[str, int]]:
-    """Per leaf layer: (description of its cache leaves, bytes counted), by tracing only."""
-    params = {path: param_shapes(layer, shape)[0] for path, layer, shape, _, _ in leaves}
+class _ShapeWalk:
+    """``Wiring`` over shapes: each ``call`` adds the child's rows and returns its output shape."""
+
+    def __init__(self, layer: Layer, prefix: str, depth: int, rows: list, notes: list):
+        self.children, self.prefix, self.depth, self.rows, self.notes = (
+            dict(layer.children), prefix, depth, rows, notes)
+
+    def call(self, key, shape):
+        return _visit(self.children[key], self.prefix + key, self.depth, shape, self.rows, self.notes)
+
+    def add(self, *shapes):
+        return shapes[0]
+
+    def concat(self, *shapes):
+        return (*shapes[0][:-1], sum(s[-1] for s in shapes))
+
+
+def _caches(net: Layer, rows: list, input_shape: Shape, batch_size: int, dtype) -> dict:
+    """``{id(row): (description of its cache leaves, bytes counted)}`` for every leaf row,
+    by tracing the network's wiring once, so arrays shared between caches are seen."""
+    leaves = {r.path: r for r in rows if r.leaf}  # full key paths: unique
+    params = {k: param_shapes(r.layer, r.shape)[0] for k, r in leaves.items()}
     x = jax.ShapeDtypeStruct((batch_size, *input_shape[1:]), dtype)
-    out: list[tuple[str, int]] = []
+    out: dict[int, tuple[str, int]] = {}
 
     def run(params, x):
         # Where each traced array is already held: identity of tracers, so W in a cache is
         # recognised as the parameter itself. keep holds them, so no id() is reused.
         held: dict[int, str] = {id(x): "input"}
         keep = [x]
-        for path in params:
-            for key, p in jax.tree_util.tree_flatten_with_path(params[path])[0]:
+        for tree in params.values():
+            for key, p in jax.tree_util.tree_flatten_with_path(tree)[0]:
                 held[id(p)] = f"{path_str(key)} (param)"
                 keep.append(p)
-        for i, (path, layer, shape, _, _) in enumerate(leaves):
-            state = layer.init_state(shape) if "state" in layer.uses else None
-            x, cache, _ = apply(layer, params[path], x, key=jax.random.key(i), train=True, state=state)
+
+        def leaf(path, x):
+            row = leaves[path]
+            state = row.layer.init_state(row.shape) if "state" in row.layer.uses else None
+            y, cache, _ = apply(row.layer, params[path], x, key=jax.random.key(len(out)), train=True,
+                                state=state)
             parts, nbytes = [], 0
             for c in jax.tree.leaves(cache):
                 text = _array(c)
@@ -106,11 +166,34 @@ def _caches(leaves: list, input_shape: Shape, batch_size: int, dtype) -> list[tu
                     held[id(c)] = f"{path} cache"
                     keep.append(c)
                 parts.append(text)
-            out.append((" ".join(parts) or "-", nbytes))
-        return x
+            out[id(row)] = (" ".join(parts) or "-", nbytes)
+            return y
+
+        if _expands(net):
+            return net.wiring(_TraceWalk(net, "", leaf), x)
+        return leaf(net.name, x)
 
     jax.eval_shape(run, params, x)
     return out
+
+
+class _TraceWalk:
+    """``Wiring`` over traced arrays: a leaf ``call`` runs the layer and records its cache."""
+
+    def __init__(self, layer: Layer, prefix: str, leaf):
+        self.children, self.prefix, self.leaf = dict(layer.children), prefix, leaf
+
+    def call(self, key, x):
+        child, path = self.children[key], self.prefix + key
+        if _expands(child):
+            return child.wiring(_TraceWalk(child, f"{path}/", self.leaf), x)
+        return self.leaf(path, x)
+
+    def add(self, *xs):
+        return sum(xs[1:], xs[0])
+
+    def concat(self, *xs):
+        return jnp.concatenate(xs, axis=-1)
 
 
 _SHORT = {"float64": "f64", "float32": "f32", "float16": "f16", "bfloat16": "bf16", "int64": "i64",

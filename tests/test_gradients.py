@@ -18,6 +18,19 @@ from fnet import layers as L
 from fnet.models import multi_layer_net, simple_convnet
 
 # ----------------------------------------------------------------------------- THE LIST
+
+
+def _conv_block(width, bias):
+    """A ResNet block that halves the image: a stride-2 body and a 1x1 stride-2 projection.
+
+    A bias just before batch norm has a gradient of exactly 0 (the norm subtracts any shift):
+    float32 cancellation noise relative to 0 is no test, so the float32 check has no bias."""
+    body = fnet.sequential(L.conv2d(width, 3, stride=2, padding=1, bias=bias), L.batch_norm(), L.relu(),
+                           L.conv2d(width, 3, padding=1, bias=bias), L.batch_norm())
+    shortcut = fnet.sequential(L.conv2d(width, 1, stride=2, bias=bias), L.batch_norm())
+    return fnet.residual(body, shortcut=shortcut)
+
+
 # Layer shapes include batch 1 and an N-D input. Convolution and pooling: odd sizes, strides
 # that do not divide (rows in no window), padding larger than the kernel (negative padding in
 # dx), asymmetric "SAME" padding. Dropout and batch norm run in training mode (the harness
@@ -57,11 +70,52 @@ LAYER_CASES = [
     Case("avg_pool2d overlap pad 1", lambda: L.avg_pool2d(3, stride=2, padding=1),
          [(1, 5, 5, 2), (2, 8, 7, 3)]),
     Case("avg_pool2d gaps", lambda: L.avg_pool2d((2, 3), stride=(3, 2)), [(2, 7, 8, 1)]),
+    Case("global_avg_pool2d", L.global_avg_pool2d, [(1, 3, 3, 2), (2, 5, 7, 3), (3, 1, 1, 4)],
+         float32=[(100, 7, 7, 64)]),
     # combinators and models: the chain rule across layers, nested keys
     Case("sequential", lambda: fnet.sequential(L.affine(6), L.tanh(),
                                                fnet.sequential(L.affine(5), L.sigmoid()),
                                                L.affine(4), L.relu(), L.affine(3), L.softmax()),
          [(1, 8), (6, 8), (2, 2, 2, 2)]),
+    # branches: where x fans out its gradients add up; a sum passes dout on, a concat splits it
+    Case("residual", lambda: fnet.residual(fnet.sequential(L.affine(5), L.tanh(), L.affine(5))),
+         [(1, 5), (4, 5)], float32=[(100, 5)]),
+    Case("residual projection", lambda: fnet.residual(fnet.sequential(L.affine(6), L.relu(), L.affine(4)),
+                                                      shortcut=L.affine(4)),
+         [(1, 5), (3, 2, 3)]),
+    Case("parallel concat",
+         lambda: fnet.parallel(L.affine(3), fnet.sequential(L.affine(4), L.tanh()), L.relu()),
+         [(1, 5), (4, 5)], float32=[(100, 50)]),
+    Case("parallel sum",
+         lambda: fnet.parallel(L.affine(4), fnet.sequential(L.affine(3), L.sigmoid(), L.affine(4)),
+                               merge="sum"),
+         [(1, 5), (3, 5)]),
+    Case("parallel one branch", lambda: fnet.parallel(("only", L.affine(3))), [(2, 4)]),
+    Case("parallel concat channels", lambda: fnet.parallel(L.conv2d(2, 3, padding=1), L.conv2d(3, 1)),
+         [(1, 5, 5, 2), (2, 4, 6, 1)]),
+    Case("residual in parallel in residual",
+         lambda: fnet.residual(fnet.sequential(
+             fnet.parallel(fnet.residual(fnet.sequential(L.affine(4), L.tanh(), L.affine(4))), L.affine(4),
+                           merge="sum"),
+             L.sigmoid())),
+         [(1, 4), (3, 4)]),
+    # batch norm and dropout inside branches: the key, the mode and each branch's state routed
+    Case("residual batchnorm dropout",
+         lambda: fnet.residual(fnet.sequential(L.affine(5), L.batch_norm(), L.relu(), L.dropout(0.3),
+                                               L.affine(5)),
+                               shortcut=fnet.sequential(L.affine(5), L.batch_norm())),
+         [(3, 5), (4, 5)], eval_mode=[(1, 5), (3, 5)]),
+    Case("parallel batchnorm dropout",
+         lambda: fnet.parallel(fnet.sequential(L.affine(3), L.batch_norm()), L.dropout(0.5),
+                               fnet.sequential(L.dropout(0.2), L.affine(2))),
+         [(3, 4)], eval_mode=[(2, 4)]),
+    Case("residual conv stride 2", lambda: _conv_block(4, bias=False),
+         [(1, 5, 7, 3), (2, 6, 6, 2)], float32=[(32, 14, 14, 16)], eval_mode=[(1, 5, 7, 3)]),
+    Case("residual conv stride 2 bias", lambda: _conv_block(3, bias=True), [(2, 6, 5, 2)],
+         eval_mode=[(1, 6, 5, 2)]),
+    Case("resnet", lambda: fnet.resnet((8, 8, 1), widths=(2, 3), blocks=(1, 2), output_size=3),
+         [(1, 8, 8, 1), (2, 8, 8, 1)], eval_mode=[(2, 8, 8, 1)]),
+    Case("resnet default", fnet.resnet, float32=[(8, 28, 28, 1)], eval_mode=[(2, 28, 28, 1)]),
     Case("two_layer_net", lambda: fnet.two_layer_net(12, 6, 3, weight_init_std=0.5),
          [(1, 12), (5, 12), (2, 3, 4)]),
     Case("two_layer_net book", lambda: fnet.two_layer_net(784, 50, 10), float32=[(100, 784)]),
@@ -166,6 +220,18 @@ def test_every_layer_is_listed_in_every_column():
         assert not missing, f"add {column} checks of these layers to LAYER_CASES in {__file__}: {missing}"
     no_eval = [c.name for c in LAYER_CASES if "train" in c.build().uses and not c.eval_mode]
     assert not no_eval, f"these cases behave differently in evaluation; give them eval_mode: {no_eval}"
+
+
+COMBINATORS = ("sequential", "residual", "parallel")
+
+
+def test_every_combinator_is_listed():
+    public = {n for n in fnet.__all__ if n in COMBINATORS}
+    assert public == set(COMBINATORS), "a new combinator of fnet: add it to COMBINATORS and LAYER_CASES"
+    missing = sorted(set(COMBINATORS) - _kinds(LAYER_CASES, "shapes"))
+    assert not missing, f"add float64 checks of these combinators to LAYER_CASES: {missing}"
+    with_modes = {c.build().name for c in LAYER_CASES if c.eval_mode}
+    assert {"residual", "parallel"} <= with_modes, "check batch norm and dropout inside branches in eval mode"
 
 
 def test_every_loss_is_listed_in_every_column():

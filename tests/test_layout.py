@@ -21,7 +21,7 @@ FLOORS = {
     1: ["fnet.checkpoint", "fnet.core", "fnet.data.datasets", "fnet.data.idx", "fnet.distributed",
         "fnet.gradcheck.numerical", "fnet.gradcheck.report", "fnet.graph.draw", "fnet.graph.nodes",
         "fnet.initializers", "fnet.schedules", "fnet.shuffle"],
-    2: ["fnet._optimizer", "fnet.data.locate", "fnet.gradcheck.layer", "fnet.graph.tape", "fnet.init",
+    2: ["fnet._optimizer", "fnet.combinators", "fnet.data.locate", "fnet.gradcheck.layer", "fnet.graph.tape", "fnet.init",
         "fnet.layers._checks", "fnet.layers._spatial", "fnet.losses", "fnet.summary"],
     3: ["fnet.data.downloader", "fnet.fit_checks", "fnet.gradcheck", "fnet.graph", "fnet.layers.activations",
         "fnet.layers.affine", "fnet.layers.conv", "fnet.layers.dropout", "fnet.layers.normalization",

@@ -9,8 +9,8 @@ from fnet.layers.affine import affine
 from fnet.layers.conv import conv2d
 from fnet.layers.dropout import dropout
 from fnet.layers.normalization import batch_norm, layer_norm
-from fnet.layers.pooling import avg_pool2d, max_pool2d
+from fnet.layers.pooling import avg_pool2d, global_avg_pool2d, max_pool2d
 from fnet.layers.shape import flatten
 
-__all__ = ["affine", "avg_pool2d", "batch_norm", "conv2d", "dropout", "flatten", "identity", "layer_norm",
-           "max_pool2d", "relu", "sigmoid", "softmax", "tanh"]
+__all__ = ["affine", "avg_pool2d", "batch_norm", "conv2d", "dropout", "flatten", "global_avg_pool2d",
+           "identity", "layer_norm", "max_pool2d", "relu", "sigmoid", "softmax", "tanh"]

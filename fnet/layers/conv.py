@@ -18,7 +18,8 @@ _NHWC = ("NHWC", "HWIO", "NHWC")
 
 def conv2d(filters: int, kernel_size: int | tuple[int, int], stride: int | tuple[int, int] = 1,
            padding: int | tuple | str = 0, *, W_init: initializers.Initializer | float | str = "he",
-           b_init: initializers.Initializer | float | str = 0.0, dtype=jnp.float32) -> Layer:
+           b_init: initializers.Initializer | float | str = 0.0, bias: bool = True,
+           dtype=jnp.float32) -> Layer:
     """``y[n, i, j, o] = b[o] + sum_{a, b, c} xpad[n, i*sh + a, j*sw + b, c] * W[a, b, c, o]``
     (cross-correlation, as in the book and every framework).
 
@@ -51,7 +52,9 @@ def conv2d(filters: int, kernel_size: int | tuple[int, int], stride: int | tuple
     (TensorFlow's: ``ceil(H / sh)`` outputs); ``W_init``: ``"he"`` (default,
     std ``sqrt(2 / (kh * kw * C_in))``, for ReLU networks), ``"xavier"``, a float
     std (the book's ``weight_init_std``) or an initialiser; ``b_init`` (default
-    zeros); ``dtype`` of the parameters. The input must have the kernel's dtype.
+    zeros); ``bias=False``: no ``b`` (params ``{"W"}``), for a convolution followed by
+    batch norm, which subtracts any per-channel shift (as in a ResNet); ``dtype``
+    of the parameters. The input must have the kernel's dtype.
     """
     filters = _args.count("conv2d", "filters", filters, 1)
     window = _spatial.pair("conv2d", "kernel_size", kernel_size)
@@ -59,6 +62,8 @@ def conv2d(filters: int, kernel_size: int | tuple[int, int], stride: int | tuple
     pad_spec = _spatial.padding_spec("conv2d", padding)
     W_init = initializers.resolve(W_init, "conv2d W_init")
     b_init = initializers.resolve(b_init, "conv2d b_init")
+    if not isinstance(bias, bool):
+        raise TypeError(f"conv2d: bias must be True or False, got {bias!r}")
 
     def geometry(shape):
         _spatial.image_rank("conv2d", shape)
@@ -70,11 +75,13 @@ def conv2d(filters: int, kernel_size: int | tuple[int, int], stride: int | tuple
         shape = check_shape(input_shape, "conv2d")
         _, (h_out, w_out) = geometry(shape)
         kW, kb = jax.random.split(key)
-        params = {"W": W_init(kW, (*window, shape[3], filters), dtype), "b": b_init(kb, (filters,), dtype)}
+        params = {"W": W_init(kW, (*window, shape[3], filters), dtype)}
+        if bias:
+            params["b"] = b_init(kb, (filters,), dtype)
         return params, (shape[0], h_out, w_out, filters)
 
     def forward(params, x):
-        W, b = params["W"], params["b"]
+        W = params["W"]
         x = float_input("conv2d", x)
         pads, _ = geometry(x.shape)
         if W.shape[:3] != (*window, x.shape[3]):
@@ -85,7 +92,7 @@ def conv2d(filters: int, kernel_size: int | tuple[int, int], stride: int | tuple
             raise DTypeError("conv2d", f"input has dtype {x.dtype} but the kernel has {W.dtype}; "
                                        "convolution does not promote: cast one of them")
         y = lax.conv_general_dilated(x, W, strides, pads, dimension_numbers=_NHWC)
-        return y + b, (x, W, Static(pads))
+        return (y + params["b"] if bias else y), (x, W, Static(pads))
 
     def backward(cache, dout):
         x, W, pads = cache
@@ -116,6 +123,6 @@ def conv2d(filters: int, kernel_size: int | tuple[int, int], stride: int | tuple
             dout, jnp.flip(W, axis=(0, 1)), window_strides=(1, 1),
             padding=[(k - 1 - lo, k - 1 - hi + c) for k, (lo, hi), c in zip(window, pads, cut, strict=True)],
             lhs_dilation=strides, dimension_numbers=("NHWC", "HWOI", "NHWC"))
-        return {"W": dW, "b": jnp.sum(dout, axis=(0, 1, 2))}, dx
+        return ({"W": dW, "b": jnp.sum(dout, axis=(0, 1, 2))} if bias else {"W": dW}), dx
 
     return Layer("conv2d", init, forward, backward)

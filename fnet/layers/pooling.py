@@ -172,3 +172,33 @@ def avg_pool2d(pool_size: int | tuple[int, int] = 2, stride: int | tuple[int, in
         return {}, _spread(parts, x_shape, window, strides, pads, outs, tiled)
 
     return Layer("avg_pool2d", init, forward, backward)
+
+
+def global_avg_pool2d() -> Layer:
+    """Global average pooling: ``y[n, c] = mean over i, j of x[n, i, j, c]``.
+
+    The head of a ResNet: one number per channel, whatever the image size.
+
+    **Shapes:** ``x: (N, H, W, C) -> y: (N, C)``.
+
+    **Cache:** only the input shape (no array).
+
+    **Derivative:** every one of the ``H * W`` positions counts ``1 / (H * W)``
+    in the mean, so ``dx[n, i, j, c] = dout[n, c] / (H * W)``: ``dout`` spread
+    evenly over the image (a broadcast).
+    """
+    def init(key, input_shape):
+        shape = check_shape(input_shape, "global_avg_pool2d")
+        _spatial.image_rank("global_avg_pool2d", shape)
+        return {}, (shape[0], shape[3])
+
+    def forward(params, x):
+        x = float_input("global_avg_pool2d", x)
+        _spatial.image_rank("global_avg_pool2d", x.shape)
+        return jnp.mean(x, axis=(1, 2)), Static(x.shape)
+
+    def backward(cache, dout):
+        n, h, w, c = cache.value
+        return {}, jnp.broadcast_to((dout / (h * w))[:, None, None, :], (n, h, w, c))
+
+    return Layer("global_avg_pool2d", init, forward, backward)

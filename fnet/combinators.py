@@ -1,0 +1,235 @@
+"""Graph-shaped networks: ``residual`` and ``parallel``, combinators whose children branch.
+
+``sequential`` is a chain. These two let a value **fan out** to several
+layers and the branches **merge** again, and their backward rules are the
+lesson of chapter 5 applied to whole layers:
+
+- where a value fans out (the book's ``repeat`` node), its gradients **add up**:
+  ``dx = dx_branch_0 + dx_branch_1 + ...``;
+- where branches meet in a sum (the ``add`` node), the gradient passes to each
+  **unchanged**: every branch gets ``dout``;
+- where they are concatenated, the gradient is **split**: each branch gets its
+  own slice of ``dout``.
+
+Both combinators route ``key``, ``train`` and ``state`` exactly as
+``sequential`` does (``docs/design.md``): a child gets the mode, the key
+``fold_in(key, i)`` for its position ``i``, and its own entry of the state
+dict; both check every child's ``dparams`` and ``dx`` at trace time and list
+their ``children`` and ``wiring`` for ``fnet.summary`` and
+``fnet.graph.draw_network``.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from fnet.core import (
+    Layer,
+    Shape,
+    Static,
+    back_child,
+    check_context,
+    check_dout,
+    check_params,
+    check_shape,
+    check_state,
+    guard,
+    keyed_children,
+    run_child,
+)
+from fnet.errors import ShapeError, shape_str
+
+__all__ = ["MERGES", "parallel", "residual"]
+
+MERGES = ("concat", "sum")
+
+
+def _branches(name: str, children, *, merge_shapes, merge, split):
+    """The Layer of branches that all read the same input and whose outputs ``merge``.
+
+    ``merge_shapes(shapes) -> shape`` checks the output shapes at init,
+    ``merge(ys) -> y`` joins the outputs and ``split(dout, shapes) -> douts``
+    is its backward. ``children`` are ``(key, layer)`` pairs; the identity
+    branch of a residual is ``(key, None)``: it passes ``x`` on, and ``dout`` back.
+    """
+    layers = [(i, k, c) for i, (k, c) in enumerate(children) if c is not None]
+    uses = frozenset().union(*(c.uses for _, _, c in layers))
+    stateful = [k for _, k, c in layers if "state" in c.uses]
+    param_keys = [k for _, k, _ in layers]
+
+    def init(rng: jax.Array, input_shape: Shape):
+        shape = check_shape(input_shape, name)
+        rngs = jax.random.split(rng, len(children))
+        params, shapes = {}, []
+        for (k, child), r in zip(children, rngs, strict=True):
+            if child is None:
+                shapes.append(shape)
+                continue
+            params[k], out = guard(k, child.init, r, shape)
+            shapes.append(out)
+        return params, merge_shapes(shapes)
+
+    def init_state(input_shape: Shape):
+        shape = check_shape(input_shape, name)
+        return {k: guard(k, c.init_state, shape) for _, k, c in layers if "state" in c.uses}
+
+    def forward(params, x, **ctx):
+        check_context(name, uses, ctx)
+        check_params(name, params, param_keys)
+        if "state" in uses:
+            check_state(name, ctx["state"], stateful)
+        ctx = {"key": None, **ctx}
+        ys, caches, specs, new_state = [], [], [], {}
+        for i, (k, child) in enumerate(children):
+            if child is None:  # the identity shortcut: x itself, nothing to cache
+                ys.append(x)
+                caches.append(None)
+                specs.append(None)
+                continue
+            # fan-out: every branch reads the same x
+            y, cache, s, spec = run_child(k, i, child, params[k], x, ctx)
+            if "state" in child.uses:
+                new_state[k] = s
+            ys.append(y)
+            caches.append(cache)
+            specs.append(spec)
+        shapes = tuple(jnp.shape(y) for y in ys)
+        merge_shapes(shapes)  # the same check as at init, for params made elsewhere
+        y = merge(ys)
+        out = (y, (tuple(caches), Static((tuple(specs), shapes, jnp.shape(y)))))
+        return (*out, new_state) if "state" in uses else out
+
+    def backward(cache, dout):
+        caches, static = cache
+        specs, shapes, y_shape = static.value
+        check_dout(name, dout, y_shape)
+        # the merge's backward: each branch's share of dout (all of it for a sum, a slice for concat)
+        douts = split(dout, shapes)
+        grads, dx = {}, None
+        for (k, child), c, spec, d in reversed(list(zip(children, caches, specs, douts, strict=True))):
+            if child is None:
+                dx_k = d  # the identity's backward passes dout on unchanged
+            else:
+                grads[k], dx_k = back_child(k, child, c, d, spec)
+            # the fan-out's backward (the repeat node): x went to every branch, its gradients add up
+            dx = dx_k if dx is None else dx + dx_k
+        return {k: grads[k] for k in param_keys}, dx
+
+    def wiring(ops, x):
+        ys = [x if child is None else ops.call(k, x) for k, child in children]
+        return ops.add(*ys) if merge is _sum else ops.concat(*ys)
+
+    return Layer(name, init, forward, backward, uses=uses, init_state=init_state if stateful else None,
+                 children=tuple((k, c) for _, k, c in layers), wiring=wiring)
+
+
+def _sum(ys):
+    y = ys[0]
+    for other in ys[1:]:
+        y = y + other
+    return y
+
+
+def _pass_to_each(dout, shapes):
+    return [dout] * len(shapes)
+
+
+def _concat(ys):
+    return jnp.concatenate(ys, axis=-1)
+
+
+def _split(dout, shapes):
+    ends = []
+    for s in shapes:
+        ends.append((ends[-1] if ends else 0) + s[-1])
+    return jnp.split(dout, ends[:-1], axis=-1)
+
+
+def residual(body: Layer, shortcut: Layer | None = None) -> Layer:
+    """``y = body(x) + shortcut(x)``: a residual block (He et al. 2015).
+
+    **Shapes:** ``x`` goes to both paths; ``body(x)`` and ``shortcut(x)`` must
+    have the same shape, which is ``y``'s. The shortcut is the identity unless
+    given, e.g. a 1x1 ``conv2d`` with stride 2 (and batch norm) where the body
+    halves the image and changes the channels, or an ``affine`` for features.
+
+    **Params:** ``{"body": ..., "shortcut": ...}`` (``"shortcut"`` only when one
+    is given); a network state likewise, for the paths that keep one.
+
+    **Cache:** each path's cache and the shapes (``Static``).
+
+    **Derivative:** the sum passes ``dout`` to both paths unchanged (add node);
+    ``x`` fanned out to both, so ``dx = dx_body + dx_shortcut`` (repeat node),
+    with ``dx_shortcut = dout`` for the identity. That is why a deep residual
+    net trains: every block's input receives the gradient of the output directly.
+
+    **Raises:** ``ShapeError`` at init when the paths' shapes differ, naming
+    both and the fix (``shortcut=``).
+    """
+    if not isinstance(body, Layer):
+        raise TypeError(f"residual: body must be a Layer, got {body!r}")
+    if shortcut is not None and not isinstance(shortcut, Layer):
+        raise TypeError(f"residual: shortcut must be a Layer or None (the identity), got {shortcut!r}")
+
+    def merge_shapes(shapes):
+        b, s = shapes
+        if tuple(b) != tuple(s):
+            what = "the shortcut gives" if shortcut is not None else "the identity shortcut passes x on as"
+            raise ShapeError("residual", f"the body gives shape {shape_str(b)} but {what} "
+                                         f"{shape_str(s)}; they are added, so they must match. Give a "
+                                         "projection shortcut=, e.g. conv2d(C_out, 1, stride) for images "
+                                         "or affine(features) for vectors")
+        return b
+
+    return _branches("residual", (("body", body), ("shortcut", shortcut)), merge_shapes=merge_shapes,
+                         merge=_sum, split=_pass_to_each)
+
+
+def parallel(*branches: Layer | tuple[str, Layer], merge: str = "concat") -> Layer:
+    """Branches that all read the same input, merged by ``"concat"`` or ``"sum"``.
+
+    **Shapes:** every branch gets ``x``. ``"concat"`` joins the outputs along
+    the last axis (features of ``(N, F)``, channels of NHWC images): they must
+    agree on every other axis, and ``y`` has the sum of their last axes.
+    ``"sum"`` adds them: they must have the same shape.
+
+    **Params:** a dict keyed like ``sequential``'s children: kind and counter
+    (``affine_0``, ``affine_1``), or explicit ``(key, layer)`` pairs.
+
+    **Cache:** each branch's cache and the output shapes (``Static``).
+
+    **Derivative:** the merge's backward gives each branch its share of
+    ``dout``: its slice for ``"concat"`` (``jnp.split`` at the branch widths),
+    all of it for ``"sum"``; then, as at every fan-out, ``dx`` is the sum of
+    the branches' ``dx``.
+
+    **Raises:** ``ShapeError`` at init when branch shapes cannot merge, naming
+    each branch and its shape.
+    """
+    if not branches:
+        raise ValueError("parallel() needs at least one branch")
+    if merge not in MERGES:
+        raise ValueError(f"parallel: merge must be one of {MERGES}, got {merge!r}")
+    children = keyed_children("parallel", branches)
+
+    def listing(shapes):
+        return ", ".join(f"{k} {shape_str(s)}" for (k, _), s in zip(children, shapes, strict=True))
+
+    def merge_shapes(shapes):
+        shapes = [tuple(s) for s in shapes]
+        if merge == "sum":
+            if any(s != shapes[0] for s in shapes):
+                raise ShapeError("parallel", f"merge='sum' adds the branches, so their shapes must be equal; "
+                                             f"got {listing(shapes)}")
+            return shapes[0]
+        if any(len(s) < 2 for s in shapes) or any(s[:-1] != shapes[0][:-1] for s in shapes):
+            raise ShapeError("parallel", f"merge='concat' joins the branches along the last axis, so they "
+                                         f"must have at least 2 axes and agree on all but the last; got "
+                                         f"{listing(shapes)}")
+        return (*shapes[0][:-1], sum(s[-1] for s in shapes))
+
+    if merge == "sum":
+        return _branches("parallel", children, merge_shapes=merge_shapes, merge=_sum, split=_pass_to_each)
+    return _branches("parallel", children, merge_shapes=merge_shapes, merge=_concat, split=_split)
+
