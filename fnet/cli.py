@@ -6,6 +6,7 @@ The options, their checks and the models they describe are in ``fnet.cli_options
 from __future__ import annotations
 
 import json
+import math
 import platform
 import sys
 import time
@@ -14,6 +15,7 @@ from pathlib import Path
 from fnet.cli_options import (
     CLI_SPELLING,
     DEFAULT_LR,
+    IMAGE_MODELS,
     build_model,
     build_parser,
     check_args,
@@ -82,8 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(e).replace("make_mesh: ", "--devices: "))
     try:
         (x_train, t_train), (x_test, t_test) = data.load_dataset(
-            a.dataset, a.data_dir, normalize=True, flatten=a.model != "convnet", download=not a.no_download,
-            spelling=CLI_SPELLING)
+            a.dataset, a.data_dir, normalize=True, flatten=a.model not in IMAGE_MODELS,
+            download=not a.no_download, spelling=CLI_SPELLING)
     except data.DataError as e:
         print(f"fnet-train: {e}", file=sys.stderr)
         return 2
@@ -104,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     net, input_shape = build_model(a.model, x_train.shape[1:], len(data.DATASETS[a.dataset].classes),
                                    hidden=a.hidden,
                                    activation=a.activation, weight_init=a.weight_init, dropout=a.dropout,
-                                   batchnorm=a.batchnorm)
+                                   batchnorm=a.batchnorm, widths=a.widths, blocks=a.blocks)
     if a.epochs is None and a.iters is None:
         a.iters = 10000
     # the values actually used, not argparse's None for "the default"
@@ -118,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
               if k not in ("quiet", "resume", "overwrite", "keep_best", "plot", "json", "checkpoint",
                            "devices", "coordinator", "num_processes", "process_id", "compile_cache",
                            "no_compile_cache")}
+    for k in ("widths", "blocks", "augment"):  # options newer than some checkpoints: kept only when used
+        if config[k] is None:
+            del config[k]
     resumed_from = 0
     if a.resume:
         try:
@@ -136,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{f'iters {a.iters}' if a.iters else f'epochs {a.epochs}'}; devices {_describe_device(mesh)}")
     try:
         result = train.fit(net, losses.softmax_cross_entropy, optimizer, (x_train, t_train), (x_test, t_test),
-                           clip_norm=a.clip_norm, keep_best="test_acc" if a.keep_best else None,
+                           clip_norm=a.clip_norm, augment=a.augment,
+                           keep_best="test_acc" if a.keep_best else None,
                            callbacks=[train.early_stopping("test_loss", a.early_stop)] if a.early_stop
                            else [],
                            epochs=a.epochs, iters=a.iters, batch_size=a.batch_size, seed=a.seed,
@@ -166,8 +172,9 @@ def main(argv: list[str] | None = None) -> int:
         rate = f", {trained * a.batch_size / result.train_seconds:,.0f} samples/s" if trained else ""
         log(f"total {total:.1f}s (data {t_loaded - t_start:.1f}s, compile {result.compile_seconds:.1f}s, "
             f"training {result.train_seconds:.1f}s{rate})")
-        if final:
-            log(f"final: train acc {final['train_acc']:.4f}, test acc {final['test_acc']:.4f}")
+        if final:  # with --no-eval-train the training set was not evaluated: no train acc to print
+            shown = [k for k in ("train_acc", "test_acc") if not math.isnan(final.get(k, math.nan))]
+            log("final: " + ", ".join(f"{k.replace('_', ' ')} {final[k]:.4f}" for k in shown))
     if jax.process_index() != 0:
         return 0
     try:

@@ -18,6 +18,9 @@ from pathlib import Path
 CLI_SPELLING = {"no_download": "--no-download", "download": "without --no-download",
                 "data_dir": "--data-dir /path/to/dir", "data_dir_name": "--data-dir"}
 """How a data-not-found message names the options here (``fnet.data.locate.API_SPELLING``)."""
+MODELS = ("two_layer", "mlp", "convnet", "resnet")
+IMAGE_MODELS = ("convnet", "resnet")
+"""The models that read images ``(N, 28, 28, 1)``; the others read flattened vectors."""
 DEFAULT_LR = {"sgd": 0.1}  # the book's chapter-5 run; other optimizers use their own defaults
 
 
@@ -107,7 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--train-size", type=_positive_int,
                    help="use only the first N training examples (the book's overfitting experiments)")
     g = p.add_argument_group("model")
-    g.add_argument("--model", choices=["two_layer", "mlp", "convnet"], default="two_layer")
+    g.add_argument("--model", choices=list(MODELS), default="two_layer",
+                   help="two_layer (the book's), mlp, convnet (the book's SimpleConvNet), resnet "
+                        "(fnet.resnet)")
     g.add_argument("--hidden", type=_positive_int, nargs="+", metavar="N",
                    help="hidden layer sizes (two_layer: one size, default 50; mlp: default 100 100)")
     g.add_argument("--activation", choices=["relu", "sigmoid", "tanh"],
@@ -117,6 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--dropout", type=float, metavar="RATE",
                    help="mlp: dropout after each hidden layer, RATE = probability of dropping")
     g.add_argument("--batchnorm", action="store_true", help="mlp: batch norm before each activation")
+    g.add_argument("--widths", type=_positive_int, nargs="+", metavar="C",
+                   help="resnet: channels of each stage (default 16 32 64)")
+    g.add_argument("--blocks", type=_positive_int, nargs="+", metavar="N",
+                   help="resnet: residual blocks in each stage (default 2 2 2)")
     g = p.add_argument_group("training")
     g.add_argument("--optimizer", choices=sorted(optim.OPTIMIZERS), default="sgd")
     g.add_argument("--lr", type=_positive_float, help="learning rate (default 0.1 for sgd as in the book, "
@@ -132,6 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rescale the gradients so that their global norm is at most MAX (the book's "
                         "clip_grads)")
     g.add_argument("--batch-size", type=_positive_int, default=100)
+    g.add_argument("--augment", metavar="STEPS",
+                   help="image models: augment each training batch on the device, e.g. crop,flip (crop:P "
+                        "shifts by up to P pixels, default 2; flip mirrors left-right: right for "
+                        "Fashion-MNIST, wrong for digits)")
     stop = g.add_mutually_exclusive_group()
     stop.add_argument("--epochs", type=_positive_int, help="passes over the training set")
     stop.add_argument("--iters", type=_positive_int, help="minibatch updates (default 10000, as the book)")
@@ -194,11 +207,31 @@ def check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
                            ("--batchnorm", a.batchnorm or None)):
             if value is not None:
                 p.error(f"{opt} applies to --model mlp (two_layer is the book's Affine-ReLU-Affine)")
-    if a.model == "convnet":
+    if a.model in IMAGE_MODELS:
         for opt, value in (("--hidden", a.hidden), ("--activation", a.activation), ("--dropout", a.dropout),
                            ("--batchnorm", a.batchnorm or None)):
             if value is not None:
                 p.error(f"{opt} applies to --model mlp")
+    if a.model != "resnet":
+        for opt, value in (("--widths", a.widths), ("--blocks", a.blocks)):
+            if value is not None:
+                p.error(f"{opt} applies to --model resnet")
+    elif a.weight_init is not None:
+        p.error("--weight-init does not apply to --model resnet (He for every convolution, Xavier for "
+                "the last affine)")
+    elif len(a.widths or (0,) * 3) != len(a.blocks or (0,) * 3):
+        p.error(f"--widths and --blocks give one number per stage, so the same count; got "
+                f"{len(a.widths or (0,) * 3)} and {len(a.blocks or (0,) * 3)}")
+    if a.augment is not None:
+        from fnet import augment
+
+        try:
+            a.augment = str(augment.parse(a.augment, where="--augment"))
+        except (TypeError, ValueError) as e:
+            p.error(str(e))
+        if a.model not in IMAGE_MODELS:
+            p.error(f"--augment transforms images: use it with --model {' or '.join(IMAGE_MODELS)} "
+                    f"(--model {a.model} reads flattened vectors)")
     if a.dropout is not None and not 0 <= a.dropout < 1:
         p.error(f"--dropout is the probability of dropping a unit, in [0, 1); got {a.dropout}")
     if a.weight_init is not None and a.weight_init not in ("he", "xavier"):
@@ -255,13 +288,15 @@ def check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
 
 def build_model(model: str, example_shape: tuple[int, ...], n_classes: int, *,
                 hidden: list[int] | None = None, activation: str | None = None,
-                weight_init: str | None = None, dropout: float | None = None, batchnorm: bool = False):
+                weight_init: str | None = None, dropout: float | None = None, batchnorm: bool = False,
+                widths: list[int] | None = None, blocks: list[int] | None = None):
     """The network the model options describe (``--model``, ``--hidden``, ...), and its input shape.
 
     ``example_shape``: one example's shape from the data (``(784,)``, or ``(28, 28, 1)``
     for the convnet); ``n_classes``: the dataset's number of classes. Shared by
     ``fnet-train`` and ``scripts/gradient_check.py``. ``weight_init`` is the option's
-    text: ``"he"``, ``"xavier"`` or a standard deviation; every model honours it.
+    text: ``"he"``, ``"xavier"`` or a standard deviation; every model but resnet honours
+    it. ``widths`` and ``blocks``: resnet's stages (defaults those of ``fnet.resnet``).
     """
     import math
 
@@ -284,6 +319,10 @@ def build_model(model: str, example_shape: tuple[int, ...], n_classes: int, *,
             kwargs["weight_init"] = weight_init
         net = models.multi_layer_net(n_features, hidden or [100, 100], n_classes, **kwargs)
         return net, (None, n_features)
+    if model == "resnet":
+        net = models.resnet(tuple(example_shape), widths=tuple(widths or (16, 32, 64)),
+                            blocks=tuple(blocks or (2, 2, 2)), output_size=n_classes)
+        return net, (None, *example_shape)
     net = models.simple_convnet(tuple(example_shape), output_size=n_classes,
                                 weight_init_std="he" if weight_init is None else weight_init)
     return net, (None, *example_shape)
@@ -309,12 +348,16 @@ def lr_schedule(parser, name: str, lr: float, warmup: int | None, total_steps: i
     return base if warmup is None else schedules.warmup(base, warmup)
 
 
-def used_model_options(a: argparse.Namespace) -> tuple[list[int] | None, str | None, str]:
-    """``(hidden, activation, weight_init)`` as ``build_model`` uses them, defaults filled in."""
+def used_model_options(a: argparse.Namespace) -> tuple[list[int] | None, str | None, str | None]:
+    """``(hidden, activation, weight_init)`` as ``build_model`` uses them, defaults filled in
+    (and, for resnet, ``a.widths`` and ``a.blocks``)."""
     if a.model == "two_layer":
         return a.hidden or [50], None, a.weight_init or "0.01"
     if a.model == "mlp":
         activation = a.activation or "relu"
         default = "he" if activation == "relu" else "xavier"
         return a.hidden or [100, 100], activation, a.weight_init or default
+    if a.model == "resnet":
+        a.widths, a.blocks = a.widths or [16, 32, 64], a.blocks or [2, 2, 2]
+        return None, None, None
     return None, None, a.weight_init or "he"

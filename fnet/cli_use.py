@@ -14,7 +14,7 @@ import sys
 
 import numpy as np
 
-from fnet.cli_options import CLI_SPELLING, build_model
+from fnet.cli_options import CLI_SPELLING, IMAGE_MODELS, build_model
 
 IMAGE = (28, 28)
 
@@ -29,11 +29,12 @@ def load_model(parser: argparse.ArgumentParser, a: argparse.Namespace):
     if "model" not in config:
         parser.error(f"{a.checkpoint} was not written by fnet-train (its config names no model); load it "
                      "with fnet.checkpoint.load and the network that made it")
-    example = (*IMAGE, 1) if config["model"] == "convnet" else (IMAGE[0] * IMAGE[1],)
+    example = (*IMAGE, 1) if config["model"] in IMAGE_MODELS else (IMAGE[0] * IMAGE[1],)
     n_classes = len(data.DATASETS[config.get("dataset", "fashion-mnist")].classes)
     net, input_shape = build_model(config["model"], example, n_classes, hidden=config.get("hidden"),
                                    activation=config.get("activation"), weight_init=config.get("weight_init"),
-                                   dropout=config.get("dropout"), batchnorm=bool(config.get("batchnorm")))
+                                   dropout=config.get("dropout"), batchnorm=bool(config.get("batchnorm")),
+                                   widths=config.get("widths"), blocks=config.get("blocks"))
     params_like, _ = param_shapes(net, input_shape)
     state_like = net.init_state(input_shape) if "state" in net.uses else None
     return net, ckpt_lib.load(a.checkpoint, params_like=params_like, state_like=state_like), config
@@ -63,7 +64,7 @@ def use_checkpoint(parser: argparse.ArgumentParser, a: argparse.Namespace) -> in
     except ValueError as e:  # a CheckpointError
         print(f"fnet-train: {e}", file=sys.stderr)
         return 2
-    flatten = config["model"] != "convnet"
+    flatten = config["model"] not in IMAGE_MODELS
     dataset = config.get("dataset", "fashion-mnist")
     if a.evaluate:
         try:

@@ -36,6 +36,7 @@ from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
 from fnet import _args, distributed, shuffle
+from fnet.augment import Augment
 from fnet.core import Layer, apply
 from fnet.fit_checks import check_batch_size
 from fnet.losses import Loss
@@ -58,15 +59,19 @@ __all__ = [
 SAMPLING = ("shuffle", "replacement")
 
 
-def _closures(net: Layer, loss: Loss, optimizer, n_steps: int, sampling: str, grad_fn: Callable | None):
+def _closures(net: Layer, loss: Loss, optimizer, n_steps: int, sampling: str, grad_fn: Callable | None,
+              augment: Augment | None = None):
     """The pieces of an epoch: ``indices(key, n, rows)``, ``gather_step(x, t, axes)`` (a scan body)."""
     grad_fn = grad_fn or loss_and_grads(net, loss, train=True)
     stateful = "state" in net.uses
-    uses_key = "key" in net.uses
+    uses_key = "key" in net.uses or augment is not None
 
     def step(carry, batch, axes=None):
         params, opt_state, state = carry
         xb, tb, step_key = batch
+        if augment is not None:  # on the device, a fresh draw each step; the net's key is the other half
+            aug_key, step_key = jax.random.split(step_key)
+            xb = augment(aug_key, xb)
         kwargs = {"key": step_key if uses_key else None, "state": state}
         if stateful:
             value, grads, state = grad_fn(params, xb, tb, **kwargs)
@@ -97,7 +102,8 @@ def _closures(net: Layer, loss: Loss, optimizer, n_steps: int, sampling: str, gr
 
 
 def make_epoch_pieces(net: Layer, loss: Loss, optimizer, *, batch_size: int, n_steps: int,
-                      sampling: str = "shuffle", grad_fn: Callable | None = None) -> tuple:
+                      sampling: str = "shuffle", grad_fn: Callable | None = None,
+                      augment: Augment | None = None) -> tuple:
     """The epoch of ``make_train_epoch`` in pieces, so that progress can be reported between them.
 
     **Returns:** ``(order, run)``: ``order(key, n) -> (idx, step_keys)`` draws the epoch's
@@ -109,7 +115,7 @@ def make_epoch_pieces(net: Layer, loss: Loss, optimizer, *, batch_size: int, n_s
     """
     if sampling not in SAMPLING:
         raise ValueError(f"fit: sampling must be one of {SAMPLING}, got {sampling!r}")
-    indices, gather_step, _ = _closures(net, loss, optimizer, n_steps, sampling, grad_fn)
+    indices, gather_step, _ = _closures(net, loss, optimizer, n_steps, sampling, grad_fn, augment)
 
     def order(key, n: int):
         k_order, k_steps = jax.random.split(key)
@@ -163,10 +169,10 @@ def chunk_lengths(n_steps: int, chunks: int = PROGRESS_CHUNKS) -> list[int]:
 
 
 def lower_in_pieces(net: Layer, loss: Loss, optimizer, carry, x, t, key, *, batch_size: int, n_steps: int,
-                    sampling: str) -> dict:
+                    sampling: str, augment: Augment | None = None) -> dict:
     """The traced pieces of an epoch of ``n_steps``: its ``order`` and a ``run`` per chunk length."""
     order, run = make_epoch_pieces(net, loss, optimizer, batch_size=batch_size, n_steps=n_steps,
-                                   sampling=sampling)
+                                   sampling=sampling, augment=augment)
     lowered = {("order", n_steps): jax.jit(lambda k: order(k, x.shape[0])).lower(key)}
     idx, keys = jnp.zeros((n_steps, batch_size), jnp.int32), jax.random.split(key, n_steps)
 
@@ -204,7 +210,7 @@ def run_in_pieces(programs: dict, carry, x, t, key, *, n_steps: int, report: Cal
 
 def make_train_epoch(net: Layer, loss: Loss, optimizer, *, batch_size: int, n_steps: int,
                      sampling: str = "shuffle", grad_fn: Callable | None = None,
-                     mesh: Mesh | None = None) -> Callable:
+                     mesh: Mesh | None = None, augment: Augment | None = None) -> Callable:
     """The (unjitted) epoch function ``(params, opt_state, state, x, t, key) -> (carry, losses)``.
 
     ``carry = (params, opt_state, state)``; ``losses: (n_steps,)`` minibatch losses.
@@ -212,11 +218,12 @@ def make_train_epoch(net: Layer, loss: Loss, optimizer, *, batch_size: int, n_st
     backward); ``scripts/bench.py`` passes an autodiff one to compare the two
     inside the identical loop. With a ``mesh`` (see ``fnet.distributed``), ``x`` and
     ``t`` are the global ``(hosts, n_per_host, ...)`` arrays of ``distributed.put_data``
-    and every minibatch is split over the devices.
+    and every minibatch is split over the devices. ``augment`` (``fnet.augment.parse``)
+    transforms every minibatch after the gather, with a key split from the step's.
     """
     if sampling not in SAMPLING:
         raise ValueError(f"fit: sampling must be one of {SAMPLING}, got {sampling!r}")
-    indices, gather_step, uses_key = _closures(net, loss, optimizer, n_steps, sampling, grad_fn)
+    indices, gather_step, uses_key = _closures(net, loss, optimizer, n_steps, sampling, grad_fn, augment)
 
     def epoch(params, opt_state, state, x, t, key):
         k_order, k_steps = jax.random.split(key)
@@ -241,7 +248,7 @@ def make_train_epoch(net: Layer, loss: Loss, optimizer, *, batch_size: int, n_st
         idx = jax.lax.dynamic_slice_in_dim(indices(k_order, x.shape[0], per_host), d * per_device,
                                            per_device, axis=1)
         step_keys = jax.random.split(k_steps, n_steps)
-        if uses_key:  # different dropout masks on different devices
+        if uses_key:  # different dropout masks (and augmentations) on different devices
             step_keys = jax.vmap(jax.random.fold_in, (0, None))(step_keys, h * devices + d)
         return jax.lax.scan(gather_step(x, t, distributed.AXES), (params, opt_state, state), (idx, step_keys))
 

@@ -57,10 +57,10 @@ def summary(net: Layer, input_shape: Shape, batch_size: int | None = None, *,
         batch_size = _args.count("summary", "batch_size", batch_size, 1)
     rows: list[_Row] = []
     notes: list[str] = []
-    params, _ = param_shapes(net, shape)
+    params, out = param_shapes(net, shape)
     total = _count(params)
     if _expands(net):
-        net.wiring(_ShapeWalk(net, "", 0, rows, notes), shape)
+        _check_wiring(net, net.name, net.wiring(_ShapeWalk(net, "", 0, rows, notes), shape), out, notes)
     else:
         _visit(net, net.name, 0, shape, rows, notes)
     header = ["layer", "kind", "output shape", "params"]
@@ -107,13 +107,17 @@ def _visit(layer: Layer, path: str, depth: int, shape: Shape, rows: list, notes:
     rows.append(row)
     if not row.leaf:
         got = layer.wiring(_ShapeWalk(layer, f"{path}/", depth + 1, rows, notes), shape)
-        if tuple(got) != tuple(out):
-            notes.append(f"note: {path} ({layer.name}): its wiring gives shape {shape_str(got)}, but its "
-                         f"init gives {shape_str(out)}; the wiring does not describe its forward pass")
+        _check_wiring(layer, path, got, out, notes)
     elif layer.children:
         notes.append(f"note: {path} ({layer.name}) lists children but gives no wiring (Layer.wiring), so "
                      "summary cannot break it down; it is shown as one layer")
     return out
+
+
+def _check_wiring(layer: Layer, path: str, got: Shape, out: Shape, notes: list) -> None:
+    if tuple(got) != tuple(out):
+        notes.append(f"note: {path} ({layer.name}): its wiring gives shape {shape_str(got)}, but its "
+                     f"init gives {shape_str(out)}; the wiring does not describe its forward pass")
 
 
 class _ShapeWalk:

@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
+from fnet import augment as augmentation
 from fnet import checkpoint as ckpt_lib
 from fnet import distributed, optim
 from fnet import fit_checks as checks
@@ -186,7 +187,7 @@ def _compile(lowered: dict, xla_options: Mapping[str, Any] | None) -> dict:
 
 
 def _lower(net, loss, optimizer, run: Plan, first_epoch: int, carry, data, run_key, *, batch_size: int,
-           sampling: str, eval_batch_size: int, eval_train: bool, mesh, metrics, progress) -> dict:
+           sampling: str, eval_batch_size: int, eval_train: bool, mesh, metrics, progress, augment) -> dict:
     """The programs this run needs, traced: one epoch per distinct step count (or, with
     ``progress``, its ``order`` and ``run`` pieces per chunk length), and evaluation."""
     x_train, t_train, x_test, t_test = data
@@ -195,11 +196,12 @@ def _lower(net, loss, optimizer, run: Plan, first_epoch: int, carry, data, run_k
     for n_steps in {run.steps(e) for e in range(first_epoch, run.total_epochs)}:
         if progress is None:
             f = jax.jit(make_train_epoch(net, loss, optimizer, batch_size=batch_size, n_steps=n_steps,
-                                         sampling=sampling, mesh=mesh))
+                                         sampling=sampling, mesh=mesh, augment=augment))
             lowered[n_steps] = f.lower(params, opt_state, state, x_train, t_train, run_key)
             continue
         lowered.update(lower_in_pieces(net, loss, optimizer, carry, x_train, t_train, run_key,
-                                       batch_size=batch_size, n_steps=n_steps, sampling=sampling))
+                                       batch_size=batch_size, n_steps=n_steps, sampling=sampling,
+                                       augment=augment))
     evaluate = jax.jit(make_evaluate(net, loss, batch_size=eval_batch_size, mesh=mesh, metrics=metrics))
     if eval_train:
         lowered["train"] = evaluate.lower(params, state, x_train, t_train)
@@ -301,7 +303,8 @@ def fit(net: Layer, loss: Loss, optimizer, train_data: tuple, test_data: tuple |
         mesh: Mesh | str | None = "auto", xla_options: Mapping[str, Any] | None = None,
         divergence: float | None = DEFAULT_DIVERGENCE, clip_norm: float | None = None,
         callbacks: Sequence[Callable[[dict], Any]] = (), keep_best: str | None = None,
-        metrics: Sequence[str] | None = None, progress: Callable[[dict], Any] | None = None) -> TrainResult:
+        metrics: Sequence[str] | None = None, progress: Callable[[dict], Any] | None = None,
+        augment: str | Sequence[str] | None = None) -> TrainResult:
     """Train ``net`` with ``loss`` and ``optimizer`` on ``train_data = (x, t)``.
 
     **Arguments:**
@@ -332,6 +335,8 @@ def fit(net: Layer, loss: Loss, optimizer, train_data: tuple, test_data: tuple |
       by default accuracy for ``softmax_cross_entropy`` and none for other losses.
     - ``progress``: called ``epoch.PROGRESS_CHUNKS`` times an epoch with ``{epoch, step, steps, seconds}``.
     - ``clip_norm``: clip the gradients' global norm (``optim.clip_by_global_norm``).
+    - ``augment``: ``"crop,flip"`` (``fnet.augment``): random crops and flips of every training
+      minibatch of images, inside the compiled epoch; saved in the config.
 
     **Returns:** a ``TrainResult``. **Raises:** before training, ``ValueError``/``TypeError``
     naming the bad argument (NaN data, labels out of range, an unwritable path, ...);
@@ -345,6 +350,9 @@ def fit(net: Layer, loss: Loss, optimizer, train_data: tuple, test_data: tuple |
     optimizer = optimizer if clip_norm is None else optim.clip_by_global_norm(optimizer, clip_norm)
     (x_train, t_train), test, input_shape = checks.check_inputs(net, train_data, test_data, params,
                                                                 xla_options)
+    augment = augmentation.parse(augment)
+    if augment is not None:
+        augment.check(x_train.shape)
     checkpoint = checks.check_checkpoint_path(checkpoint, resume=resume, overwrite=overwrite)
     keys = history_keys([k for k, _ in resolve_metrics(metrics, loss)])
     checks.check_hooks(callbacks, keep_best, keys, checkpoint=checkpoint, has_test=test is not None,
@@ -352,7 +360,8 @@ def fit(net: Layer, loss: Loss, optimizer, train_data: tuple, test_data: tuple |
     mesh = _resolve_mesh(mesh, progress)
     run = plan(len(x_train), batch_size, epochs=epochs, iters=iters, mesh=mesh)
     config = {**(config or {}), "seed": seed, "batch_size": batch_size, "sampling": sampling,
-              "n_train": len(x_train), **({"xla_options": dict(xla_options)} if xla_options else {})}
+              "n_train": len(x_train), **({"xla_options": dict(xla_options)} if xla_options else {}),
+              **({"augment": str(augment)} if augment is not None else {})}
     k_init, run_key = jax.random.split(jax.random.key(seed))
     start = _start(net, optimizer, k_init, input_shape, params, checkpoint, resume, config, keys)
     if resume and start.epoch >= run.total_epochs and log:
@@ -363,7 +372,8 @@ def fit(net: Layer, loss: Loss, optimizer, train_data: tuple, test_data: tuple |
     t0 = time.perf_counter()  # ahead-of-time compilation, measured apart from training
     programs = _compile(_lower(net, loss, optimizer, run, start.epoch, carry, data, run_key,
                                batch_size=batch_size, sampling=sampling, eval_batch_size=eval_batch_size,
-                               eval_train=eval_train, mesh=mesh, metrics=metrics, progress=progress),
+                               eval_train=eval_train, mesh=mesh, metrics=metrics, progress=progress,
+                               augment=augment),
                         xla_options)
     compile_seconds = time.perf_counter() - t0
 

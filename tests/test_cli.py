@@ -65,6 +65,11 @@ def test_short_run_with_json_plot_checkpoint_and_resume(tmp_path):
     (["--dataset", "cifar"], "argument --dataset: invalid choice: 'cifar'"),
     (["--xla-option", "xla_cpu_enable_fast_math"], "argument --xla-option: expected NAME=VALUE"),
     (["--xla-option", "=1"], "argument --xla-option: expected NAME=VALUE, got '=1'"),
+    (["--model", "convnet", "--widths", "8"], "--widths applies to --model resnet"),
+    (["--model", "resnet", "--weight-init", "he"], "--weight-init does not apply to --model resnet"),
+    (["--model", "resnet", "--widths", "8", "16"], "one number per stage, so the same count; got 2 and 3"),
+    (["--augment", "crop,flip"], "--augment transforms images: use it with --model convnet or resnet"),
+    (["--model", "resnet", "--augment", "crop,rotate"], "--augment: unknown augmentation 'rotate'"),
     (["--train-size", "50", "--batch-size", "100"],
      "--batch-size 100 is larger than the training set (50 examples)"),
 ])
@@ -234,3 +239,20 @@ def test_progress_line_on_stderr(tmp_path):
     # text mode reads each \r as a line end
     updates = [u for u in proc.stderr.splitlines() if u.startswith("epoch 1/1 [")]
     assert len(updates) == 10 and "10/10 steps" in updates[-1] and "samples/s  ETA" in updates[0]
+
+
+def test_a_short_real_resnet_run_learns_and_its_checkpoint_evaluates(tmp_path, capsys):
+    # 1000 Fashion-MNIST images, 4 epochs of a small ResNet with augmentation: chance is 0.1
+    ckpt = tmp_path / "resnet.npz"
+    argv = ["--model", "resnet", "--widths", "8", "16", "--blocks", "1", "1", "--augment", "crop,flip",
+            "--train-size", "1000", "--epochs", "4", "--batch-size", "50", "--optimizer", "adam",
+            "--lr", "0.01", "--no-eval-train", "--no-compile-cache", "--checkpoint", str(ckpt),
+            "--json", str(tmp_path / "r.json")]
+    assert cli.main(argv) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["final"]["test_acc"] >= 0.5, report["history"]
+    assert report["config"]["widths"] == [8, 16] and report["config"]["augment"] == "crop:2,flip"
+    capsys.readouterr()
+    assert cli.main(["--evaluate", "--checkpoint", str(ckpt), "--no-compile-cache"]) == 0
+    out = capsys.readouterr().out
+    assert "model resnet" in out and f"{report['final']['test_acc']:.4f}" in out

@@ -13,9 +13,11 @@ import pytest
 from harness import TOL32, TOL64, WRONG, compare_layer, compare_loss, compare_node, ties, worst
 from jax import lax
 
+import fnet
 from fnet import graph, losses
 from fnet import layers as L
-from fnet.layers.pooling import _offsets, _spread
+from fnet.layers._spatial import offsets as _offsets
+from fnet.layers.pooling import _spread
 
 
 def sigmoid_one_plus_y_backward(y, dout):
@@ -180,3 +182,30 @@ def test_harness_rejects_layer_norm_backward_without_mean_term():
         return {"gamma": jnp.sum(dout * xhat, axis=0), "beta": jnp.sum(dout, axis=0)}, dx
 
     assert worst(compare_layer(dataclasses.replace(layer, backward=backward), (4, 6))) > WRONG
+
+
+def test_harness_rejects_a_branch_rule_without_the_fan_out_sum():
+    # x feeds the body and the identity shortcut: dx = dx_body + dout. Drop one branch's dx.
+    body = fnet.sequential(L.affine(4), L.tanh(), L.affine(4))
+    right = fnet.residual(body)
+
+    def forgets_the_shortcut(cache, dout):
+        caches, _ = cache
+        dp_body, dx_body = body.backward(caches[0], dout)
+        return {"body": dp_body}, dx_body  # "+ dout" missing: the repeat node's sum
+
+    assert worst(compare_layer(right, (3, 4))) <= TOL64
+    assert worst(compare_layer(dataclasses.replace(right, backward=forgets_the_shortcut), (3, 4))) > WRONG
+
+    # the same slip in parallel: the last branch's dx is dropped from the sum
+    a, b = L.affine(3), L.affine(2)
+    both = fnet.parallel(a, b)
+
+    def forgets_a_branch(cache, dout):
+        (ca, cb), _ = cache
+        dpa, dxa = a.backward(ca, dout[:, :3])
+        dpb, _ = b.backward(cb, dout[:, 3:])
+        return {"affine_0": dpa, "affine_1": dpb}, dxa
+
+    assert worst(compare_layer(both, (3, 5))) <= TOL64
+    assert worst(compare_layer(dataclasses.replace(both, backward=forgets_a_branch), (3, 5))) > WRONG

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 
+from jax import lax
+
 from fnet.errors import ShapeError, shape_str
 
 Pads = tuple[tuple[int, int], tuple[int, int]]  # ((top, bottom), (left, right))
@@ -105,3 +107,13 @@ def check_window_fits(layer: str, what: str, shape, window, pads: Pads) -> None:
             raise ShapeError(layer, f"the {what} {window[0]}x{window[1]} is larger than the padded "
                                     f"input: {axis} {n} + padding {lo}+{hi} < {k} (input shape "
                                     f"{shape_str(shape)}).{nchw_hint(shape)}")
+
+
+def offsets(xpad, window, strides, outs):
+    """Yield ``(a, b, x_ab)``: the element at offset ``(a, b)`` of every window, in row-major order."""
+    (kh, kw), (sh, sw), (ho, wo) = window, strides, outs
+    n, _, _, c = xpad.shape
+    for a in range(kh):
+        for b in range(kw):
+            yield a, b, lax.slice(xpad, (0, a, b, 0), (n, a + (ho - 1) * sh + 1, b + (wo - 1) * sw + 1, c),
+                                  (1, sh, sw, 1))

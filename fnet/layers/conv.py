@@ -37,9 +37,10 @@ def conv2d(filters: int, kernel_size: int | tuple[int, int], stride: int | tuple
     gradients are convolutions again (computed with ``lax.conv_general_dilated``):
 
     - ``dW[a, b, c, o] = sum_{n, i, j} xpad[n, i*sh + a, j*sw + b, c] dout[n, i, j, o]``:
-      ``x`` correlated with ``dout`` spread out by the stride (``rhs_dilation``),
-      the batch axis summed like a channel axis; for a single input channel the
-      same sum as one matmul of the windows (im2col) with ``dout`` (faster);
+      for each kernel offset ``(a, b)`` one matmul ``x_ab^T dout``, where
+      ``x_ab = xpad[:, a::sh, b::sw, :]`` (``H_out x W_out`` rows per image) is
+      the input element at that offset of every window; for a single input
+      channel the same sum as one matmul of all windows (im2col) with ``dout``;
     - ``dx``: ``dout`` spread out by the stride (``lhs_dilation``, ``stride - 1``
       zeros between rows), padded by ``kh - 1``, correlated with the kernel
       flipped in space and with in/out channels swapped, then cropped by the
@@ -99,30 +100,32 @@ def conv2d(filters: int, kernel_size: int | tuple[int, int], stride: int | tuple
         pads = pads.value
         outs = dout.shape[1:3]
         cut = _spatial.unused(x.shape[1:3], window, strides, pads, outs)
+        xpad = jnp.pad(x, ((0, 0), *pads, (0, 0)))
         if x.shape[-1] == 1:
             # One input channel (a grayscale first layer, as in SimpleConvNet): gather
-            # every window (the book's im2col) and do one matmul: on a CPU much faster than
-            # the convolution below, which wins from C_in = 2 (docs/speed.md).
+            # every window (the book's im2col) and do one matmul (docs/speed.md).
             cols = lax.conv_general_dilated_patches(x, window, strides, pads, dimension_numbers=_NHWC,
                                                     precision=lax.Precision.HIGHEST)
             dW = (cols.reshape(-1, window[0] * window[1]).T @ dout.reshape(-1, dout.shape[-1]))
             dW = dW.reshape(W.shape)
         else:
-            # dW: x is the "image" with batch and channels swapped (C_in plays the batch,
-            # N the channels), dout the "kernel" spread by the stride; the output is
-            # (kh, kw) in space, C_in as batch, filters as features: HWIO.
-            dW = lax.conv_general_dilated(
-                x, dout, window_strides=(1, 1),
-                padding=[(lo, hi - c) for (lo, hi), c in zip(pads, cut, strict=True)],
-                rhs_dilation=strides, dimension_numbers=("CHWN", "IHWO", "HWNC"))
+            # dW[a, b] = x_ab^T dout, one matmul per kernel offset (a, b), where x_ab holds the
+            # input element at offset (a, b) of every window: affine's dW = x^T dout, once per
+            # offset. (The same sum as a convolution of x with dout; inside lax.scan, XLA's CPU
+            # backend ran that convolution 40x slower than these matmuls: docs/speed.md.)
+            d2 = dout.reshape(-1, dout.shape[-1])
+            dW = jnp.stack([x_ab.reshape(-1, x.shape[-1]).T @ d2
+                            for _, _, x_ab in _spatial.offsets(xpad, window, strides, outs)])
+            dW = dW.reshape(W.shape)
         # dx: full correlation of the stride-dilated dout with the flipped kernel
         # ("HWOI": its filters are the input features, C_in the output features);
         # the padding k - 1 - lo crops the forward padding (negative pads crop) and
         # + c restores rows that no window reached.
+        W_t = jnp.swapaxes(jnp.flip(W, axis=(0, 1)), 2, 3)
         dx = lax.conv_general_dilated(
-            dout, jnp.flip(W, axis=(0, 1)), window_strides=(1, 1),
+            dout, W_t, window_strides=(1, 1),
             padding=[(k - 1 - lo, k - 1 - hi + c) for k, (lo, hi), c in zip(window, pads, cut, strict=True)],
-            lhs_dilation=strides, dimension_numbers=("NHWC", "HWOI", "NHWC"))
+            lhs_dilation=strides, dimension_numbers=_NHWC)
         return ({"W": dW, "b": jnp.sum(dout, axis=(0, 1, 2))} if bias else {"W": dW}), dx
 
     return Layer("conv2d", init, forward, backward)

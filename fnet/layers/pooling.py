@@ -50,18 +50,8 @@ def _pool_setup(layer: str, pool_size, stride, padding):
     return window, strides, geometry, init
 
 
-def _offsets(xpad, window, strides, outs):
-    """Yield ``(a, b, x_ab)``: the element at offset ``(a, b)`` of every window, in row-major order."""
-    (kh, kw), (sh, sw), (ho, wo) = window, strides, outs
-    n, _, _, c = xpad.shape
-    for a in range(kh):
-        for b in range(kw):
-            yield a, b, lax.slice(xpad, (0, a, b, 0), (n, a + (ho - 1) * sh + 1, b + (wo - 1) * sw + 1, c),
-                                  (1, sh, sw, 1))
-
-
 def _spread(parts, x_shape, window, strides, pads, outs, tiled):
-    """The transpose of ``_offsets``: ``dx`` with ``parts[a][b]`` summed into the rows and
+    """The transpose of ``_spatial.offsets``: ``dx`` with ``parts[a][b]`` summed into the rows and
     columns that offset ``(a, b)`` of each window read. Padding is cropped; rows that no
     window reached get zero."""
     (kh, kw), (sh, sw), ((top, _), (left, _)), (ho, wo) = window, strides, pads, outs
@@ -119,7 +109,7 @@ def max_pool2d(pool_size: int | tuple[int, int] = 2, stride: int | tuple[int, in
         pads, outs, tiled = geometry(x.shape)
         xpad = jnp.pad(x, ((0, 0), *pads, (0, 0)), constant_values=-jnp.inf)
         best, arg_max = None, None
-        for a, b, x_ab in _offsets(xpad, window, strides, outs):
+        for a, b, x_ab in _spatial.offsets(xpad, window, strides, outs):
             if best is None:
                 best, arg_max = x_ab, jnp.zeros(x_ab.shape, index_dtype)
                 continue
@@ -162,7 +152,7 @@ def avg_pool2d(pool_size: int | tuple[int, int] = 2, stride: int | tuple[int, in
         x = float_input("avg_pool2d", x)
         pads, outs, tiled = geometry(x.shape)
         xpad = jnp.pad(x, ((0, 0), *pads, (0, 0)))
-        total = sum(x_ab for _, _, x_ab in _offsets(xpad, window, strides, outs))
+        total = sum(x_ab for _, _, x_ab in _spatial.offsets(xpad, window, strides, outs))
         return total / size, Static((x.shape, pads, outs, tiled))
 
     def backward(cache, dout):

@@ -56,4 +56,6 @@ CONFIGS = {
     "wide": Config("wide", "784-1024-1024-10 ReLU MLP (fnet.sequential of affine/relu)", 512, 20, 5, 3, 2),
     "convnet": Config("convnet", "simple_convnet: conv 30 5x5, ReLU, pool 2x2, affine 100, ReLU, affine 10",
                       100, 50, 5, 5, 2, image=True),
+    "resnet": Config("resnet", "fnet.resnet(): pre-activation ResNet, widths 16/32/64, 2 blocks per stage, "
+                               "batch norm, stride-2 projections", 128, 20, 3, 3, 2, image=True),
 }

@@ -30,13 +30,20 @@ def prepare_jax(name: str, net, params, x: np.ndarray, t: np.ndarray, config: Co
                 seed: int, xla_options: dict | None = None, profile: bool = False) -> Runner:
     import jax
 
-    from fnet import losses, optim, train
+    from fnet import apply, losses, optim, train
 
     loss = losses.softmax_cross_entropy
     grad_fn = None
+    stateful = "state" in net.uses  # batch norm (resnet): training mode, running statistics carried
+    state0 = net.init_state((None, *x.shape[1:])) if stateful else None
     if name == "autodiff":
         def grad_fn(params, xb, tb, *, key=None, state=None):
-            return jax.value_and_grad(lambda p: loss.forward(net.forward(p, xb)[0], tb)[0])(params)
+            def f(p):
+                y, _, new_state = apply(net, p, xb, key=key, train=True if net.uses else None, state=state)
+                return loss.forward(y, tb)[0], new_state
+
+            (value, new_state), grads = jax.value_and_grad(f, has_aux=True)(params)
+            return (value, grads, new_state) if stateful else (value, grads)
 
     opt = optim.sgd(LR)
     opt_state = opt.init(params)
@@ -47,13 +54,13 @@ def prepare_jax(name: str, net, params, x: np.ndarray, t: np.ndarray, config: Co
     X, T = jax.device_put(x), jax.device_put(t)
     base = jax.random.key(seed)
     t0 = time.perf_counter()
-    lowered = epoch.lower(params, opt_state, None, X, T, base)
+    lowered = epoch.lower(params, opt_state, state0, X, T, base)
     compiled = lowered.compile(xla_options or None)
     compile_s = time.perf_counter() - t0
 
     def run(rep: int) -> np.ndarray:
         key = base if rep < 0 else jax.random.fold_in(base, rep + 1)
-        (p, _, _), losses_ = compiled(params, opt_state, None, X, T, key)
+        (p, _, _), losses_ = compiled(params, opt_state, state0, X, T, key)
         jax.block_until_ready(p)
         return np.asarray(losses_)
 
@@ -74,8 +81,8 @@ def prepare_jax(name: str, net, params, x: np.ndarray, t: np.ndarray, config: Co
         if jax.default_backend() == "cpu":
             options["xla_cpu_enable_xprof_traceme"] = True
         traced = lowered.compile(options)
-        jax.block_until_ready(traced(params, opt_state, None, X, T, base))
-        info["profile"] = profile_ops(lambda: traced(params, opt_state, None, X, T, base),
+        jax.block_until_ready(traced(params, opt_state, state0, X, T, base))
+        info["profile"] = profile_ops(lambda: traced(params, opt_state, state0, X, T, base),
                                       traced.as_text(), steps)
     return Runner(name, run, check, compile_s, first_call_s, info)
 

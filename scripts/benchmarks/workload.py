@@ -40,6 +40,8 @@ def build_net(config: Config):
         return fnet.sequential(L.affine(1024), L.relu(), L.affine(1024), L.relu(), L.affine(10))
     if config.name == "convnet":
         return fnet.models.simple_convnet() if hasattr(fnet.models, "simple_convnet") else None
+    if config.name == "resnet":
+        return fnet.models.resnet() if hasattr(fnet.models, "resnet") else None
     raise ValueError(config.name)
 
 
