@@ -71,3 +71,11 @@ def test_bad_static_arguments():
         graph.repeat.forward(jnp.ones(3), 0)
     with pytest.raises(ValueError, match="sum: sums over the first axis"):
         graph.sum.forward(2.0)
+
+
+def test_backward_takes_a_python_number_as_dout():
+    # the book calls add_layer.backward(1): a float, not an array
+    _, cache = graph.add.forward(2.0, 3.0)
+    assert [float(g) for g in graph.add.backward(cache, 1.0)] == [1.0, 1.0]
+    _, cache = graph.mul.forward(2.0, 3.0)
+    assert [float(g) for g in graph.mul.backward(cache, 1.0)] == [3.0, 2.0]

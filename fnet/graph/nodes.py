@@ -41,6 +41,7 @@ class Node:
 
 def _unbroadcast(g, shape):
     """Sum ``g`` over the axes that broadcasting added or stretched, giving ``shape``."""
+    g = jnp.asarray(g)  # dout may be a Python number, as in the book's add_layer.backward(1)
     extra = g.ndim - len(shape)
     g = jnp.sum(g, axis=tuple(range(extra))) if extra else g
     axes = tuple(i for i, (n, m) in enumerate(zip(shape, g.shape, strict=True)) if n == 1 and m != 1)
