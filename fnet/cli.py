@@ -180,14 +180,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if a.json is not None:
             a.json.parent.mkdir(parents=True, exist_ok=True)
-            a.json.write_text(json.dumps({
+            a.json.write_text(json.dumps(_strict_json({
                 "config": config, "final": final,
                 "history": {k: v.tolist() for k, v in h.items()},
                 "timings": {"total_s": total, "data_s": t_loaded - t_start,
                             "compile_s": result.compile_seconds, "train_s": result.train_seconds},
                 "jax": jax.__version__, "device": _describe_device(mesh), "python": platform.python_version(),
                 "machine": platform.machine(),
-            }, indent=2))
+            }), indent=2, allow_nan=False))
         if a.plot is not None:
             plot_history(h, a.plot, title=f"{a.model} on {a.dataset}")
     except OSError as e:
@@ -196,6 +196,18 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 1
     return 0
+
+
+def _strict_json(value):
+    """``value`` with every NaN as ``null``: a metric not evaluated (``--no-eval-train``) is no number,
+    and strict JSON readers reject ``NaN``."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict_json(v) for v in value]
+    return value
 
 
 def plot_history(history: dict, path: Path, title: str = "") -> None:

@@ -249,8 +249,11 @@ def test_a_short_real_resnet_run_learns_and_its_checkpoint_evaluates(tmp_path, c
             "--lr", "0.01", "--no-eval-train", "--no-compile-cache", "--checkpoint", str(ckpt),
             "--json", str(tmp_path / "r.json")]
     assert cli.main(argv) == 0
-    report = json.loads((tmp_path / "r.json").read_text())
+    # strict JSON: the training set was not evaluated, and that is null, not NaN
+    text = (tmp_path / "r.json").read_text()
+    report = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
     assert report["final"]["test_acc"] >= 0.5, report["history"]
+    assert report["final"]["train_acc"] is None and report["history"]["train_acc"] == [None] * 4
     assert report["config"]["widths"] == [8, 16] and report["config"]["augment"] == "crop:2,flip"
     capsys.readouterr()
     assert cli.main(["--evaluate", "--checkpoint", str(ckpt), "--no-compile-cache"]) == 0
