@@ -49,6 +49,7 @@ class Config:
     quick_steps: int
     quick_repeats: int
     image: bool = False  # (N, 28, 28, 1) inputs instead of (N, 784)
+    first_steps_tol: float = FIRST_STEPS_TOL  # the loss check's bound over the first steps
 
 
 CONFIGS = {
@@ -57,5 +58,7 @@ CONFIGS = {
     "convnet": Config("convnet", "simple_convnet: conv 30 5x5, ReLU, pool 2x2, affine 100, ReLU, affine 10",
                       100, 50, 5, 5, 2, image=True),
     "resnet": Config("resnet", "fnet.resnet(): pre-activation ResNet, widths 16/32/64, 2 blocks per stage, "
-                               "batch norm, stride-2 projections", 128, 20, 3, 3, 2, image=True),
+                               "batch norm, stride-2 projections", 128, 20, 3, 3, 2, image=True,
+                     # 14 layers of float32 batch norm: autodiff's losses differ by 1.5e-5 after 5 steps
+                     first_steps_tol=1e-4),
 }

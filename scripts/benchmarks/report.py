@@ -35,9 +35,10 @@ def checks(results: dict) -> list[dict]:
             d1 = c.get(name, {}).get("max_abs_loss_diff_vs_fnet_first_steps")
             if "fnet" in c and d1 is not None:
                 d = c[name]["max_abs_loss_diff_vs_fnet"]
-                add(f"{cname}: {name} computes fnet's losses", d1 <= FIRST_STEPS_TOL and d <= EPOCH_TOL,
+                tol = res.get("first_steps_tol", FIRST_STEPS_TOL)
+                add(f"{cname}: {name} computes fnet's losses", d1 <= tol and d <= EPOCH_TOL,
                     f"max |loss difference| {d1:.1e} over the first {FIRST_STEPS} steps (bound "
-                    f"{FIRST_STEPS_TOL:.0e}), {d:.1e} over the epoch (bound {EPOCH_TOL:.0e})")
+                    f"{tol:.0e}), {d:.1e} over the epoch (bound {EPOCH_TOL:.0e})")
         if cname == "wide" and "fnet" in c and "pct_roof" in c["fnet"]:
             p = c["fnet"]["pct_roof"]
             add("wide: fnet >= 85% of the matmul roof", p >= 85,

@@ -56,8 +56,14 @@ def matmul_flops(net, params, x_shape: tuple) -> tuple[int, list[dict]]:
     import jax.extend
     import jax.numpy as jnp
 
-    closed = jax.make_jaxpr(lambda p, x: net.forward(p, x)[0])(params, jax.ShapeDtypeStruct(x_shape,
-                                                                                             jnp.float32))
+    import fnet
+
+    state = net.init_state((None, *x_shape[1:])) if "state" in net.uses else None
+
+    def forward(p, x):  # in training mode, as the epoch runs it (batch norm: batch statistics)
+        return fnet.apply(net, p, x, key=jax.random.key(0), train=True if net.uses else None, state=state)[0]
+
+    closed = jax.make_jaxpr(forward)(params, jax.ShapeDtypeStruct(x_shape, jnp.float32))
     ops: list[dict] = []
 
     def walk(jaxpr):
