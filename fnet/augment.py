@@ -89,13 +89,18 @@ class Augment:
                                  f"({x_shape[1]}x{x_shape[2]}); use a pad below {min(x_shape[1:3])}")
 
 
-def parse(spec: str | Sequence[str] | Augment | None, where: str = "fit") -> Augment | None:
+def parse(spec: str | Sequence[str] | Augment | None, where: str = "fit", *,
+          x_shape: tuple | None = None) -> Augment | None:
     """``"crop,flip"``, ``"crop:4"``, ``["crop", "flip"]``, an ``Augment`` or ``None`` (none).
+
+    With ``x_shape`` (the training inputs' shape), also ``Augment.check`` it.
 
     **Raises:** ``ValueError`` naming an unknown step, a repeated one or a bad
     pad; ``TypeError`` for anything but a string, a sequence of strings or ``None``.
     """
     if spec is None or isinstance(spec, Augment):
+        if spec is not None and x_shape is not None:
+            spec.check(x_shape, where)
         return spec
     if isinstance(spec, str):
         parts = [p.strip() for p in spec.split(",")]
@@ -124,4 +129,4 @@ def parse(spec: str | Sequence[str] | Augment | None, where: str = "fit") -> Aug
         steps.append(("crop", int(arg) if arg else DEFAULT_PAD))
     if not steps:
         raise ValueError(f"{where}: augment {spec!r} names no step; use e.g. 'crop,flip'")
-    return Augment(tuple(steps))
+    return parse(Augment(tuple(steps)), where, x_shape=x_shape)

@@ -312,31 +312,26 @@ def fit(net: Layer, loss: Loss, optimizer, train_data: tuple, test_data: tuple |
     - ``epochs`` or ``iters`` (exactly one): passes over the data, or minibatch
       updates (the book's ``iters_num``; an epoch is ``n_train // batch_size`` steps).
     - ``sampling``: ``"shuffle"`` (default) or ``"replacement"`` (the book's ``np.random.choice``);
-      ``eval_train``: also evaluate on the whole training set each epoch (the book does).
-    - ``params``: start from these instead of ``net.init`` (checked against its shapes).
-    - ``checkpoint``: a path written atomically after every epoch. An existing file is
-      refused unless ``resume=True`` (continue it: the seed, batch size, sampling,
-      training-set size and ``config`` must equal the checkpoint's, except the keys in
-      ``RESUME_MAY_DIFFER``) or ``overwrite=True`` (start over and replace it).
+      ``eval_train``: also evaluate on the whole training set each epoch (the book does);
+      ``params``: start from these instead of ``net.init`` (checked against its shapes).
+    - ``checkpoint``: written atomically after every epoch. An existing file is refused unless
+      ``resume=True`` (continue it: the seed, batch size, sampling, training-set size and ``config``
+      must equal the checkpoint's, but ``RESUME_MAY_DIFFER``) or ``overwrite=True`` (replace it).
     - ``config``: JSON-able, saved in checkpoints; ``log``: one line per epoch (``None``: silent).
     - ``mesh``: data-parallel over ``distributed.make_mesh()`` (``"auto"``: every device when
       there are several); ``batch_size`` is global. With several processes the data are this
       process's shards (``distributed.host_shard``); process 0 writes the checkpoint.
-    - ``xla_options``: XLA compiler options for the compiled programs, e.g.
-      ``{"xla_cpu_experimental_ynn_fusion_type": ""}`` (``docs/speed.md``); an option XLA
-      does not know raises ``ValueError`` before training.
-    - ``divergence``: stop when an epoch's mean loss exceeds this factor times the starting
-      loss (``stopping.check_divergence``); ``None`` turns the check off.
-    - ``callbacks``: functions called with each epoch's record (a dict of ``HISTORY_KEYS``)
-      after its checkpoint; a truthy return (a reason, e.g. from ``early_stopping``) stops.
-    - ``keep_best``: a history key (``"test_acc"``); with ``checkpoint``, the epoch where it
-      is best so far is also saved as ``<checkpoint stem>.best.npz``.
-    - ``metrics``: evaluated beside the loss (``fnet.metrics``: ``"accuracy"``, ``"top5"``);
-      by default accuracy for ``softmax_cross_entropy`` and none for other losses.
-    - ``progress``: called ``epoch.PROGRESS_CHUNKS`` times an epoch with ``{epoch, step, steps, seconds}``.
-    - ``clip_norm``: clip the gradients' global norm (``optim.clip_by_global_norm``).
-    - ``augment``: ``"crop,flip"`` (``fnet.augment``): random crops and flips of every training
-      minibatch of images, inside the compiled epoch; saved in the config.
+    - ``xla_options``: XLA compiler options, e.g. ``{"xla_cpu_experimental_ynn_fusion_type": ""}``
+      (``docs/speed.md``); an option XLA does not know raises ``ValueError`` before training.
+    - ``divergence``: stop when an epoch's mean loss exceeds this factor times the starting loss
+      (``stopping.check_divergence``); ``None`` turns the check off.
+    - ``callbacks``: called with each epoch's record (``HISTORY_KEYS``) after its checkpoint; a
+      truthy return (a reason, e.g. from ``early_stopping``) stops.
+    - ``keep_best``: a history key (``"test_acc"``): its best epoch also goes to ``<stem>.best.npz``;
+      ``metrics``: beside the loss (``"accuracy"``, ``"top5"``; default: accuracy for cross-entropy).
+    - ``progress``: called ``epoch.PROGRESS_CHUNKS`` times an epoch with ``{epoch, step, steps, seconds}``;
+      ``clip_norm``: clip the gradients' global norm (``optim.clip_by_global_norm``).
+    - ``augment``: ``"crop,flip"``: random crops and flips of each training batch (``fnet.augment``).
 
     **Returns:** a ``TrainResult``. **Raises:** before training, ``ValueError``/``TypeError``
     naming the bad argument (NaN data, labels out of range, an unwritable path, ...);
@@ -350,9 +345,7 @@ def fit(net: Layer, loss: Loss, optimizer, train_data: tuple, test_data: tuple |
     optimizer = optimizer if clip_norm is None else optim.clip_by_global_norm(optimizer, clip_norm)
     (x_train, t_train), test, input_shape = checks.check_inputs(net, train_data, test_data, params,
                                                                 xla_options)
-    augment = augmentation.parse(augment)
-    if augment is not None:
-        augment.check(x_train.shape)
+    augment = augmentation.parse(augment, x_shape=x_train.shape)
     checkpoint = checks.check_checkpoint_path(checkpoint, resume=resume, overwrite=overwrite)
     keys = history_keys([k for k, _ in resolve_metrics(metrics, loss)])
     checks.check_hooks(callbacks, keep_best, keys, checkpoint=checkpoint, has_test=test is not None,
@@ -373,8 +366,7 @@ def fit(net: Layer, loss: Loss, optimizer, train_data: tuple, test_data: tuple |
     programs = _compile(_lower(net, loss, optimizer, run, start.epoch, carry, data, run_key,
                                batch_size=batch_size, sampling=sampling, eval_batch_size=eval_batch_size,
                                eval_train=eval_train, mesh=mesh, metrics=metrics, progress=progress,
-                               augment=augment),
-                        xla_options)
+                               augment=augment), xla_options)
     compile_seconds = time.perf_counter() - t0
 
     carry, history, train_seconds, stopped = _epochs(
