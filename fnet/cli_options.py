@@ -219,9 +219,12 @@ def check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
     elif a.weight_init is not None:
         p.error("--weight-init does not apply to --model resnet (He for every convolution, Xavier for "
                 "the last affine)")
-    elif len(a.widths or (0,) * 3) != len(a.blocks or (0,) * 3):
-        p.error(f"--widths and --blocks give one number per stage, so the same count; got "
-                f"{len(a.widths or (0,) * 3)} and {len(a.blocks or (0,) * 3)}")
+    else:
+        widths, blocks = (given or default for given, default in zip((a.widths, a.blocks), resnet_defaults(),
+                                                                      strict=True))
+        if len(widths) != len(blocks):
+            p.error(f"--widths and --blocks give one number per stage, so the same count; got "
+                    f"{len(widths)} and {len(blocks)}")
     if a.augment is not None:
         from fnet import augment
 
@@ -320,12 +323,23 @@ def build_model(model: str, example_shape: tuple[int, ...], n_classes: int, *,
         net = models.multi_layer_net(n_features, hidden or [100, 100], n_classes, **kwargs)
         return net, (None, n_features)
     if model == "resnet":
-        net = models.resnet(tuple(example_shape), widths=tuple(widths or (16, 32, 64)),
-                            blocks=tuple(blocks or (2, 2, 2)), output_size=n_classes)
+        default_widths, default_blocks = resnet_defaults()
+        net = models.resnet(tuple(example_shape), widths=tuple(widths or default_widths),
+                            blocks=tuple(blocks or default_blocks), output_size=n_classes)
         return net, (None, *example_shape)
     net = models.simple_convnet(tuple(example_shape), output_size=n_classes,
                                 weight_init_std="he" if weight_init is None else weight_init)
     return net, (None, *example_shape)
+
+
+def resnet_defaults() -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """``fnet.resnet``'s default ``(widths, blocks)``, read from its signature (one home for them)."""
+    import inspect
+
+    from fnet import models
+
+    params = inspect.signature(models.resnet).parameters
+    return params["widths"].default, params["blocks"].default
 
 
 def default_lr(name: str) -> float:
@@ -358,6 +372,7 @@ def used_model_options(a: argparse.Namespace) -> tuple[list[int] | None, str | N
         default = "he" if activation == "relu" else "xavier"
         return a.hidden or [100, 100], activation, a.weight_init or default
     if a.model == "resnet":
-        a.widths, a.blocks = a.widths or [16, 32, 64], a.blocks or [2, 2, 2]
+        default_widths, default_blocks = resnet_defaults()
+        a.widths, a.blocks = a.widths or list(default_widths), a.blocks or list(default_blocks)
         return None, None, None
     return None, None, a.weight_init or "he"
