@@ -10,10 +10,10 @@ handwritten rule against it.
 import sys
 
 from fnet import data, gradcheck, graph, initializers, layers, losses, optim, schedules, shuffle
-from fnet.combinators import parallel, residual
+from fnet.combinators import parallel, residual, time_distributed
 from fnet.core import Layer, Static, apply, output_shape, sequential
 from fnet.data import DataError, load_fashion_mnist, load_mnist
-from fnet.errors import ContextError, DTypeError, LayerError, ProtocolError, ShapeError
+from fnet.errors import ContextError, DTypeError, LayerError, ProtocolError, RangeError, ShapeError
 from fnet.graph import draw, tape
 from fnet.losses import Loss
 from fnet.models import book_names, multi_layer_net, resnet, simple_convnet, two_layer_net
@@ -46,6 +46,7 @@ __all__ = [
     "Loss",
     "Optimizer",
     "ProtocolError",
+    "RangeError",
     "ShapeError",
     "Static",
     "accuracy",
@@ -75,5 +76,6 @@ __all__ = [
     "simple_convnet",
     "summary",
     "tape",
+    "time_distributed",
     "two_layer_net",
 ]

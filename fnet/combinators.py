@@ -1,4 +1,4 @@
-"""Graph-shaped networks: ``residual`` and ``parallel``, combinators whose children branch.
+"""Combinators beyond the chain: ``residual`` and ``parallel`` branch; ``time_distributed`` maps over time.
 
 ``sequential`` is a chain. These two let a value **fan out** to several
 layers and the branches **merge** again, and their backward rules are the
@@ -40,7 +40,7 @@ from fnet.core import (
 )
 from fnet.errors import ShapeError, shape_str
 
-__all__ = ["MERGES", "parallel", "residual"]
+__all__ = ["MERGES", "parallel", "residual", "time_distributed"]
 
 MERGES = ("concat", "sum")
 
@@ -233,3 +233,67 @@ def parallel(*branches: Layer | tuple[str, Layer], merge: str = "concat") -> Lay
         return _branches("parallel", children, merge_shapes=merge_shapes, merge=_sum, split=_pass_to_each)
     return _branches("parallel", children, merge_shapes=merge_shapes, merge=_concat, split=_split)
 
+
+
+def time_distributed(layer: Layer | tuple[str, Layer]) -> Layer:
+    """``layer`` applied to every time step of a sequence: the book's sequel's ``TimeAffine``
+    is ``time_distributed(affine(V))``.
+
+    **Shapes:** ``x: (N, T, ...)`` is folded to ``(N * T, ...)`` (time joins the
+    batch: every step is one more example), ``layer`` runs once on that, and its
+    output ``(N * T, ...)`` is unfolded to ``(N, T, ...)``. Any layer fits, a
+    ``sequential`` too; one whose statistics are per batch (batch norm) takes
+    them over all ``N * T`` steps.
+
+    **Params:** ``{key: layer's params}``, the key as ``sequential`` would give it
+    (``affine_0``), or a ``(key, layer)`` pair's; a state likewise.
+
+    **Cache:** the layer's cache and the shapes (``Static``).
+
+    **Derivative:** a reshape is a relabelling of the same numbers, so backward
+    folds ``dout`` the same way, runs the layer's backward, and unfolds ``dx``;
+    the parameters' gradients are the layer's, summed over ``N * T`` examples as
+    its own backward sums over a batch.
+    """
+    ((k, child),) = keyed_children("time_distributed", (layer,))
+    stateful = [k] if "state" in child.uses else []
+
+    def folded(shape, where="init"):
+        if len(shape) < 2:
+            raise ShapeError("time_distributed", f"expected a sequence (N, T, ...), got {where} shape "
+                                                 f"{shape_str(shape)}")
+        n, t = shape[:2]
+        return (None if n is None or t is None else n * t, *shape[2:])
+
+    def init(rng: jax.Array, input_shape: Shape):
+        shape = check_shape(input_shape, "time_distributed")
+        params, out = guard(k, child.init, rng, folded(shape))
+        return {k: params}, (*shape[:2], *out[1:])
+
+    def init_state(input_shape: Shape):
+        return {k: guard(k, child.init_state, folded(check_shape(input_shape, "time_distributed")))}
+
+    def forward(params, x, **ctx):
+        check_context("time_distributed", child.uses, ctx)
+        check_params("time_distributed", params, [k])
+        if stateful:
+            check_state("time_distributed", ctx["state"], stateful)
+        x_shape = jnp.shape(x)
+        y, cache, s, spec = run_child(k, 0, child, params[k], jnp.reshape(x, folded(x_shape, "an input of")),
+                                      {"key": None, **ctx})
+        y = jnp.reshape(y, (*x_shape[:2], *jnp.shape(y)[1:]))
+        out = (y, (cache, Static((spec, jnp.shape(y), x_shape))))
+        return (*out, {k: s}) if stateful else out
+
+    def backward(cache, dout):
+        cache, static = cache
+        spec, y_shape, x_shape = static.value
+        check_dout("time_distributed", dout, y_shape)
+        dparams, dx = back_child(k, child, cache, jnp.reshape(dout, (-1, *y_shape[2:])), spec)
+        return {k: dparams}, jnp.reshape(dx, x_shape)
+
+    def wiring(ops, x):
+        return ops.each_step(k, x)
+
+    return Layer("time_distributed", init, forward, backward, uses=child.uses,
+                 init_state=init_state if stateful else None, children=((k, child),), wiring=wiring)

@@ -63,6 +63,9 @@ class Wiring(Protocol):
     def concat(self, *xs: Any) -> Any:
         """Branches joined along the last axis (features, or NHWC channels)."""
 
+    def each_step(self, key: str, x: Any) -> Any:
+        """The child keyed ``key`` applied to every time step of ``x: (N, T, ...)`` (``time_distributed``)."""
+
 
 @dataclasses.dataclass(frozen=True)
 class Layer:
@@ -81,9 +84,10 @@ class Layer:
     - ``children``: ``(key, layer)`` pairs of a combinator, for introspection.
     - ``wiring(ops, x) -> y``: how a combinator connects its children, for
       introspection (``fnet.summary``, ``fnet.graph.draw_network``). It is the
-      forward pass told in three operations of ``ops`` (see ``Wiring``):
+      forward pass told in the operations of ``ops`` (see ``Wiring``):
       ``ops.call(key, x)`` runs the child ``key``, ``ops.add(*xs)`` sums
-      branches, ``ops.concat(*xs)`` joins them along the last axis; using a
+      branches, ``ops.concat(*xs)`` joins them along the last axis,
+      ``ops.each_step(key, x)`` runs a child on every time step; using a
       value twice is a fan-out. ``sequential``'s is ``for k in keys: x =
       ops.call(k, x)``. A combinator that lists ``children`` without a wiring
       is shown as one box: summary says it cannot break it down.

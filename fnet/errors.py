@@ -43,6 +43,10 @@ class DTypeError(LayerError, TypeError):
     """An array has a dtype a layer cannot use (integer images, float labels)."""
 
 
+class RangeError(LayerError, ValueError):
+    """A value outside the range a layer can use: an embedding id not in ``[0, vocab_size)``."""
+
+
 class ContextError(LayerError, ValueError):
     """A layer did not get what its ``uses`` declares: no random key, no mode, no state.
 

@@ -1,12 +1,16 @@
 """Losses: ``forward(y, t) -> (loss, cache)`` and ``backward(cache, dout=1.0) -> dy``.
 
-``y`` is the network output ``(N, C)``; the loss is a scalar, the mean over the
-batch. ``backward`` returns ``dloss/dy`` scaled by ``dout``.
+``y`` is the network output ``(N, C)`` (softmax cross-entropy also takes
+sequences ``(N, T, C)``); the loss is a scalar, the mean over the batch (and
+time steps). ``backward`` returns ``dloss/dy`` scaled by ``dout``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
+import math
 from collections.abc import Callable
 
 import jax
@@ -17,7 +21,12 @@ from fnet.errors import DTypeError, ShapeError, shape_str
 
 @dataclasses.dataclass(frozen=True)
 class Loss:
-    """A loss: ``forward(y, t) -> (loss, cache)``, ``backward(cache, dout=1.0) -> dy``."""
+    """A loss: ``forward(y, t) -> (loss, cache)``, ``backward(cache, dout=1.0) -> dy``.
+
+    ``loss.with_options(**options)`` is the same loss with keyword options of its
+    forward fixed (``softmax_cross_entropy.with_options(ignore_index=0)``), e.g.
+    to hand to ``fit``, which calls ``forward(y, t)``.
+    """
 
     name: str
     forward: Callable
@@ -30,28 +39,40 @@ class Loss:
     def __repr__(self) -> str:
         return f"losses.{self.name}"
 
+    def with_options(self, **options) -> Loss:
+        """This loss with ``options`` passed to every ``forward`` (an unknown option raises now)."""
+        allowed = set(inspect.signature(self.forward).parameters) - {"y", "t"}
+        unknown = sorted(set(options) - allowed)
+        if unknown:
+            raise TypeError(f"losses.{self.name}: unknown options {unknown}; it takes "
+                            f"{sorted(allowed) or 'none'}")
+        forward = functools.partial(self.forward, **options)
+        text = ", ".join(f"{k}={v!r}" for k, v in options.items())
+        return Loss(f"{self.name}.with_options({text})", forward, self.backward, self.doc)
+
 
 def targets(name: str, y: jax.Array, t) -> tuple[jax.Array, bool]:
-    """Validate targets ``t`` for outputs ``y: (N, C)``.
+    """Validate targets ``t`` for outputs ``y: (N, ..., C)`` (``(N, C)``, or ``(N, T, C)`` for sequences).
 
-    Returns ``(t, is_labels)``: integer class indices ``(N,)``, or targets of
-    ``y``'s shape (one-hot rows or probabilities, cast to ``y.dtype``).
+    Returns ``(t, is_labels)``: integer class indices of shape ``y.shape[:-1]``, or
+    targets of ``y``'s shape (one-hot rows or probabilities, cast to ``y.dtype``).
     """
     t = jnp.asarray(t)
-    if y.ndim != 2:
-        raise ShapeError(name, f"expected network outputs y of shape (N, C), got {shape_str(y.shape)}")
+    if y.ndim < 2:
+        raise ShapeError(name, f"expected network outputs y of shape (N, C) or (N, T, C), got "
+                               f"{shape_str(y.shape)}")
     if not jnp.issubdtype(y.dtype, jnp.floating):
         raise DTypeError(name, f"network outputs y must be floating point, got {y.dtype}")
     if t.shape == y.shape:
         return t.astype(y.dtype), False
-    if t.shape == y.shape[:1]:
+    if t.shape == y.shape[:-1]:
         if not jnp.issubdtype(t.dtype, jnp.integer):
             raise DTypeError(name, f"class-index labels of shape {shape_str(t.shape)} must be integers, "
                                    f"got {t.dtype}; use t.astype(jnp.int32), or pass one-hot targets "
                                    f"of shape {shape_str(y.shape)}")
         return t, True
     raise ShapeError(name, f"targets of shape {shape_str(t.shape)} do not fit outputs of shape "
-                           f"{shape_str(y.shape)}: pass class indices of shape ({y.shape[0]},) or "
+                           f"{shape_str(y.shape)}: pass class indices of shape {shape_str(y.shape[:-1])} or "
                            f"one-hot/probability targets of shape {shape_str(y.shape)}")
 
 
@@ -61,39 +82,82 @@ def log_softmax(x: jax.Array) -> jax.Array:
     return shifted - jnp.log(jnp.sum(jnp.exp(shifted), axis=-1, keepdims=True))
 
 
-def _sce_forward(y, t):
+def _weights(y, t, is_labels, mask, ignore_index):
+    """Per-position weights ``(N, ...)`` (``None``: every position counts once) and their sum."""
+    name = "softmax_cross_entropy"
+    positions = y.shape[:-1]
+    w = None
+    if mask is not None:
+        mask = jnp.asarray(mask)
+        if mask.shape != positions:
+            raise ShapeError(name, f"mask must have one entry per position, shape {shape_str(positions)} "
+                                   f"(outputs {shape_str(y.shape)}); got {shape_str(mask.shape)}")
+        w = mask.astype(y.dtype)
+    if ignore_index is not None:
+        if not is_labels:
+            raise ShapeError(name, "ignore_index skips positions by their class-index label: pass labels of "
+                                   f"shape {shape_str(positions)}, or a mask= with one-hot targets")
+        if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
+            raise TypeError(f"{name}: ignore_index must be an int (the padding label), got {ignore_index!r}")
+        keep = (t != ignore_index).astype(y.dtype)
+        w = keep if w is None else w * keep
+    if w is None:
+        return None, math.prod(positions)
+    return w, jnp.sum(w)
+
+
+def _sce_forward(y, t, *, mask=None, ignore_index=None):
     t, is_labels = targets("softmax_cross_entropy", y, t)
+    w, count = _weights(y, t, is_labels, mask, ignore_index)
     logp = log_softmax(y)
-    n = y.shape[0]
     if is_labels:
+        if ignore_index is not None:  # an ignored label may be any value (-100, say): never look it up
+            t = jnp.where(t == ignore_index, 0, t)
         # Out-of-range labels give NaN (mode="fill"), never a silent zero loss.
-        picked = jnp.take_along_axis(logp, t[:, None].astype(jnp.int32), axis=1, mode="fill",
-                                     fill_value=jnp.nan)
-        loss = -jnp.sum(picked) / n
+        per_position = -jnp.take_along_axis(logp, t[..., None].astype(jnp.int32), axis=-1, mode="fill",
+                                            fill_value=jnp.nan)[..., 0]
     else:
-        loss = -jnp.sum(t * logp) / n
-    return loss, (jnp.exp(logp), t)
+        per_position = -jnp.sum(t * logp, axis=-1)
+    if w is None:
+        loss = jnp.sum(per_position) / count
+    else:  # no counted position: loss 0 and gradient 0, not 0/0
+        loss = jnp.where(count > 0, jnp.sum(w * per_position) / jnp.maximum(count, 1e-30), 0.0)
+    return loss, (jnp.exp(logp), t, w, count)
 
 
 def _sce_backward(cache, dout=1.0):
-    p, t = cache
-    if t.ndim == 1:
+    p, t, w, count = cache
+    if t.ndim == p.ndim - 1:
         t = jax.nn.one_hot(t, p.shape[-1], dtype=p.dtype)
-    return (p - t) * (dout / p.shape[0])
+    if w is None:
+        return (p - t) * (dout / count)
+    return (p - t) * (w * (dout / jnp.maximum(count, 1e-30)))[..., None]
 
 
 softmax_cross_entropy = Loss("softmax_cross_entropy", _sce_forward, _sce_backward, doc="""\
-Softmax followed by cross-entropy: the book's ``SoftmaxWithLoss``.
+Softmax followed by cross-entropy: the book's ``SoftmaxWithLoss`` (and, for
+sequences, the sequel's ``TimeSoftmaxWithLoss``).
 
-``loss = -(1/N) sum_n sum_c t_nc log softmax(y_n)_c``, computed through a
-stable log-softmax, so logits of ±1000 give a finite loss and gradient.
+``loss = -(1/M) sum_positions sum_c t_c log softmax(y)_c``, the mean over the
+``M`` positions: the ``N`` rows of ``y: (N, C)``, or the ``N * T`` steps of
+``y: (N, T, C)``. Computed through a stable log-softmax, so logits of ±1000 give
+a finite loss and gradient.
 
-**Targets:** integer class indices ``(N,)``, or one-hot/probability rows ``(N, C)``.
-A class index outside ``[0, C)`` makes the loss NaN (training stops on it).
+**Targets:** integer class indices of shape ``y.shape[:-1]`` (``(N,)``, ``(N, T)``),
+or one-hot/probability targets of ``y``'s shape. A class index outside ``[0, C)``
+makes the loss NaN (training stops on it).
 
-**Cache:** ``(p, t)``: the softmax probabilities and the targets.
+**Padding** (keyword options of ``forward``; ``with_options`` fixes them for
+``fit``): ``mask``, one weight per position (shape ``y.shape[:-1]``; ``True``/1
+counts, ``False``/0 does not), and ``ignore_index``, a label whose positions
+do not count (whatever its value, in range or not). The loss is then the mean
+over the counted positions, ``sum(w * l) / sum(w)``; with none counted, it is 0
+and so is its gradient.
 
-**Backward:** ``dy = (p - t) / N * dout`` (``t`` one-hot).
+**Cache:** ``(p, t, w, M)``: the softmax probabilities, the targets, the
+weights (``None`` without padding) and the count.
+
+**Backward:** ``dy = (p - t) * w / M * dout`` (``t`` one-hot, ``w = 1`` without padding).
 """)
 
 

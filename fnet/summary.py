@@ -23,7 +23,7 @@ def summary(net: Layer, input_shape: Shape, batch_size: int | None = None, *,
             dtype=jnp.float32) -> str:
     """A printable tree: each layer's key path, kind, output shape and parameter count.
 
-    Combinators (``sequential``, ``residual``, ``parallel``, nested in any way)
+    Combinators (``sequential``, ``residual``, ``parallel``, ``time_distributed``, nested in any way)
     are expanded into an indented tree: a combinator's row shows its output
     shape and the parameters of everything beneath it, its children's rows
     follow, indented (``stage_1/block_1/body/conv2d_0``). The total is the
@@ -40,7 +40,8 @@ def summary(net: Layer, input_shape: Shape, batch_size: int | None = None, *,
     ``batch_size``: if given, two more columns show, per layer, the arrays its
     cache holds for a batch of that size (``f32[100,784]``) and their bytes,
     and the total row adds them up: what backward needs kept from forward.
-    ``dtype``: the dtype of the input batch for those columns (default float32).
+    ``dtype``: the dtype of the input batch for those columns (default float32;
+    ``jnp.int32`` for a network that starts with an ``embedding`` of ids).
 
     **What is counted.** A cache may hold an array that exists anyway: an
     affine layer keeps its ``W`` (the parameter itself, not a copy) and the
@@ -136,6 +137,11 @@ class _ShapeWalk:
     def concat(self, *shapes):
         return (*shapes[0][:-1], sum(s[-1] for s in shapes))
 
+    def each_step(self, key, shape):
+        n, t = shape[:2]
+        out = self.call(key, (None if n is None or t is None else n * t, *shape[2:]))
+        return (n, t, *out[1:])
+
 
 def _caches(net: Layer, rows: list, input_shape: Shape, batch_size: int, dtype) -> dict:
     """``{id(row): (description of its cache leaves, bytes counted)}`` for every leaf row,
@@ -198,6 +204,10 @@ class _TraceWalk:
 
     def concat(self, *xs):
         return jnp.concatenate(xs, axis=-1)
+
+    def each_step(self, key, x):
+        y = self.call(key, jnp.reshape(x, (-1, *x.shape[2:])))
+        return jnp.reshape(y, (*x.shape[:2], *y.shape[1:]))
 
 
 _SHORT = {"float64": "f64", "float32": "f32", "float16": "f16", "bfloat16": "bf16", "int64": "i64",

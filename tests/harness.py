@@ -100,6 +100,11 @@ def compare_layer(layer: fnet.Layer, x_shape: tuple, *, dtype=jnp.float64, seed:
             y, cache, _ = fnet.apply(layer, params, x, **ctx)
             return y, cache
 
+        if jnp.issubdtype(x.dtype, jnp.integer):  # ids: not differentiable, only the params are compared
+            y, vjp, cache = jax.vjp(lambda p: f(p, x), params, has_aux=True)
+            dout = jax.random.normal(k_dout, y.shape, dtype)
+            dparams, dx = layer.backward(cache, dout)
+            return (dparams, dx), (vjp(dout)[0], jnp.zeros(x.shape, dtype))
         y, vjp, cache = jax.vjp(f, params, x, has_aux=True)
         dout = jax.random.normal(k_dout, y.shape, dtype)
         return layer.backward(cache, dout), vjp(dout)
@@ -110,26 +115,40 @@ def compare_layer(layer: fnet.Layer, x_shape: tuple, *, dtype=jnp.float64, seed:
     return {**_errors("dparams", dparams, dparams_ref), **_errors("dx", dx, dx_ref)}
 
 
+def ids(vocab_size: int) -> Callable:
+    """An ``x_fn`` for layers that read integer ids: uniform in ``[0, vocab_size)``."""
+    return lambda key, shape, dtype: jax.random.randint(key, shape, 0, vocab_size)
+
+
 def compare_loss(loss: fnet.Loss, y_shape: tuple, t_kind: str, *, dtype=jnp.float64,
                  seed: int = 0, scale: float = 1.0) -> dict[str, float]:
     """Handwritten loss ``backward`` vs ``jax.vjp`` of its ``forward`` w.r.t. ``y``.
 
-    ``t_kind``: ``"labels"`` (int indices), ``"one_hot"`` or ``"probs"``.
+    ``t_kind``: ``"labels"`` (int indices), ``"one_hot"`` or ``"probs"``, optionally
+    with ``+mask`` (a random mask of positions, as padding) or ``+ignore`` (the
+    positions labelled 0 do not count: ``ignore_index=0``). ``y_shape`` may be
+    ``(N, C)`` or a sequence ``(N, T, C)``.
     """
-    k_y, k_t = jax.random.split(jax.random.key(seed))
+    k_y, k_t, k_m = jax.random.split(jax.random.key(seed), 3)
     y = scale * jax.random.normal(k_y, y_shape, dtype)
+    t_kind, _, padding = t_kind.partition("+")
     t = make_targets(k_t, y_shape, t_kind, dtype)
+    options = {}
+    if padding == "mask":
+        options["mask"] = jax.random.bernoulli(k_m, 0.6, y_shape[:-1])
+    elif padding == "ignore":
+        options["ignore_index"] = 0
     dout = 0.7  # not 1, so a rule that ignores dout fails
-    _, cache = loss.forward(y, t)
+    _, cache = loss.forward(y, t, **options)
     dy = loss.backward(cache, dout)
-    _, vjp = jax.vjp(lambda y: loss.forward(y, t)[0], y)
+    _, vjp = jax.vjp(lambda y: loss.forward(y, t, **options)[0], y)
     (dy_ref,) = vjp(jnp.asarray(dout, dtype))
     return _errors("dy", dy, dy_ref)
 
 
 def make_targets(key, y_shape, kind, dtype):
-    n, c = y_shape
-    labels = jax.random.randint(key, (n,), 0, c)
+    c = y_shape[-1]
+    labels = jax.random.randint(key, y_shape[:-1], 0, c)
     if kind == "labels":
         return labels
     if kind == "one_hot":
@@ -224,6 +243,11 @@ class Case:
     - ``float32``: the same in float32 at the sizes the book trains with (``TOL32``).
     - ``eval_mode``: layer input shapes checked with ``train=False`` (dropout is the
       identity, batch norm uses running statistics that are not the initial ones).
+
+    ``x_fn(key, shape, dtype)`` makes a layer's input (default standard normal;
+    ``ids(V)`` for integer ids); ``random_state``: start every check from a
+    random state rather than ``init_state`` (a stateful RNN's carried-over
+    hidden state, which must enter the first step's gradients).
     """
 
     name: str
@@ -232,6 +256,8 @@ class Case:
     float32: tuple = ()
     eval_mode: tuple = ()
     kind: str = "layer"
+    x_fn: Callable | None = None
+    random_state: bool = False
 
     def __post_init__(self):
         assert self.kind in KINDS, self.kind
@@ -247,7 +273,7 @@ class Case:
         if self.kind == "node":
             shapes, static, positive = arg
             return compare_node(thing, shapes, static=static, positive=positive, dtype=dtype)
-        if column == "eval_mode":
-            state = running_stats(thing, arg) if "state" in thing.uses else None
-            return compare_layer(thing, arg, dtype=dtype, train=False, state=state)
-        return compare_layer(thing, arg, dtype=dtype)
+        random_state = "state" in thing.uses and (column == "eval_mode" or self.random_state)
+        state = running_stats(thing, arg) if random_state else None
+        train = column != "eval_mode"
+        return compare_layer(thing, arg, dtype=dtype, train=train, x_fn=self.x_fn, state=state)

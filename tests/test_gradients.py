@@ -10,7 +10,7 @@ train/eval mode an evaluation check, every loss both).
 """
 
 import pytest
-from harness import TOL32, TOL64, Case
+from harness import TOL32, TOL64, Case, ids
 
 import fnet
 from fnet import graph, losses
@@ -116,6 +116,35 @@ LAYER_CASES = [
     Case("resnet", lambda: fnet.resnet((8, 8, 1), widths=(2, 3), blocks=(1, 2), output_size=3),
          [(1, 8, 8, 1), (2, 8, 8, 1)], eval_mode=[(2, 8, 8, 1)]),
     Case("resnet default", fnet.resnet, float32=[(8, 28, 28, 1)], eval_mode=[(2, 28, 28, 1)]),
+    # sequences (N, T, D): T = 1 and longer, batch 1, the last state only, stacked layers
+    Case("embedding", lambda: L.embedding(7, 3), [(1,), (4,), (2, 5), (2, 3, 2)], float32=[(64, 100)],
+         x_fn=ids(7)),
+    Case("embedding repeated ids", lambda: L.embedding(2, 4), [(6, 5)], x_fn=ids(2)),
+    Case("rnn", lambda: L.rnn(4), [(1, 1, 3), (1, 6, 2), (3, 5, 2)], float32=[(32, 28, 28)]),
+    Case("rnn last", lambda: L.rnn(4, return_sequences=False), [(1, 1, 3), (3, 6, 2)]),
+    Case("rnn stateful", lambda: L.rnn(3, stateful=True), [(2, 4, 3)], random_state=True),
+    Case("lstm", lambda: L.lstm(4), [(1, 1, 3), (1, 6, 2), (3, 5, 2)], float32=[(32, 28, 28)]),
+    Case("lstm last", lambda: L.lstm(5, return_sequences=False), [(1, 1, 3), (3, 7, 2)],
+         float32=[(100, 28, 28)]),
+    Case("lstm stateful", lambda: L.lstm(3, stateful=True), [(1, 1, 2), (2, 4, 3)], random_state=True),
+    Case("gru", lambda: L.gru(4), [(1, 1, 3), (1, 6, 2), (3, 5, 2)], float32=[(32, 28, 28)]),
+    Case("gru last", lambda: L.gru(5, return_sequences=False), [(1, 1, 3), (3, 7, 2)]),
+    Case("gru stateful", lambda: L.gru(3, stateful=True), [(2, 4, 3)], random_state=True),
+    Case("stacked lstm dropout", lambda: fnet.sequential(L.lstm(5), L.dropout(0.3), L.lstm(4),
+                                                         L.dropout(0.3), L.gru(3, return_sequences=False)),
+         [(1, 3, 2), (3, 4, 2)], eval_mode=[(2, 4, 2)]),
+    Case("time_distributed", lambda: fnet.time_distributed(L.affine(6)), [(1, 1, 3), (2, 5, 4), (2, 3, 2, 2)],
+         float32=[(32, 50, 64)]),
+    Case("time_distributed sequential", lambda: fnet.time_distributed(
+        fnet.sequential(L.affine(5), L.batch_norm(), L.relu(), L.dropout(0.2), L.affine(3))),
+         [(2, 3, 4), (1, 4, 3)], eval_mode=[(2, 3, 4)]),
+    Case("embedding lstm time_distributed affine", lambda: fnet.sequential(
+        L.embedding(11, 6), L.lstm(8), fnet.time_distributed(L.affine(11))),
+         [(1, 1), (3, 6)], float32=[(16, 20)], x_fn=ids(11)),
+    Case("stateful char model", lambda: fnet.sequential(
+        L.embedding(9, 4), L.lstm(5, stateful=True), L.lstm(4, stateful=True),
+        fnet.time_distributed(L.affine(9))),
+         [(2, 5)], x_fn=ids(9), random_state=True),
     Case("two_layer_net", lambda: fnet.two_layer_net(12, 6, 3, weight_init_std=0.5),
          [(1, 12), (5, 12), (2, 3, 4)]),
     Case("two_layer_net book", lambda: fnet.two_layer_net(784, 50, 10), float32=[(100, 784)]),
@@ -141,8 +170,12 @@ LAYER_CASES = [
 
 LOSS_CASES = [
     Case("softmax_cross_entropy", lambda: losses.softmax_cross_entropy,
-         [((1, 4), "labels"), ((5, 3), "labels"), ((6, 10), "one_hot"), ((4, 5), "probs")],
-         float32=[((100, 10), "labels"), ((100, 10), "one_hot")], kind="loss"),
+         [((1, 4), "labels"), ((5, 3), "labels"), ((6, 10), "one_hot"), ((4, 5), "probs"),
+          # sequences (N, T, C), the mean over every position; padding by a mask or a label
+          ((2, 5, 4), "labels"), ((1, 1, 3), "labels"), ((3, 4, 6), "one_hot"), ((2, 5, 4), "labels+mask"),
+          ((3, 6, 5), "labels+ignore"), ((4, 3), "labels+ignore"), ((2, 3, 4), "probs+mask")],
+         float32=[((100, 10), "labels"), ((100, 10), "one_hot"), ((32, 50, 100), "labels+ignore")],
+         kind="loss"),
     Case("mean_squared_error", lambda: losses.mean_squared_error,
          [((1, 4), "one_hot"), ((5, 3), "real"), ((7, 10), "probs")],
          float32=[((100, 10), "one_hot")], kind="loss"),
@@ -222,7 +255,7 @@ def test_every_layer_is_listed_in_every_column():
     assert not no_eval, f"these cases behave differently in evaluation; give them eval_mode: {no_eval}"
 
 
-COMBINATORS = ("sequential", "residual", "parallel")
+COMBINATORS = ("sequential", "residual", "parallel", "time_distributed")
 
 
 def test_every_combinator_is_listed():
@@ -231,7 +264,8 @@ def test_every_combinator_is_listed():
     missing = sorted(set(COMBINATORS) - _kinds(LAYER_CASES, "shapes"))
     assert not missing, f"add float64 checks of these combinators to LAYER_CASES: {missing}"
     with_modes = {c.build().name for c in LAYER_CASES if c.eval_mode}
-    assert {"residual", "parallel"} <= with_modes, "check batch norm and dropout inside branches in eval mode"
+    assert {"residual", "parallel", "time_distributed"} <= with_modes, (
+        "check batch norm and dropout inside branches in eval mode")
 
 
 def test_every_loss_is_listed_in_every_column():

@@ -3,11 +3,12 @@
 Each case plugs a plausible mistake into a real layer, loss or node and shows
 that the same comparison the gradient tests use reports an error far above
 the tolerance. Chapter 5's layers, losses and nodes first, then chapters 6-7 (pooling ties, batch norm,
-dropout, convolution, layer norm).
+dropout, convolution, layer norm), then branches and recurrence (BPTT, embedding).
 """
 
 import dataclasses
 
+import jax
 import jax.numpy as jnp
 import pytest
 from harness import TOL32, TOL64, WRONG, compare_layer, compare_loss, compare_node, ties, worst
@@ -84,6 +85,16 @@ def test_wrong_loss_rules_are_rejected():
     ignores_dout = dataclasses.replace(
         losses.mean_squared_error, backward=lambda diff, dout=1.0: diff / diff.shape[0])
     assert max(compare_loss(ignores_dout, (5, 3), "real").values()) > 0.1
+    # padding: a backward that still counts the masked positions (weights dropped, count kept)
+    def p_minus_t(p, t):
+        return p - (jax.nn.one_hot(t, p.shape[-1], dtype=p.dtype) if t.ndim < p.ndim else t)
+
+    forgets_mask = dataclasses.replace(
+        losses.softmax_cross_entropy,
+        backward=lambda cache, dout=1.0: p_minus_t(cache[0], cache[1]) * (dout / cache[3]))
+    assert max(compare_loss(forgets_mask, (2, 5, 4), "labels+mask").values()) > 0.1
+    assert max(compare_loss(forgets_mask, (3, 6, 5), "labels+ignore").values()) > 0.1
+    assert max(compare_loss(forgets_mask, (3, 6, 5), "labels").values()) <= TOL64  # no padding: right
 
 
 def test_wrong_node_rules_are_rejected():
@@ -209,3 +220,57 @@ def test_harness_rejects_a_branch_rule_without_the_fan_out_sum():
 
     assert worst(compare_layer(both, (3, 5))) <= TOL64
     assert worst(compare_layer(dataclasses.replace(both, backward=forgets_a_branch), (3, 5))) > WRONG
+
+
+def test_harness_rejects_an_lstm_rule_without_the_forget_gate_in_dc_prev():
+    # c_t = f * c_{t-1} + g * i, so dc_prev = ds * f; the slip: dc_prev = ds (the forget gate missing)
+    from fnet.layers import _through_time, recurrent
+
+    def back_without_forget(Wh, saved, dcarry):
+        h_prev, c_prev, f, g, i, o, tanh_c = saved
+        dh, dc = dcarry
+        ds = dc + dh * o * (1.0 - tanh_c * tanh_c)
+        df, dg, di, do = ds * c_prev, ds * i, ds * g, dh * tanh_c
+        da = jnp.concatenate([df * f * (1 - f), dg * (1 - g * g), di * i * (1 - i), do * o * (1 - o)], -1)
+        return da, (da @ Wh.T, ds)
+
+    wrong = dataclasses.replace(recurrent.LSTM, back=back_without_forget)
+    for return_sequences in (True, False):
+        right = L.lstm(4, return_sequences)
+        broken = _through_time.recurrent(wrong, 4, return_sequences=return_sequences, stateful=False,
+                                         dtype=jnp.float32)
+        assert worst(compare_layer(right, (3, 6, 2))) <= TOL64
+        assert worst(compare_layer(broken, (3, 6, 2))) > WRONG
+    # a single step has no c_{t-1} to pass a gradient to: the slip is invisible there, as it must be
+    one_step = _through_time.recurrent(wrong, 4, return_sequences=True, stateful=False, dtype=jnp.float32)
+    assert worst(compare_layer(one_step, (3, 1, 2))) <= TOL64
+
+
+def test_harness_rejects_an_rnn_rule_that_forgets_the_recurrent_path():
+    # dh at step t is the output's gradient plus the next step's dh_prev: drop the second
+    from fnet.layers import _through_time, recurrent
+
+    def back_no_recurrence(Wh, saved, dcarry):
+        h_prev, h = saved
+        (dh,) = dcarry
+        da = dh * (1.0 - h * h)
+        return da, (jnp.zeros_like(dh),)
+
+    broken = _through_time.recurrent(dataclasses.replace(recurrent.RNN, back=back_no_recurrence), 3,
+                                     return_sequences=True, stateful=False, dtype=jnp.float32)
+    assert worst(compare_layer(broken, (2, 5, 3))) > WRONG
+
+
+def test_harness_rejects_an_embedding_that_overwrites_repeated_ids():
+    # the book's np.add.at: a row picked twice gets both gradients; dW[ids] = dout keeps only one
+    from harness import ids
+
+    layer = L.embedding(3, 4)
+
+    def backward_set(cache, dout):
+        idx, table = cache
+        return {"W": jnp.zeros(table.value, dout.dtype).at[idx].set(dout)}, jnp.zeros(idx.shape, dout.dtype)
+
+    assert worst(compare_layer(layer, (6, 5), x_fn=ids(3))) <= TOL64
+    wrong = dataclasses.replace(layer, backward=backward_set)
+    assert worst(compare_layer(wrong, (6, 5), x_fn=ids(3))) > WRONG

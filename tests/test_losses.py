@@ -81,7 +81,7 @@ def test_label_errors():
         sce.forward(y, jnp.zeros((4, 1), jnp.int32))
     with pytest.raises(TypeError, match=r"class-index labels of shape \(4,\) must be integers, got float"):
         sce.forward(y, jnp.zeros(4))
-    with pytest.raises(ValueError, match=r"expected network outputs y of shape \(N, C\), got \(10,\)"):
+    with pytest.raises(ValueError, match=r"outputs y of shape \(N, C\) or \(N, T, C\), got \(10,\)"):
         sce.forward(jnp.zeros(10), jnp.zeros((), jnp.int32))
     with pytest.raises(ValueError, match=r"mean_squared_error: needs targets of the outputs' shape"):
         mse.forward(y, jnp.zeros(4, jnp.int32))

@@ -336,6 +336,16 @@ class _NetWalk:
         shapes = [self.g.values[x]["shape"] for x in xs]
         return self.g.merge("concat", xs, self.frames, (*shapes[0][:-1], sum(s[-1] for s in shapes)))
 
+    def each_step(self, key, x):
+        """One box for the child run on every time step (its inside is not drawn)."""
+        child, path = self.children[key], self.prefix + key
+        n, t, *rest = self.g.values[x]["shape"]
+        out = output_shape(child, (None if n is None or t is None else n * t, *rest))
+        node_id = f"layer:{path}"
+        self.g.node(node_id, "box", f"{key}\neach time step ({child.name})", self.frames)
+        self.g.consume(x, node_id)
+        return self.g.value(node_id, (n, t, *out[1:]))
+
 
 def _shape_text(shape) -> str:
     return "(" + ", ".join("N" if d is None else str(d) for d in shape) + ")"

@@ -1,16 +1,19 @@
 """Layers: constructors that return ``fnet.Layer`` records.
 
 Every layer's docstring states its shapes, what its cache holds and its derivative.
-Images are channels-last: ``(N, H, W, C)``.
+Images are channels-last: ``(N, H, W, C)``; sequences batch-major: ``(N, T, D)``.
 """
 
 from fnet.layers.activations import identity, relu, sigmoid, softmax, tanh
 from fnet.layers.affine import affine
 from fnet.layers.conv import conv2d
 from fnet.layers.dropout import dropout
+from fnet.layers.embedding import embedding
 from fnet.layers.normalization import batch_norm, layer_norm
 from fnet.layers.pooling import avg_pool2d, global_avg_pool2d, max_pool2d
+from fnet.layers.recurrent import gru, lstm, rnn
 from fnet.layers.shape import flatten
 
-__all__ = ["affine", "avg_pool2d", "batch_norm", "conv2d", "dropout", "flatten", "global_avg_pool2d",
-           "identity", "layer_norm", "max_pool2d", "relu", "sigmoid", "softmax", "tanh"]
+__all__ = ["affine", "avg_pool2d", "batch_norm", "conv2d", "dropout", "embedding", "flatten",
+           "global_avg_pool2d", "gru", "identity", "layer_norm", "lstm", "max_pool2d", "relu", "rnn",
+           "sigmoid", "softmax", "tanh"]

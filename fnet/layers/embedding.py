@@ -1,0 +1,80 @@
+"""The embedding layer: the book's sequel's ``Embedding`` (chapter 4), a table looked up by integer ids."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fnet import _args, initializers
+from fnet.core import Layer, Static, check_shape
+from fnet.errors import DTypeError, RangeError, ShapeError, shape_str
+from fnet.layers._checks import min_rank
+
+
+def embedding(vocab_size: int, dim: int, *, W_init: initializers.Initializer | float | str = 1.0,
+              dtype=jnp.float32) -> Layer:
+    """``y = W[ids]``: row ``ids[n, t]`` of the table ``W: (vocab_size, dim)``.
+
+    **Shapes:** integer ids ``(N, T)`` (or ``(N,)``, or any ``(N, ...)``) ->
+    ``(N, T, dim)`` (the ids' shape with ``dim`` appended).
+
+    **Cache:** the ids (and, static, the table's shape).
+
+    **Backward:** the lookup picks rows, so each picked row receives its
+    output's gradient, and a row picked several times receives the **sum**
+    (the book's ``np.add.at(dW, idx, dout)``, a scatter-add):
+    ``dW = zeros.at[ids].add(dout)``. The ids are integers, not a
+    differentiable input: ``dx`` is **zeros of the ids' shape** (in the table's
+    dtype), which is what ``sequential``'s checks expect of any layer.
+
+    **Ids out of range** (outside ``[0, vocab_size)``): when the ids are known
+    at trace time (a NumPy or concrete JAX array), ``RangeError`` names the
+    offending values. Under ``jit`` they are not known: then the rows of such
+    ids are **NaN** (``jnp.take(..., mode="fill")``; negative ids too, which NumPy
+    would wrap), so the loss is NaN and
+    ``fit`` stops on it, never a silently wrong row; their gradients are dropped.
+
+    **Arguments:** ``W_init``: a float standard deviation of a normal (default
+    ``1.0``, as ``torch.nn.Embedding``; the book's sequel uses ``0.01``),
+    ``"he"``, ``"xavier"`` or an initialiser; ``dtype`` of the table.
+    """
+    vocab_size = _args.count("embedding", "vocab_size", vocab_size, 1)
+    dim = _args.count("embedding", "dim", dim, 1)
+    W_init = initializers.resolve(W_init, "embedding W_init")
+
+    def init(key, input_shape):
+        shape = check_shape(input_shape, "embedding")
+        min_rank("embedding", shape, 1, "(N, ...) of integer ids")
+        return {"W": W_init(key, (vocab_size, dim), dtype)}, (*shape, dim)
+
+    def forward(params, ids):
+        W = params["W"]
+        ids = jnp.asarray(ids)
+        if not jnp.issubdtype(ids.dtype, jnp.integer):
+            raise DTypeError("embedding", f"looks up integer ids, got an input of dtype {ids.dtype} and "
+                                          f"shape {shape_str(ids.shape)}; convert with ids.astype(jnp.int32)")
+        min_rank("embedding", ids.shape, 1, "(N, ...) of integer ids")
+        if W.shape[0] != vocab_size:
+            raise ShapeError("embedding", f"the table W has shape {W.shape}, but this layer has "
+                                          f"vocab_size {vocab_size}; were the params made by another layer?")
+        if not isinstance(ids, jax.core.Tracer) and ids.size:
+            values = np.asarray(ids)
+            bad = values[(values < 0) | (values >= vocab_size)]
+            if bad.size:
+                raise RangeError("embedding", f"ids must be in [0, {vocab_size}) (the vocab_size); got "
+                                              f"{bad.size} outside it, e.g. {sorted(set(bad.tolist()))[:5]}")
+        # negative ids would wrap around (NumPy's indexing): send them past the end, where they fill
+        ids = jnp.where(ids < 0, vocab_size, ids)
+        y = jnp.take(W, ids, axis=0, mode="fill", fill_value=jnp.nan)
+        return y, (ids, Static(W.shape))
+
+    def backward(cache, dout):
+        ids, table = cache
+        if jnp.shape(dout) != (*ids.shape, table.value[1]):
+            raise ShapeError("embedding", f"backward got dout of shape {shape_str(jnp.shape(dout))}, but "
+                                          f"the output y had shape {shape_str((*ids.shape, table.value[1]))}")
+        dW = jnp.zeros(table.value, dout.dtype).at[ids].add(dout, mode="drop")
+        return {"W": dW}, jnp.zeros(ids.shape, dout.dtype)
+
+    return Layer("embedding", init, forward, backward)
