@@ -16,7 +16,14 @@ from fnet.data import DataError, load_fashion_mnist, load_mnist
 from fnet.errors import ContextError, DTypeError, LayerError, ProtocolError, RangeError, ShapeError
 from fnet.graph import draw, tape
 from fnet.losses import Loss
-from fnet.models import book_names, multi_layer_net, resnet, simple_convnet, two_layer_net
+from fnet.models import (
+    book_names,
+    multi_layer_net,
+    resnet,
+    sequence_classifier,
+    simple_convnet,
+    two_layer_net,
+)
 from fnet.net import accuracy, accuracy_of, loss_and_grads, predict
 from fnet.optim import Optimizer
 from fnet.summary import summary
@@ -71,6 +78,7 @@ __all__ = [
     "residual",
     "resnet",
     "schedules",
+    "sequence_classifier",
     "sequential",
     "shuffle",
     "simple_convnet",

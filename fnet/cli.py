@@ -15,13 +15,13 @@ from pathlib import Path
 from fnet.cli_options import (
     CLI_SPELLING,
     DEFAULT_LR,
-    IMAGE_MODELS,
     build_model,
     build_parser,
     check_args,
     default_lr,
     divergence_factor,
     lr_schedule,
+    model_input,
     used_model_options,
     xla_option,
 )
@@ -84,8 +84,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(e).replace("make_mesh: ", "--devices: "))
     try:
         (x_train, t_train), (x_test, t_test) = data.load_dataset(
-            a.dataset, a.data_dir, normalize=True, flatten=a.model not in IMAGE_MODELS,
-            download=not a.no_download, spelling=CLI_SPELLING)
+            a.dataset, a.data_dir, normalize=True, flatten=False, download=not a.no_download,
+            spelling=CLI_SPELLING)
+        x_train, x_test = model_input(a.model, x_train), model_input(a.model, x_test)
     except data.DataError as e:
         print(f"fnet-train: {e}", file=sys.stderr)
         return 2

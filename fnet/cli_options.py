@@ -18,10 +18,29 @@ from pathlib import Path
 CLI_SPELLING = {"no_download": "--no-download", "download": "without --no-download",
                 "data_dir": "--data-dir /path/to/dir", "data_dir_name": "--data-dir"}
 """How a data-not-found message names the options here (``fnet.data.locate.API_SPELLING``)."""
-MODELS = ("two_layer", "mlp", "convnet", "resnet")
+MODELS = ("two_layer", "mlp", "convnet", "resnet", "rnn", "lstm", "gru")
 IMAGE_MODELS = ("convnet", "resnet")
-"""The models that read images ``(N, 28, 28, 1)``; the others read flattened vectors."""
+"""The models that read images ``(N, 28, 28, 1)``."""
+SEQUENCE_MODELS = ("rnn", "lstm", "gru")
+"""The models that read each image as a sequence of 28 rows of 28 pixels, ``(N, 28, 28)``; the
+others (two_layer, mlp) read flattened vectors ``(N, 784)``."""
 DEFAULT_LR = {"sgd": 0.1}  # the book's chapter-5 run; other optimizers use their own defaults
+
+BOOK_DEFAULTS = {"optimizer": "sgd", "lr": None, "weight_decay": 0.0, "schedule": "constant", "warmup": None,
+                 "clip_norm": None, "batch_size": 100, "iters": 10000, "no_eval_train": False}
+"""The training options' defaults: the book's chapter-5 run (``lr`` None: ``DEFAULT_LR`` or the
+optimizer's own)."""
+_SEQUENCE_RUN = {"optimizer": "adam", "lr": 2e-3, "schedule": "cosine", "clip_norm": 5.0, "batch_size": 100,
+                 "epochs": 10}
+MODEL_DEFAULTS = {
+    "resnet": {"optimizer": "nesterov", "lr": 0.1, "weight_decay": 5e-4, "schedule": "cosine", "warmup": 400,
+               "batch_size": 128, "epochs": 10, "no_eval_train": True},
+    **{m: _SEQUENCE_RUN for m in SEQUENCE_MODELS},
+}
+"""Where a model trains best with another recipe than the book's, within about 30 minutes on
+two cores: each option not given on the command line takes the model's value, then the
+book's. An ``lr`` here goes with the model's optimizer: ``--optimizer`` alone gives that
+optimizer's default rate. Recorded runs: README "Results"."""
 
 
 def _argument(convert, ok, what: str):
@@ -112,9 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("model")
     g.add_argument("--model", choices=list(MODELS), default="two_layer",
                    help="two_layer (the book's), mlp, convnet (the book's SimpleConvNet), resnet "
-                        "(fnet.resnet)")
+                        "(fnet.resnet), rnn, lstm, gru (fnet.sequence_classifier: each image as 28 rows "
+                        "of 28 pixels). resnet and the recurrent models change the training defaults: "
+                        + "; ".join(f"{m}: {_recipe(MODEL_DEFAULTS[m])}" for m in ("resnet", "lstm")))
     g.add_argument("--hidden", type=_positive_int, nargs="+", metavar="N",
-                   help="hidden layer sizes (two_layer: one size, default 50; mlp: default 100 100)")
+                   help="hidden layer sizes (two_layer: one size, default 50; mlp: default 100 100; "
+                        "rnn, lstm, gru: one size per stacked layer, default 128)")
     g.add_argument("--activation", choices=["relu", "sigmoid", "tanh"],
                    help="hidden activation of --model mlp (default relu)")
     g.add_argument("--weight-init", help="he, xavier or a standard deviation (two_layer default 0.01; "
@@ -127,20 +149,21 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--blocks", type=_positive_int, nargs="+", metavar="N",
                    help="resnet: residual blocks in each stage (default 2 2 2)")
     g = p.add_argument_group("training")
-    g.add_argument("--optimizer", choices=sorted(optim.OPTIMIZERS), default="sgd")
+    g.add_argument("--optimizer", choices=sorted(optim.OPTIMIZERS),
+                   help="default sgd (resnet: nesterov; rnn, lstm, gru: adam)")
     g.add_argument("--lr", type=_positive_float, help="learning rate (default 0.1 for sgd as in the book, "
                                                       "else the optimizer's default)")
-    g.add_argument("--weight-decay", type=_non_negative_float, default=0.0, metavar="LAMBDA",
-                   help="L2 weight decay on weights (not biases)")
-    g.add_argument("--schedule", choices=["constant", "step", "cosine"], default="constant",
-                   help="learning rate over the run: constant (default); step: x0.1 after each third of "
-                        "the steps; cosine: down to 0 at the last step")
+    g.add_argument("--weight-decay", type=_non_negative_float, metavar="LAMBDA",
+                   help="L2 weight decay on weights (not biases); default 0 (resnet: 5e-4)")
+    g.add_argument("--schedule", choices=["constant", "step", "cosine"],
+                   help="learning rate over the run: constant (default; resnet, rnn, lstm, gru: cosine); "
+                        "step: x0.1 after each third of the steps; cosine: down to 0 at the last step")
     g.add_argument("--warmup", type=_positive_int, metavar="STEPS",
                    help="raise the learning rate linearly over the first STEPS updates")
     g.add_argument("--clip-norm", type=_positive_float, metavar="MAX",
                    help="rescale the gradients so that their global norm is at most MAX (the book's "
                         "clip_grads)")
-    g.add_argument("--batch-size", type=_positive_int, default=100)
+    g.add_argument("--batch-size", type=_positive_int, help="default 100 (resnet: 128)")
     g.add_argument("--augment", metavar="STEPS",
                    help="image models: augment each training batch on the device, e.g. crop,flip (crop:P "
                         "shifts by up to P pixels, default 2; flip mirrors left-right: right for "
@@ -157,8 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "loss (default %(default)s; off: never)")
     g.add_argument("--early-stop", type=_positive_int, metavar="PATIENCE",
                    help="stop when the test loss has not improved for PATIENCE epochs")
-    g.add_argument("--no-eval-train", action="store_true",
-                   help="skip evaluating the whole training set after each epoch")
+    g.add_argument("--no-eval-train", action="store_true", default=None,
+                   help="skip evaluating the whole training set after each epoch (the default for resnet)")
+    g.add_argument("--eval-train", action="store_false", dest="no_eval_train",
+                   help="evaluate the whole training set after each epoch (the default but for resnet)")
     g = p.add_argument_group("devices (data parallel: the global --batch-size is split over devices)")
     g.add_argument("--devices", type=_positive_int, metavar="N",
                    help="devices to train on (default: all; 1 for plain single-device training)")
@@ -198,7 +223,31 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _recipe(defaults: dict) -> str:
+    parts = [f"--{k.replace('_', '-')} {v:g}" if isinstance(v, float) else f"--{k.replace('_', '-')} {v}"
+             for k, v in defaults.items() if k != "no_eval_train"]
+    return " ".join(parts + (["--no-eval-train"] if defaults.get("no_eval_train") else []))
+
+
+def apply_model_defaults(a: argparse.Namespace) -> None:
+    """Fill the training options not given with ``MODEL_DEFAULTS[a.model]``, then ``BOOK_DEFAULTS``."""
+    own = MODEL_DEFAULTS.get(a.model, {})
+    optimizer_given = a.optimizer is not None
+    for k, book in BOOK_DEFAULTS.items():
+        if k == "iters" or getattr(a, k) is not None:
+            continue
+        if k == "lr" and optimizer_given:  # the model's rate goes with the model's optimizer
+            continue
+        setattr(a, k, own.get(k, book))
+    if a.epochs is None and a.iters is None:
+        if "epochs" in own:
+            a.epochs = own["epochs"]
+        else:
+            a.iters = BOOK_DEFAULTS["iters"]
+
+
 def check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
+    apply_model_defaults(a)
     if a.model == "two_layer":
         if a.hidden and len(a.hidden) != 1:
             p.error(f"--model two_layer has one hidden layer; got --hidden {' '.join(map(str, a.hidden))} "
@@ -212,6 +261,12 @@ def check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
                            ("--batchnorm", a.batchnorm or None)):
             if value is not None:
                 p.error(f"{opt} applies to --model mlp")
+    if a.model in SEQUENCE_MODELS:
+        for opt, value in (("--activation", a.activation), ("--dropout", a.dropout),
+                           ("--batchnorm", a.batchnorm or None), ("--weight-init", a.weight_init)):
+            if value is not None:
+                p.error(f"{opt} does not apply to --model {a.model} (tanh and sigmoid gates; Wx ~ N(0, 1/D), "
+                        "Wh ~ N(0, 1/H) as the book's sequel)")
     if a.model != "resnet":
         for opt, value in (("--widths", a.widths), ("--blocks", a.blocks)):
             if value is not None:
@@ -233,8 +288,9 @@ def check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
         except (TypeError, ValueError) as e:
             p.error(str(e))
         if a.model not in IMAGE_MODELS:
+            reads = "rows as a sequence" if a.model in SEQUENCE_MODELS else "flattened vectors"
             p.error(f"--augment transforms images: use it with --model {' or '.join(IMAGE_MODELS)} "
-                    f"(--model {a.model} reads flattened vectors)")
+                    f"(--model {a.model} reads {reads})")
     if a.dropout is not None and not 0 <= a.dropout < 1:
         p.error(f"--dropout is the probability of dropping a unit, in [0, 1); got {a.dropout}")
     if a.weight_init is not None and a.weight_init not in ("he", "xavier"):
@@ -322,6 +378,9 @@ def build_model(model: str, example_shape: tuple[int, ...], n_classes: int, *,
             kwargs["weight_init"] = weight_init
         net = models.multi_layer_net(n_features, hidden or [100, 100], n_classes, **kwargs)
         return net, (None, n_features)
+    if model in SEQUENCE_MODELS:
+        net = models.sequence_classifier(model, hidden=tuple(hidden or [128]), output_size=n_classes)
+        return net, (None, *example_shape)
     if model == "resnet":
         default_widths, default_blocks = resnet_defaults()
         net = models.resnet(tuple(example_shape), widths=tuple(widths or default_widths),
@@ -330,6 +389,14 @@ def build_model(model: str, example_shape: tuple[int, ...], n_classes: int, *,
     net = models.simple_convnet(tuple(example_shape), output_size=n_classes,
                                 weight_init_std="he" if weight_init is None else weight_init)
     return net, (None, *example_shape)
+
+
+def model_input(model: str, x):
+    """Images ``x: (N, 28, 28, 1)`` as ``model`` reads them: as they are (image models), rows
+    ``(N, 28, 28)`` (sequence models) or flat vectors ``(N, 784)`` (two_layer, mlp)."""
+    if model in IMAGE_MODELS:
+        return x
+    return x.reshape(len(x), x.shape[1], -1) if model in SEQUENCE_MODELS else x.reshape(len(x), -1)
 
 
 def resnet_defaults() -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -375,4 +442,6 @@ def used_model_options(a: argparse.Namespace) -> tuple[list[int] | None, str | N
         default_widths, default_blocks = resnet_defaults()
         a.widths, a.blocks = a.widths or list(default_widths), a.blocks or list(default_blocks)
         return None, None, None
+    if a.model in SEQUENCE_MODELS:
+        return a.hidden or [128], None, None
     return None, None, a.weight_init or "he"

@@ -14,7 +14,7 @@ import sys
 
 import numpy as np
 
-from fnet.cli_options import CLI_SPELLING, IMAGE_MODELS, build_model
+from fnet.cli_options import CLI_SPELLING, build_model, model_input
 
 IMAGE = (28, 28)
 
@@ -29,7 +29,7 @@ def load_model(parser: argparse.ArgumentParser, a: argparse.Namespace):
     if "model" not in config:
         parser.error(f"{a.checkpoint} was not written by fnet-train (its config names no model); load it "
                      "with fnet.checkpoint.load and the network that made it")
-    example = (*IMAGE, 1) if config["model"] in IMAGE_MODELS else (IMAGE[0] * IMAGE[1],)
+    example = model_input(config["model"], np.zeros((1, *IMAGE, 1))).shape[1:]
     n_classes = len(data.DATASETS[config.get("dataset", "fashion-mnist")].classes)
     net, input_shape = build_model(config["model"], example, n_classes, hidden=config.get("hidden"),
                                    activation=config.get("activation"), weight_init=config.get("weight_init"),
@@ -64,12 +64,12 @@ def use_checkpoint(parser: argparse.ArgumentParser, a: argparse.Namespace) -> in
     except ValueError as e:  # a CheckpointError
         print(f"fnet-train: {e}", file=sys.stderr)
         return 2
-    flatten = config["model"] not in IMAGE_MODELS
     dataset = config.get("dataset", "fashion-mnist")
     if a.evaluate:
         try:
-            _, (x_test, t_test) = data.load_dataset(dataset, a.data_dir, normalize=True, flatten=flatten,
+            _, (x_test, t_test) = data.load_dataset(dataset, a.data_dir, normalize=True, flatten=False,
                                                     download=not a.no_download, spelling=CLI_SPELLING)
+            x_test = model_input(config["model"], x_test)
         except data.DataError as e:
             print(f"fnet-train: {e}", file=sys.stderr)
             return 2
@@ -86,7 +86,7 @@ def use_checkpoint(parser: argparse.ArgumentParser, a: argparse.Namespace) -> in
     except (ValueError, OSError) as e:  # DataError included
         print(f"fnet-train: --predict {a.predict}: {e}", file=sys.stderr)
         return 2
-    x = x.reshape(len(x), -1) if flatten else x.reshape(len(x), *IMAGE, 1)
+    x = model_input(config["model"], x.reshape(len(x), *IMAGE, 1))
     run = jax.jit(lambda params, state, xb: predict(net, params, xb, state=state))
     y = np.concatenate([np.asarray(run(ck.params, ck.state, x[i:i + 1000])) for i in range(0, len(x), 1000)])
     probs = np.exp(y - y.max(axis=1, keepdims=True))

@@ -7,10 +7,11 @@ from collections.abc import Sequence
 from fnet import _args
 from fnet import layers as L
 from fnet._trees import book_names
-from fnet.combinators import residual
+from fnet.combinators import residual, time_distributed
 from fnet.core import Layer, output_shape, sequential
 
-__all__ = ["book_names", "multi_layer_net", "resnet", "simple_convnet", "two_layer_net"]
+__all__ = ["book_names", "multi_layer_net", "resnet", "rnnlm", "sequence_classifier", "simple_convnet",
+           "two_layer_net"]
 
 
 def two_layer_net(input_size: int, hidden_size: int, output_size: int,
@@ -192,3 +193,46 @@ def resnet(input_shape: tuple[int, int, int] = (28, 28, 1), widths: Sequence[int
                                          L.affine(output_size, W_init="xavier"))))
     output_shape(net, (None, *input_shape))  # too small an image raises now, naming the layer
     return net
+
+
+RECURRENT_CELLS = {"rnn": L.rnn, "lstm": L.lstm, "gru": L.gru}
+
+
+def sequence_classifier(cell: str = "lstm", hidden: int | Sequence[int] = 128,
+                        output_size: int = 10) -> Layer:
+    """Recurrent layers over a sequence, then an affine on the last hidden state.
+
+    For Fashion-MNIST read row by row (``fnet-train --model lstm``), each image
+    ``(28, 28)`` is a sequence of 28 steps of 28 pixels: ``(N, T, D) -> (N,
+    output_size)``. ``cell``: ``"rnn"``, ``"lstm"`` or ``"gru"``; ``hidden``: the
+    hidden size, or one size per stacked layer (every layer but the last returns
+    its whole sequence to the next). Keys: ``lstm_0``, ``lstm_1``, ..., ``affine_0``.
+    """
+    if cell not in RECURRENT_CELLS:
+        raise ValueError(f"sequence_classifier: cell must be one of {sorted(RECURRENT_CELLS)}, got {cell!r}")
+    sizes = [hidden] if isinstance(hidden, int) else list(hidden)
+    if not sizes:
+        raise ValueError("sequence_classifier: hidden needs at least one size")
+    sizes = [_args.count("sequence_classifier", "hidden", h, 1) for h in sizes]
+    make = RECURRENT_CELLS[cell]
+    stack = [make(h, return_sequences=i < len(sizes) - 1) for i, h in enumerate(sizes)]
+    return sequential(*stack, L.affine(_args.count("sequence_classifier", "output_size", output_size, 1)))
+
+
+def rnnlm(vocab_size: int, wordvec_size: int = 64, hidden_size: int = 256, *, layers: int = 1,
+          dropout: float = 0.0, stateful: bool = True) -> Layer:
+    """The book's sequel's ``Rnnlm`` (``BetterRnnlm`` with ``layers=2`` and dropout): a language model.
+
+    ``embedding(vocab_size, wordvec_size)`` -> ``layers`` LSTMs of ``hidden_size``
+    (with ``dropout`` between them and before the output, when > 0) ->
+    ``time_distributed(affine(vocab_size))``: ids ``(N, T)`` -> scores ``(N, T,
+    vocab_size)`` for the next id at every step. ``stateful``: the LSTMs carry
+    their state between calls (truncated BPTT; ``fnet.language_model``).
+    """
+    layers = _args.count("rnnlm", "layers", layers, 1)
+    parts: list[Layer] = [L.embedding(vocab_size, wordvec_size)]
+    for _ in range(layers):
+        parts.append(L.lstm(hidden_size, stateful=stateful))
+        if dropout:
+            parts.append(L.dropout(dropout))
+    return sequential(*parts, time_distributed(L.affine(vocab_size)))

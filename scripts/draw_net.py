@@ -17,7 +17,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fnet.cli_options import IMAGE_MODELS, MODELS, build_model
+import numpy as np
+
+from fnet.cli_options import MODELS, build_model, model_input
 from fnet.graph.draw import draw_network, render
 
 
@@ -33,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     if a.model != "resnet" and (a.widths or a.blocks):
         p.error("--widths and --blocks apply to --model resnet")
-    example = (28, 28, 1) if a.model in IMAGE_MODELS else (784,)
+    example = model_input(a.model, np.zeros((1, 28, 28, 1))).shape[1:]
     try:
         net, input_shape = build_model(a.model, example, 10, hidden=a.hidden, widths=a.widths,
                                        blocks=a.blocks)

@@ -128,3 +128,19 @@ def test_profile_adds_up_each_op_per_step():
     matmul = [o for o in prof["top"] if o["hlo"].startswith("f32[64,32] ")]
     assert matmul and matmul[0]["calls_per_step"] == 1, prof["top"]
     assert all(not o["op"].startswith(("while", "end: ", "ThunkExecutor")) for o in prof["top"])
+
+
+def test_the_lstm_config_counts_every_step_and_reports_tokens(tmp_path):
+    path = tmp_path / "lstm.json"
+    proc = run_script("scripts/bench.py", "--quick", "--config", "lstm", "--contenders", "fnet,autodiff",
+                      "--json", str(path))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    res = json.loads(path.read_text())["configs"]["lstm"]
+    # per window of 100 steps and 64 rows: x Wx once, h Wh once per step, the affine per position;
+    # three times each (forward, dW, dx: the embedding needs the first matmul's dx too)
+    B, T, E, H, V = 64, 100, 64, 256, 100
+    assert res["flops_per_step"] == 3 * (2 * B * T * E * 4 * H + T * 2 * B * H * 4 * H + 2 * B * T * H * V)
+    fnet, autodiff = res["contenders"]["fnet"], res["contenders"]["autodiff"]
+    assert fnet["tokens_per_s"] == pytest.approx(fnet["samples_per_s"] * T)
+    assert fnet["check_losses"] == pytest.approx(autodiff["check_losses"], abs=1e-5)
+    assert "tokens/s" in proc.stdout

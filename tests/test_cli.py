@@ -70,6 +70,8 @@ def test_short_run_with_json_plot_checkpoint_and_resume(tmp_path):
     (["--model", "resnet", "--widths", "8", "16"], "one number per stage, so the same count; got 2 and 3"),
     (["--augment", "crop,flip"], "--augment transforms images: use it with --model convnet or resnet"),
     (["--model", "resnet", "--augment", "crop,rotate"], "--augment: unknown augmentation 'rotate'"),
+    (["--model", "lstm", "--augment", "flip"], "(--model lstm reads rows as a sequence)"),
+    (["--model", "gru", "--dropout", "0.5"], "--dropout does not apply to --model gru"),
     (["--train-size", "50", "--batch-size", "100"],
      "--batch-size 100 is larger than the training set (50 examples)"),
 ])
@@ -259,3 +261,37 @@ def test_a_short_real_resnet_run_learns_and_its_checkpoint_evaluates(tmp_path, c
     assert cli.main(["--evaluate", "--checkpoint", str(ckpt), "--no-compile-cache"]) == 0
     out = capsys.readouterr().out
     assert "model resnet" in out and f"{report['final']['test_acc']:.4f}" in out
+
+
+def test_model_defaults_fill_only_the_options_not_given():
+    p = cli.build_parser()
+    a = p.parse_args(["--model", "resnet"])
+    cli.check_args(p, a)
+    assert (a.optimizer, a.lr, a.weight_decay, a.schedule, a.warmup, a.batch_size, a.epochs, a.iters,
+            a.no_eval_train) == ("nesterov", 0.1, 5e-4, "cosine", 400, 128, 10, None, True)
+    a = p.parse_args(["--model", "resnet", "--optimizer", "adam", "--eval-train", "--iters", "50"])
+    cli.check_args(p, a)  # the model's lr goes with its optimizer: adam keeps adam's default
+    assert (a.optimizer, a.lr, a.no_eval_train, a.epochs, a.iters) == ("adam", None, False, None, 50)
+    a = p.parse_args(["--model", "lstm"])
+    cli.check_args(p, a)
+    assert (a.optimizer, a.lr, a.schedule, a.clip_norm, a.epochs) == ("adam", 2e-3, "cosine", 5.0, 10)
+    a = p.parse_args([])  # the book's run
+    cli.check_args(p, a)
+    got = (a.optimizer, a.lr, a.weight_decay, a.schedule, a.batch_size, a.iters, a.epochs, a.no_eval_train)
+    assert got == ("sgd", None, 0.0, "constant", 100, 10000, None, False)
+
+
+@pytest.mark.parametrize("model", ["lstm", "gru", "rnn"])
+def test_a_short_recurrent_run_reads_rows_and_learns(model, tmp_path, capsys):
+    # 2000 images as 28 rows of 28 pixels, 3 epochs of 40 steps: chance is 0.1
+    ckpt = tmp_path / f"{model}.npz"
+    argv = ["--model", model, "--hidden", "32", "--train-size", "2000", "--epochs", "3", "--batch-size", "50",
+            "--no-eval-train", "--no-compile-cache",
+            "--checkpoint", str(ckpt), "--json", str(tmp_path / "r.json"), "--quiet"]
+    assert cli.main(argv) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["final"]["test_acc"] >= 0.35, report["history"]  # the tanh RNN learns slowest: 0.42
+    assert report["config"]["optimizer"] == "adam" and report["config"]["hidden"] == [32]
+    capsys.readouterr()
+    assert cli.main(["--evaluate", "--checkpoint", str(ckpt), "--no-compile-cache"]) == 0
+    assert f"{report['final']['test_acc']:.4f}" in capsys.readouterr().out

@@ -19,7 +19,8 @@ FNET = ROOT / "fnet"
 FLOORS = {
     0: ["fnet._args", "fnet._text", "fnet._trees", "fnet.errors"],
     1: ["fnet.augment", "fnet.checkpoint", "fnet.core", "fnet.data.datasets", "fnet.data.idx",
-        "fnet.distributed", "fnet.layers._checks", "fnet.gradcheck.numerical", "fnet.gradcheck.report", "fnet.graph.nodes",
+        "fnet.distributed", "fnet.gradcheck.numerical", "fnet.gradcheck.report", "fnet.graph.nodes",
+        "fnet.layers._checks",
         "fnet.initializers", "fnet.schedules", "fnet.shuffle"],
     2: ["fnet._optimizer", "fnet.combinators", "fnet.data.locate", "fnet.gradcheck.layer", "fnet.graph.draw",
         "fnet.init", "fnet.layers._spatial", "fnet.layers._through_time", "fnet.losses", "fnet.summary"],

@@ -100,12 +100,16 @@ def recurrent(cell: Cell, hidden: int, *, return_sequences: bool, stateful: bool
                                    f"step, but Wx has shape {Wx.shape} and expects {Wx.shape[0]}; "
                                    "initialise the layer with this input shape")
         n, dt = x.shape[0], jnp.result_type(x, Wx)
-        if stateful:
-            carry = _carry_from_state(name, cell.carry, ctx["state"], (n, hidden), dt)
-        else:
-            carry = tuple(jnp.zeros((n, hidden), dt) for _ in cell.carry)
         xt = jnp.swapaxes(x, 0, 1)  # (T, N, D): time first, for the scan
         a_x = xt @ Wx + b  # (T, N, G): every step's input term in one matmul
+        # zeros_like of a slice of a_x, not jnp.zeros: under shard_map the carry must vary over
+        # the devices as the values computed from x do (the scan requires equal types)
+        zeros = jnp.zeros_like(a_x[0, :, :hidden])
+        if stateful:
+            state = _carry_from_state(name, cell.carry, ctx["state"], (n, hidden), dt)
+            carry = tuple(zeros + s for s in state)
+        else:
+            carry = tuple(zeros for _ in cell.carry)
 
         def step(carry, a):
             carry, saved = cell.step(Wh, a, carry)
@@ -127,8 +131,7 @@ def recurrent(cell: Cell, hidden: int, *, return_sequences: bool, stateful: bool
             raise ShapeError(name, f"backward got dout of shape {shape_str(jnp.shape(dout))}, but the "
                                    f"output y had shape {shape_str(y_shape.value)}; dout is dL/dy and "
                                    "must have y's shape")
-        n = xt.shape[1]
-        zeros = tuple(jnp.zeros((n, hidden), dout.dtype) for _ in cell.carry)
+        zeros = (jnp.zeros_like(dout[:, 0] if return_sequences else dout),) * len(cell.carry)
         if return_sequences:
             def back(dcarry, inputs):
                 saved_t, dout_t = inputs

@@ -9,6 +9,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 DATA_DIR = "/usr/share/datasets/fashion-mnist"
+TEXT_DIR = "/usr/share/common-licenses"  # plain English text on every Debian system: the lstm config's data
 
 
 DEFAULT_CONTENDERS = ("fnet", "autodiff", "numpy", "numpy1", "roof")
@@ -49,6 +50,7 @@ class Config:
     quick_steps: int
     quick_repeats: int
     image: bool = False  # (N, 28, 28, 1) inputs instead of (N, 784)
+    sequence: int = 0  # > 0: character windows of this many steps (ids (N, T), next-character targets)
     first_steps_tol: float = FIRST_STEPS_TOL  # the loss check's bound over the first steps
 
 
@@ -61,4 +63,6 @@ CONFIGS = {
                                "batch norm, stride-2 projections", 128, 20, 3, 3, 2, image=True,
                      # 14 layers of float32 batch norm: autodiff's losses differ by 1.5e-5 after 5 steps
                      first_steps_tol=1e-4),
+    "lstm": Config("lstm", "character LSTM: embedding 100->64, lstm 256, time_distributed affine 100; "
+                           "windows of 100 characters", 64, 20, 3, 3, 2, sequence=100),
 }

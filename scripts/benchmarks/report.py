@@ -84,7 +84,8 @@ def format_table(results: dict) -> str:
                 f"{e['samples_per_s']:10,.0f} {_num(ratio, '6.2f'):>6} {e['gflops']:8.1f} "
                 f"{_num(e.get('pct_roof'), '5.1f', '%'):>6} {_num(e['compile_s'], '9.2f'):>9} "
                 f"{_num(e.get('final_loss'), '10.5f'):>10} "
-                f"{_loss_diff(e):>15}")
+                f"{_loss_diff(e):>15}"
+                + (f"  {e['tokens_per_s']:,.0f} tokens/s" if "tokens_per_s" in e else ""))
         if "roof" in res:
             g = res["roof"]["gflops"]
             lines.append(f"{cname:8} {'roof':9} {'':>9} {'':>17} {'':>10} {'':>6} {g['median']:8.1f} "

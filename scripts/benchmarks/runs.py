@@ -50,7 +50,9 @@ def bench_config(config: Config, args: argparse.Namespace, contenders: Sequence[
         "repeats": repeats, "n_train": len(x), "flops_per_step": flops, "flop_ops": ops,
         # forward, dW and dx per matmul, less the first layer's dx: what FLOP_RULE assumes
         # (not for a net of multi-channel convolutions: their dW is one dot per kernel offset)
-        "hlo_dots_expected": None if any(op["op"] == "conv" and op["lhs"][-1] > 1 for op in ops)
+        # (nor for a recurrent net: its steps' matmuls run in a loop, its weight gradients outside)
+        "hlo_dots_expected": None if config.sequence or any(op["op"] == "conv" and op["lhs"][-1] > 1
+                                                            for op in ops)
         else 3 * len(ops) - 1,
         # fnet's conv2d computes dW of a one-channel input by im2col: the window
         # extraction is one more convolution op (an identity kernel), the dW a dot
@@ -106,6 +108,8 @@ def bench_config(config: Config, args: argparse.Namespace, contenders: Sequence[
         entry: dict[str, Any] = {
             "seconds": seconds[name], "ms_per_step": ms,
             "samples_per_s": config.batch_size / (ms["median"] / 1e3),
+            **({"tokens_per_s": config.batch_size * config.sequence / (ms["median"] / 1e3)}
+               if config.sequence else {}),
             "gflops": flops / (ms["median"] / 1e3) / 1e9,
             "compile_s": r.compile_s, "first_call_s": r.first_call_s, **r.info}
         if ref is not None:
