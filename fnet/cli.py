@@ -12,17 +12,14 @@ import sys
 import time
 from pathlib import Path
 
+from fnet.cli_models import DEFAULT_LR, build_model, model_input, used_model_options
 from fnet.cli_options import (
     CLI_SPELLING,
-    DEFAULT_LR,
-    build_model,
     build_parser,
     check_args,
     default_lr,
     divergence_factor,
     lr_schedule,
-    model_input,
-    used_model_options,
     xla_option,
 )
 
@@ -114,13 +111,15 @@ def main(argv: list[str] | None = None) -> int:
     a.lr = a.lr if a.lr is not None else DEFAULT_LR.get(a.optimizer, default_lr(a.optimizer))
     run = train.plan(len(x_train), a.batch_size, epochs=a.epochs, iters=a.iters, mesh=mesh)
     total_steps = run.steps_per_epoch * (run.total_epochs - 1) + run.last_steps
+    if "warmup" in a.from_model and a.warmup >= total_steps:  # the recipe's warmup, on a short run
+        a.warmup = max(1, total_steps // 10) if total_steps > 1 else None
     optimizer = optim.by_name(a.optimizer, weight_decay=a.weight_decay,
                               lr=lr_schedule(parser, a.schedule, a.lr, a.warmup, total_steps))
     a.hidden, a.activation, a.weight_init = used_model_options(a)
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()
               if k not in ("quiet", "resume", "overwrite", "keep_best", "plot", "json", "checkpoint",
-                           "devices", "coordinator", "num_processes", "process_id", "compile_cache",
-                           "no_compile_cache")}
+                           "from_model", "devices", "coordinator", "num_processes", "process_id",
+                           "compile_cache", "no_compile_cache")}
     for k in ("widths", "blocks", "augment"):  # options newer than some checkpoints: kept only when used
         if config[k] is None:
             del config[k]

@@ -15,34 +15,19 @@ import math
 import re
 from pathlib import Path
 
+from fnet.cli_models import (
+    IMAGE_MODELS,
+    MODEL_DEFAULTS,
+    MODELS,
+    SEQUENCE_MODELS,
+    _recipe,
+    apply_model_defaults,
+    resnet_defaults,
+)
+
 CLI_SPELLING = {"no_download": "--no-download", "download": "without --no-download",
                 "data_dir": "--data-dir /path/to/dir", "data_dir_name": "--data-dir"}
 """How a data-not-found message names the options here (``fnet.data.locate.API_SPELLING``)."""
-MODELS = ("two_layer", "mlp", "convnet", "resnet", "rnn", "lstm", "gru")
-IMAGE_MODELS = ("convnet", "resnet")
-"""The models that read images ``(N, 28, 28, 1)``."""
-SEQUENCE_MODELS = ("rnn", "lstm", "gru")
-"""The models that read each image as a sequence of 28 rows of 28 pixels, ``(N, 28, 28)``; the
-others (two_layer, mlp) read flattened vectors ``(N, 784)``."""
-DEFAULT_LR = {"sgd": 0.1}  # the book's chapter-5 run; other optimizers use their own defaults
-
-BOOK_DEFAULTS = {"optimizer": "sgd", "lr": None, "weight_decay": 0.0, "schedule": "constant", "warmup": None,
-                 "clip_norm": None, "batch_size": 100, "iters": 10000, "no_eval_train": False}
-"""The training options' defaults: the book's chapter-5 run (``lr`` None: ``DEFAULT_LR`` or the
-optimizer's own)."""
-_SEQUENCE_RUN = {"optimizer": "adam", "lr": 2e-3, "schedule": "cosine", "clip_norm": 5.0, "batch_size": 100,
-                 "epochs": 10}
-MODEL_DEFAULTS = {
-    "resnet": {"optimizer": "nesterov", "lr": 0.1, "weight_decay": 5e-4, "schedule": "cosine", "warmup": 400,
-               "batch_size": 128, "epochs": 10, "no_eval_train": True},
-    **{m: _SEQUENCE_RUN for m in SEQUENCE_MODELS},
-}
-"""Where a model trains best with another recipe than the book's, within about 30 minutes on
-two cores: each option not given on the command line takes the model's value, then the
-book's. An ``lr`` here goes with the model's optimizer: ``--optimizer`` alone gives that
-optimizer's default rate. Recorded runs: README "Results"."""
-
-
 def _argument(convert, ok, what: str):
     """An argparse ``type``: ``convert`` the text, then require ``ok(value)``; errors say ``what``."""
 
@@ -223,29 +208,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _recipe(defaults: dict) -> str:
-    parts = [f"--{k.replace('_', '-')} {v:g}" if isinstance(v, float) else f"--{k.replace('_', '-')} {v}"
-             for k, v in defaults.items() if k != "no_eval_train"]
-    return " ".join(parts + (["--no-eval-train"] if defaults.get("no_eval_train") else []))
-
-
-def apply_model_defaults(a: argparse.Namespace) -> None:
-    """Fill the training options not given with ``MODEL_DEFAULTS[a.model]``, then ``BOOK_DEFAULTS``."""
-    own = MODEL_DEFAULTS.get(a.model, {})
-    optimizer_given = a.optimizer is not None
-    for k, book in BOOK_DEFAULTS.items():
-        if k == "iters" or getattr(a, k) is not None:
-            continue
-        if k == "lr" and optimizer_given:  # the model's rate goes with the model's optimizer
-            continue
-        setattr(a, k, own.get(k, book))
-    if a.epochs is None and a.iters is None:
-        if "epochs" in own:
-            a.epochs = own["epochs"]
-        else:
-            a.iters = BOOK_DEFAULTS["iters"]
-
-
 def check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
     apply_model_defaults(a)
     if a.model == "two_layer":
@@ -345,70 +307,6 @@ def check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
             p.error("--plot needs matplotlib: pip install 'fnet[plot]' (or pip install matplotlib)")
 
 
-def build_model(model: str, example_shape: tuple[int, ...], n_classes: int, *,
-                hidden: list[int] | None = None, activation: str | None = None,
-                weight_init: str | None = None, dropout: float | None = None, batchnorm: bool = False,
-                widths: list[int] | None = None, blocks: list[int] | None = None):
-    """The network the model options describe (``--model``, ``--hidden``, ...), and its input shape.
-
-    ``example_shape``: one example's shape from the data (``(784,)``, or ``(28, 28, 1)``
-    for the convnet); ``n_classes``: the dataset's number of classes. Shared by
-    ``fnet-train`` and ``scripts/gradient_check.py``. ``weight_init`` is the option's
-    text: ``"he"``, ``"xavier"`` or a standard deviation; every model but resnet honours
-    it. ``widths`` and ``blocks``: resnet's stages (defaults those of ``fnet.resnet``).
-    """
-    import math
-
-    from fnet import models
-
-    n_features = math.prod(example_shape)
-
-    if weight_init is not None and weight_init not in ("he", "xavier"):
-        weight_init = float(weight_init)
-    if model == "two_layer":
-        std = 0.01 if weight_init is None else weight_init
-        net = models.two_layer_net(n_features, hidden[0] if hidden else 50, n_classes, weight_init_std=std)
-        return net, (None, n_features)
-    if model == "mlp":
-        kwargs = {"activation": activation or "relu", "use_batchnorm": batchnorm,
-                  "use_dropout": dropout is not None}
-        if dropout is not None:
-            kwargs["dropout_rate"] = dropout
-        if weight_init is not None:
-            kwargs["weight_init"] = weight_init
-        net = models.multi_layer_net(n_features, hidden or [100, 100], n_classes, **kwargs)
-        return net, (None, n_features)
-    if model in SEQUENCE_MODELS:
-        net = models.sequence_classifier(model, hidden=tuple(hidden or [128]), output_size=n_classes)
-        return net, (None, *example_shape)
-    if model == "resnet":
-        default_widths, default_blocks = resnet_defaults()
-        net = models.resnet(tuple(example_shape), widths=tuple(widths or default_widths),
-                            blocks=tuple(blocks or default_blocks), output_size=n_classes)
-        return net, (None, *example_shape)
-    net = models.simple_convnet(tuple(example_shape), output_size=n_classes,
-                                weight_init_std="he" if weight_init is None else weight_init)
-    return net, (None, *example_shape)
-
-
-def model_input(model: str, x):
-    """Images ``x: (N, 28, 28, 1)`` as ``model`` reads them: as they are (image models), rows
-    ``(N, 28, 28)`` (sequence models) or flat vectors ``(N, 784)`` (two_layer, mlp)."""
-    if model in IMAGE_MODELS:
-        return x
-    return x.reshape(len(x), x.shape[1], -1) if model in SEQUENCE_MODELS else x.reshape(len(x), -1)
-
-
-def resnet_defaults() -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """``fnet.resnet``'s default ``(widths, blocks)``, read from its signature (one home for them)."""
-    import inspect
-
-    from fnet import models
-
-    params = inspect.signature(models.resnet).parameters
-    return params["widths"].default, params["blocks"].default
-
-
 def default_lr(name: str) -> float:
     import inspect
 
@@ -428,20 +326,3 @@ def lr_schedule(parser, name: str, lr: float, warmup: int | None, total_steps: i
     base = schedules.step_decay(lr, max(1, total_steps // 3)) if name == "step" else lr
     return base if warmup is None else schedules.warmup(base, warmup)
 
-
-def used_model_options(a: argparse.Namespace) -> tuple[list[int] | None, str | None, str | None]:
-    """``(hidden, activation, weight_init)`` as ``build_model`` uses them, defaults filled in
-    (and, for resnet, ``a.widths`` and ``a.blocks``)."""
-    if a.model == "two_layer":
-        return a.hidden or [50], None, a.weight_init or "0.01"
-    if a.model == "mlp":
-        activation = a.activation or "relu"
-        default = "he" if activation == "relu" else "xavier"
-        return a.hidden or [100, 100], activation, a.weight_init or default
-    if a.model == "resnet":
-        default_widths, default_blocks = resnet_defaults()
-        a.widths, a.blocks = a.widths or list(default_widths), a.blocks or list(default_blocks)
-        return None, None, None
-    if a.model in SEQUENCE_MODELS:
-        return a.hidden or [128], None, None
-    return None, None, a.weight_init or "he"

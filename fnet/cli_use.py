@@ -14,7 +14,8 @@ import sys
 
 import numpy as np
 
-from fnet.cli_options import CLI_SPELLING, build_model, model_input
+from fnet.cli_models import build_model, model_input
+from fnet.cli_options import CLI_SPELLING
 
 IMAGE = (28, 28)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fnet.cli_options import MODELS, build_model, model_input
+from fnet.cli_models import MODELS, build_model, model_input
 from fnet.graph.draw import draw_network, render
 
 

@@ -248,7 +248,8 @@ def test_a_short_real_resnet_run_learns_and_its_checkpoint_evaluates(tmp_path, c
     ckpt = tmp_path / "resnet.npz"
     argv = ["--model", "resnet", "--widths", "8", "16", "--blocks", "1", "1", "--augment", "crop,flip",
             "--train-size", "1000", "--epochs", "4", "--batch-size", "50", "--optimizer", "adam",
-            "--lr", "0.01", "--no-eval-train", "--no-compile-cache", "--checkpoint", str(ckpt),
+            "--lr", "0.01", "--schedule", "constant", "--weight-decay", "0", "--no-eval-train",
+            "--no-compile-cache", "--checkpoint", str(ckpt),
             "--json", str(tmp_path / "r.json")]
     assert cli.main(argv) == 0
     # strict JSON: the training set was not evaluated, and that is null, not NaN
@@ -257,6 +258,7 @@ def test_a_short_real_resnet_run_learns_and_its_checkpoint_evaluates(tmp_path, c
     assert report["final"]["test_acc"] >= 0.5, report["history"]
     assert report["final"]["train_acc"] is None and report["history"]["train_acc"] == [None] * 4
     assert report["config"]["widths"] == [8, 16] and report["config"]["augment"] == "crop:2,flip"
+    assert report["config"]["warmup"] == 8  # resnet's recipe warms up 400 steps: a tenth of this short run
     capsys.readouterr()
     assert cli.main(["--evaluate", "--checkpoint", str(ckpt), "--no-compile-cache"]) == 0
     out = capsys.readouterr().out
