@@ -2,9 +2,11 @@
 
 The defaults are the book's chapter-5 run: two_layer_net(784, 50, 10), SGD
 with learning rate 0.1, batch 100, 10000 iterations, evaluated on the
-training and test sets after every epoch (600 iterations). The dataset
-defaults to Fashion-MNIST, which ships as a Debian package and needs no
-download; --dataset mnist gives the book's own data.
+training and test sets after every epoch (600 iterations). --model resnet
+and the recurrent models (rnn, lstm, gru) bring their own training recipe
+for the options not given (see --model). The dataset defaults to
+Fashion-MNIST, which ships as a Debian package and needs no download;
+--dataset mnist gives the book's own data.
 """
 
 from __future__ import annotations

@@ -109,6 +109,11 @@ def main(argv=None) -> int:
         except ValueError as e:
             sys.exit(f"char_rnn.py: --text {a.text}: {e}")
         baseline = lm.unigram_perplexity(ids[:cut], ids[cut:], len(vocab))
+    if a.sample:
+        try:  # before any training: a prompt the model cannot read fails now, not after the run
+            lm.encode(a.prompt, vocab)
+        except ValueError as e:
+            sys.exit(f"char_rnn.py: --prompt: {e}")
     net = models.rnnlm(len(vocab), a.embedding, a.hidden, layers=a.layers, dropout=a.dropout)
     config = {"vocab": vocab, **{k: getattr(a, k) for k in MODEL_KEYS + RUN_KEYS},
               "text": None if a.text is None else str(a.text)}

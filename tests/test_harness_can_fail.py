@@ -235,12 +235,9 @@ def test_harness_rejects_an_lstm_rule_without_the_forget_gate_in_dc_prev():
         return da, (da @ Wh.T, ds)
 
     wrong = dataclasses.replace(recurrent.LSTM, back=back_without_forget)
-    for return_sequences in (True, False):
-        right = L.lstm(4, return_sequences)
-        broken = _through_time.recurrent(wrong, 4, return_sequences=return_sequences, stateful=False,
-                                         dtype=jnp.float32)
-        assert worst(compare_layer(right, (3, 6, 2))) <= TOL64
-        assert worst(compare_layer(broken, (3, 6, 2))) > WRONG
+    assert worst(compare_layer(L.lstm(4, return_sequences=False), (3, 6, 2))) <= TOL64
+    broken = _through_time.recurrent(wrong, 4, return_sequences=False, stateful=False, dtype=jnp.float32)
+    assert worst(compare_layer(broken, (3, 6, 2))) > WRONG
     # a single step has no c_{t-1} to pass a gradient to: the slip is invisible there, as it must be
     one_step = _through_time.recurrent(wrong, 4, return_sequences=True, stateful=False, dtype=jnp.float32)
     assert worst(compare_layer(one_step, (3, 1, 2))) <= TOL64
