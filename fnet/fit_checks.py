@@ -90,15 +90,27 @@ def check_run_args(net, loss, optimizer, *, epochs, iters, batch_size, seed, sam
                              f"to turn the check off), got {divergence}")
 
 
-def check_data(x, t, what: str):
-    """Validate one ``(x, t)`` pair; arrays stay where they are (host or device)."""
+def reads_ids(net: Layer) -> bool:
+    """Whether ``net``'s first layer is an ``embedding``: its inputs are integer ids, not floats."""
+    while net.children:
+        net = net.children[0][1]
+    return net.name == "embedding"
+
+
+def check_data(x, t, what: str, ids: bool = False):
+    """Validate one ``(x, t)`` pair; arrays stay where they are (host or device).
+
+    ``ids``: the network reads integer ids (it starts with an embedding), so ``x`` must be integers."""
     if not isinstance(x, (np.ndarray, jax.Array)):
         x = np.asarray(x)
     if not isinstance(t, (np.ndarray, jax.Array)):
         t = np.asarray(t)
     if x.ndim < 2:
         raise ValueError(f"fit: x_{what} must have a batch axis, shape (N, ...); got shape {x.shape}")
-    if not jnp.issubdtype(x.dtype, jnp.floating):
+    if ids and not jnp.issubdtype(x.dtype, jnp.integer):
+        raise TypeError(f"fit: x_{what} has dtype {x.dtype}, but the network starts with an embedding, "
+                        "which looks up integer ids; pass ids, e.g. x.astype(np.int32)")
+    if not ids and not jnp.issubdtype(x.dtype, jnp.floating):
         raise TypeError(f"fit: x_{what} has dtype {x.dtype}; pass floating-point inputs "
                         "(load images with normalize=True, or divide by 255)")
     if t.ndim < 1 or len(t) != len(x):
@@ -158,7 +170,8 @@ def check_inputs(net: Layer, train_data, test_data, params, xla_options) -> tupl
         if pair is not None and not (isinstance(pair, (tuple, list)) and len(pair) == 2):
             raise TypeError(f"fit: {what}_data must be a pair (x_{what}, t_{what}), "
                             f"got {type(pair).__name__}")
-    checked = {w: None if p is None else check_data(*p, w) for w, p in sets.items()}
+    ids = reads_ids(net)
+    checked = {w: None if p is None else check_data(*p, w, ids) for w, p in sets.items()}
     input_shape = (None, *checked["train"][0].shape[1:])
     if checked["test"] is not None and checked["test"][0].shape[1:] != input_shape[1:]:
         raise ValueError(f"fit: x_test has examples of shape {checked['test'][0].shape[1:]}, but x_train "

@@ -11,7 +11,7 @@ import pytest
 
 import fnet
 from fnet import layers as L
-from fnet import losses
+from fnet import losses, optim, train
 
 RECURRENT = {"rnn": L.rnn, "lstm": L.lstm, "gru": L.gru}
 
@@ -245,3 +245,19 @@ def test_sequence_loss_options_and_errors():
     np.testing.assert_allclose(padded.forward(y, t.at[0, 0].set(1))[0], np.log(4), rtol=1e-6)
     with pytest.raises(TypeError, match=r"unknown options \['ignore'\]"):
         sce.with_options(ignore=0)
+
+
+def test_fit_trains_a_network_that_reads_ids():
+    # is there a 1 among the ids? an embedding, a GRU and an affine on its last state learn it
+    rng = np.random.default_rng(8)
+    x = rng.integers(2, 6, (400, 6)).astype(np.int32)
+    hit = rng.random(400) < 0.5
+    x[hit, rng.integers(0, 6, hit.sum())] = 1
+    t = hit.astype(np.int32)
+    net = fnet.sequential(L.embedding(6, 4), L.gru(8, return_sequences=False), L.affine(2))
+    result = train.fit(net, losses.softmax_cross_entropy, optim.adam(0.02), (x, t), epochs=8,
+                            batch_size=50, log=None, eval_train=True, mesh=None)
+    assert result.history["train_acc"][-1] >= 0.9, result.history["train_acc"]
+    with pytest.raises(TypeError, match="the network starts with an embedding, which looks up integer ids"):
+        train.fit(net, losses.softmax_cross_entropy, optim.adam(0.02), (x.astype(np.float32), t),
+                       epochs=1, log=None)
