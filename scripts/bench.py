@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Benchmark fnet's training path against autodiff, NumPy and the machine's matmul roof.
+"""Benchmark fnet's training path against autodiff, NumPy, PyTorch and the machine's matmul roof.
 
 Run from the repository root (so that this checkout's ``fnet`` is imported)::
 
@@ -32,6 +32,12 @@ Compilation and the first call are excluded (they are reported apart).
   BLAS thread: on a loaded machine the threaded BLAS can be many times slower at
   these small sizes (its threads wait for each other), so the target check is
   made against the faster of the two, never against a handicapped NumPy.
+- ``torch``, ``torch1``, ``torch_compile`` (book and wide; optional: ``pip install -e
+  ".[bench]"``, skipped with a note without torch): idiomatic eager PyTorch, an
+  ``nn.Sequential`` of ``Linear``/``ReLU`` from fnet's initial weights,
+  ``CrossEntropyLoss``, ``torch.optim.SGD``, minibatches of in-memory tensors, with
+  ``torch.set_num_threads`` at the cores (``torch1``: one thread, the control for a
+  loaded machine) and ``torch.compile`` of the model (``benchmarks/torch_reference.py``).
 - ``roof``: a jitted ``jnp.dot`` of two large square float32 matrices
   (GFLOP/s), timed in the same interleaved loop, so that it sees the same load.
   Before the loop, the model's own matmul shapes are timed alone, for reference.

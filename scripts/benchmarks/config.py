@@ -12,7 +12,9 @@ DATA_DIR = "/usr/share/datasets/fashion-mnist"
 TEXT_DIR = "/usr/share/common-licenses"  # plain English text on every Debian system: the lstm config's data
 
 
-DEFAULT_CONTENDERS = ("fnet", "autodiff", "numpy", "numpy1", "roof")
+# torch, torch1, torch_compile: PyTorch eager (all cores / one thread) and torch.compile, on the MLP
+# configs, skipped with a note when torch is not installed (pip install -e ".[bench]")
+DEFAULT_CONTENDERS = ("fnet", "autodiff", "numpy", "numpy1", "torch", "torch1", "torch_compile", "roof")
 CONTENDERS = (*DEFAULT_CONTENDERS, "progress")  # progress: fnet's epoch in 10 pieces (fit(progress=)), opt-in
 
 

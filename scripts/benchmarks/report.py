@@ -7,7 +7,8 @@ from benchmarks.hlo import MATMUL_OPS
 
 
 def checks(results: dict) -> list[dict]:
-    """The target checks (informational): fnet <= autodiff, wide >= 85% roof, book >= 1.5x NumPy."""
+    """The target checks (informational): fnet <= autodiff, wide >= 85% roof, book >= 1.5x NumPy,
+    book >= 3x torch eager and wide not behind it."""
     out = []
 
     def add(name: str, ok: bool | None, detail: str) -> None:
@@ -31,7 +32,7 @@ def checks(results: dict) -> list[dict]:
                 f"median paired ratio {r:.3f} (per-repeat range {lo:.3f}-{hi:.3f}"
                 + ("; the range straddles 1: not distinguishable from equal at this noise)" if lo <= 1 <= hi
                    else ")"))
-        for name in ("autodiff", "numpy", "numpy1"):
+        for name in ("autodiff", "numpy", "numpy1", "torch", "torch1", "torch_compile"):
             d1 = c.get(name, {}).get("max_abs_loss_diff_vs_fnet_first_steps")
             if "fnet" in c and d1 is not None:
                 d = c[name]["max_abs_loss_diff_vs_fnet"]
@@ -44,6 +45,15 @@ def checks(results: dict) -> list[dict]:
             add("wide: fnet >= 85% of the matmul roof", p >= 85,
                 f"{p:.1f}% (paired per repeat {c['fnet']['pct_roof_paired']['min']:.1f}-"
                 f"{c['fnet']['pct_roof_paired']['max']:.1f}%)")
+        if cname in ("book", "wide") and "fnet" in c and "torch" in c:
+            need = 3.0 if cname == "book" else 1.0
+            got = {n: c[n]["ratio_vs_fnet"]["median"] for n in ("torch", "torch1", "torch_compile") if n in c}
+            label = "fnet >= 3x faster than torch eager" if cname == "book" else "fnet not behind torch eager"
+            add(f"{cname}: {label}", got["torch"] >= need,
+                ", ".join(f"{n} time / fnet time = {v:.2f}" for n, v in got.items())
+                + f" (torch {c['torch'].get('torch')}"
+                + (f", load average {res['loadavg_start'][0]:.2f} at the start)" if res.get("loadavg_start")
+                   else ")"))
         nps = [n for n in ("numpy", "numpy1") if n in c]
         if cname == "book" and "fnet" in c and nps:
             best = min(nps, key=lambda n: c[n]["ratio_vs_fnet"]["median"])
@@ -66,7 +76,7 @@ def _loss_diff(entry: dict) -> str:
 
 
 def format_table(results: dict) -> str:
-    head = (f"{'config':8} {'contender':9} {'ms/step':>9} {'min-max':>17} {'samples/s':>10} {'x fnet':>6} "
+    head = (f"{'config':8} {'contender':13} {'ms/step':>9} {'min-max':>17} {'samples/s':>10} {'x fnet':>6} "
             f"{'GFLOP/s':>8} {'% roof':>6} {'compile s':>9} {'final loss':>10} {'loss diff':>15}")
     lines = [head, "-" * len(head)]
     for cname, res in results.items():
@@ -80,7 +90,7 @@ def format_table(results: dict) -> str:
             ms = e["ms_per_step"]
             ratio = e.get("ratio_vs_fnet", {}).get("median")
             lines.append(
-                f"{cname:8} {name:9} {ms['median']:9.3f} {ms['min']:8.3f}-{ms['max']:<8.3f} "
+                f"{cname:8} {name:13} {ms['median']:9.3f} {ms['min']:8.3f}-{ms['max']:<8.3f} "
                 f"{e['samples_per_s']:10,.0f} {_num(ratio, '6.2f'):>6} {e['gflops']:8.1f} "
                 f"{_num(e.get('pct_roof'), '5.1f', '%'):>6} {_num(e['compile_s'], '9.2f'):>9} "
                 f"{_num(e.get('final_loss'), '10.5f'):>10} "
@@ -88,11 +98,11 @@ def format_table(results: dict) -> str:
                 + (f"  {e['tokens_per_s']:,.0f} tokens/s" if "tokens_per_s" in e else ""))
         if "roof" in res:
             g = res["roof"]["gflops"]
-            lines.append(f"{cname:8} {'roof':9} {'':>9} {'':>17} {'':>10} {'':>6} {g['median']:8.1f} "
+            lines.append(f"{cname:8} {'roof':13} {'':>9} {'':>17} {'':>10} {'':>6} {g['median']:8.1f} "
                          f"{'100%':>6}   ({res['roof']['n']}^2 jnp.dot, "
                          f"{g['min']:.0f}-{g['max']:.0f} GFLOP/s)")
         for name, why in res.get("skipped", {}).items():
-            lines.append(f"{cname:8} {name:9} skipped: {why}")
+            lines.append(f"{cname:8} {name:13} skipped: {why}")
         for name, e in res["contenders"].items():
             if "hlo_ops" in e:
                 lines.append(f"{'':8} {name} hlo: " + ", ".join(f"{k} {v}" for k, v in e["hlo_ops"].items())

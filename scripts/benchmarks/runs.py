@@ -21,6 +21,7 @@ from benchmarks.contenders import Runner, prepare_jax
 from benchmarks.machine import loadavg, proc_status_mb
 from benchmarks.numpy_reference import prepare_numpy
 from benchmarks.roofs import prepare_roof, shape_roofs
+from benchmarks.torch_reference import TORCH_CONTENDERS, prepare_torch
 from benchmarks.workload import build_net, load_data, matmul_flops, sizes
 
 
@@ -70,6 +71,13 @@ def bench_config(config: Config, args: argparse.Namespace, contenders: Sequence[
             log(f"[{config.name}] {name}: compiled in {runners[name].compile_s:.2f}s")
         elif name in ("numpy", "numpy1"):
             r = prepare_numpy(net, params, x, t, config, steps, args.seed, 1 if name == "numpy1" else None)
+            if isinstance(r, str):
+                result["skipped"][name] = r
+                log(f"[{config.name}] {name} skipped: {r}")
+            else:
+                runners[name] = r
+        elif name in TORCH_CONTENDERS:
+            r = prepare_torch(name, net, params, x, t, config, steps, args.seed)
             if isinstance(r, str):
                 result["skipped"][name] = r
                 log(f"[{config.name}] {name} skipped: {r}")
