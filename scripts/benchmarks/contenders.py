@@ -26,6 +26,23 @@ class Runner:
     info: dict = dataclasses.field(default_factory=dict)
 
 
+def check_run(seed: int, n: int, reset: Callable[[], None],
+              epoch: Callable[[np.ndarray], np.ndarray]) -> tuple[np.ndarray, float]:
+    """A host contender's check run (NumPy, torch): ``reset()`` to the initial parameters, then
+    one ``epoch(order)`` in the order fnet's compiled epoch draws for the same key (see
+    ``make_train_epoch``), so its losses compare step by step. ``(losses, seconds)``."""
+    import jax
+
+    from fnet import shuffle
+
+    k_order, _ = jax.random.split(jax.random.key(seed))
+    order = np.asarray(shuffle.permutation(k_order, n))
+    reset()
+    t0 = time.perf_counter()
+    losses = epoch(order)
+    return losses, time.perf_counter() - t0
+
+
 def prepare_jax(name: str, net, params, x: np.ndarray, t: np.ndarray, config: Config, steps: int,
                 seed: int, xla_options: dict | None = None, profile: bool = False) -> Runner:
     import jax

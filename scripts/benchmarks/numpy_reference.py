@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
 
 from benchmarks.config import LR, Config
-from benchmarks.contenders import Runner
+from benchmarks.contenders import Runner, check_run
 from benchmarks.machine import numpy_blas_threads
 
 
@@ -76,7 +75,6 @@ def prepare_numpy(net, params, x: np.ndarray, t: np.ndarray, config: Config, ste
 
     ``threads``: OpenBLAS threads while it runs (restored afterwards); None keeps the default.
     """
-    import jax
 
     layers: list[Any] = []
     affines: list[NpAffine] = []
@@ -132,14 +130,6 @@ def prepare_numpy(net, params, x: np.ndarray, t: np.ndarray, config: Config, ste
         reset()  # (timed with the epoch: a copy of the parameters, negligible next to it)
         return with_threads(rng.permutation(n))
 
-    # The check run uses the permutation the JAX epoch draws for the same key (see make_train_epoch).
-    from fnet import shuffle
-
-    k_order, _ = jax.random.split(jax.random.key(seed))
-    order = np.asarray(shuffle.permutation(k_order, n))
-    reset()
-    t0 = time.perf_counter()
-    check = with_threads(order)
-    first_call_s = time.perf_counter() - t0
+    check, first_call_s = check_run(seed, n, reset, with_threads)
     return Runner("numpy" if threads is None else f"numpy{threads}", run, check, None, first_call_s,
                   {"blas_threads": threads or default_threads})

@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from benchmarks.config import LR, Config
-from benchmarks.contenders import Runner
+from benchmarks.contenders import Runner, check_run
 
 TORCH_CONTENDERS = ("torch", "torch1", "torch_compile")
 TORCH_CONFIGS = ("book", "wide")
@@ -31,10 +31,6 @@ def prepare_torch(name: str, net, params, x: np.ndarray, t: np.ndarray, config: 
         import torch
     except ImportError:
         return 'torch is not installed (pip install -e ".[bench]", the CPU wheel)'
-    import jax
-
-    from fnet import shuffle
-
     threads = 1 if name == "torch1" else os.cpu_count() or 1
     layers, init = [], []
     for key, layer in net.children:
@@ -93,11 +89,5 @@ def prepare_torch(name: str, net, params, x: np.ndarray, t: np.ndarray, config: 
         reset()
         return epoch(rng.permutation(n))
 
-    # the check run: the permutation fnet's epoch draws for the same key, as the NumPy contender
-    k_order, _ = jax.random.split(jax.random.key(seed))
-    order = np.asarray(shuffle.permutation(k_order, n))
-    reset()
-    t0 = time.perf_counter()
-    check = epoch(order)
-    first_call_s = time.perf_counter() - t0
+    check, first_call_s = check_run(seed, n, reset, epoch)
     return Runner(name, run, check, compile_s, first_call_s, {"torch": torch.__version__, "threads": threads})
