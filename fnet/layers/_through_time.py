@@ -35,6 +35,7 @@ from jax import lax
 from fnet import _args
 from fnet.core import Layer, Static, check_shape
 from fnet.errors import ContextError, ShapeError, shape_str
+from fnet.initializers import standard_normal
 from fnet.layers._checks import exact_rank, float_input
 
 
@@ -77,8 +78,8 @@ def recurrent(cell: Cell, hidden: int, *, return_sequences: bool, stateful: bool
         shape = _sequence_shape(name, check_shape(input_shape, name))
         d = shape[2]
         kx, kh = jax.random.split(key)
-        params = {"Wx": jax.random.normal(kx, (d, width), dtype) / math.sqrt(d),
-                  "Wh": jax.random.normal(kh, (hidden, width), dtype) / math.sqrt(hidden),
+        params = {"Wx": standard_normal(kx, (d, width), dtype) / math.sqrt(d),
+                  "Wh": standard_normal(kh, (hidden, width), dtype) / math.sqrt(hidden),
                   "b": jnp.asarray(cell.b_init(hidden), dtype)}
         out = (shape[0], shape[1], hidden) if return_sequences else (shape[0], hidden)
         return params, out
