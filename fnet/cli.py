@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         (x_train, t_train), (x_test, t_test) = data.load_dataset(
             a.dataset, a.data_dir, normalize=True, flatten=False, download=not a.no_download,
-            spelling=CLI_SPELLING)
+            spelling=CLI_SPELLING, cache=not a.no_data_cache)
         x_train, x_test = model_input(a.model, x_train), model_input(a.model, x_test)
     except data.DataError as e:
         print(f"fnet-train: {e}", file=sys.stderr)
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()
               if k not in ("quiet", "resume", "overwrite", "keep_best", "plot", "json", "checkpoint",
                            "from_model", "devices", "coordinator", "num_processes", "process_id",
-                           "compile_cache", "no_compile_cache")}
+                           "compile_cache", "no_compile_cache", "no_data_cache")}
     for k in ("widths", "blocks", "augment"):  # options newer than some checkpoints: kept only when used
         if config[k] is None:
             del config[k]

@@ -113,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "search path of fnet.data: $FNET_DATA, ~/.cache/fnet, ...)")
     g.add_argument("--no-download", action="store_true",
                    help="never download: fail with the list of places searched if the files are missing")
+    g.add_argument("--no-data-cache", action="store_true",
+                   help="decompress the IDX files on every run instead of keeping their decoded arrays as "
+                        ".npy in ~/.cache/fnet/decoded (fnet.data.decoded)")
     g.add_argument("--train-size", type=_positive_int,
                    help="use only the first N training examples (the book's overfitting experiments)")
     g = p.add_argument_group("model")

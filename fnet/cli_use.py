@@ -69,7 +69,8 @@ def use_checkpoint(parser: argparse.ArgumentParser, a: argparse.Namespace) -> in
     if a.evaluate:
         try:
             _, (x_test, t_test) = data.load_dataset(dataset, a.data_dir, normalize=True, flatten=False,
-                                                    download=not a.no_download, spelling=CLI_SPELLING)
+                                                    download=not a.no_download, spelling=CLI_SPELLING,
+                                                    cache=not a.no_data_cache)
             x_test = model_input(config["model"], x_test)
         except data.DataError as e:
             print(f"fnet-train: {e}", file=sys.stderr)

@@ -274,6 +274,72 @@ def test_damaged_file_on_disk_is_reported_not_skipped(env):
     assert "header says 5x28x28 = 3920 bytes of data, file has 24 (truncated?)" in str(info.value)
 
 
+# --------------------------------------------------------------------------- the decoded copies
+
+
+def decoded_copies(env: Path) -> list[Path]:
+    return sorted((env / "home" / ".cache" / "fnet" / "decoded").rglob("*.npy"))
+
+
+def test_decoded_copies_are_written_once_and_read_back(env, monkeypatch):
+    arrays = make_dataset(env / "d")
+    first = load_dataset("mnist", env / "d", download=False)
+    copies = decoded_copies(env)
+    assert sorted(p.name.split(".")[0] for p in copies) == sorted(n.split(".")[0] for n in NAMES.values())
+    from fnet.data import decoded
+
+    monkeypatch.setattr(decoded, "read_idx", lambda path: pytest.fail(f"decompressed {path} again"))
+    second = load_dataset("mnist", env / "d", download=False)
+    for a, b in zip(first, second, strict=True):
+        for u, v in zip(a, b, strict=True):
+            np.testing.assert_array_equal(u, v)
+    np.testing.assert_array_equal(second[0][0].reshape(12, 28, 28) * 255, arrays["train_images"])
+    assert decoded_copies(env) == copies
+
+
+def test_a_changed_source_file_is_decoded_again_and_its_old_copy_removed(env):
+    make_dataset(env / "d")
+    load_dataset("mnist", env / "d", download=False)
+    before = decoded_copies(env)
+    images, _ = fake_split(12, seed=99)
+    write(env / "d" / NAMES["train_images"], idx_bytes(images), gz=True)
+    (x, _), _ = load_dataset("mnist", env / "d", normalize=False, download=False)
+    np.testing.assert_array_equal(x.reshape(12, 28, 28), images)
+    after = decoded_copies(env)
+    assert len(after) == 4 and len(set(before) & set(after)) == 3  # the train images' copy replaced
+
+
+def test_same_file_names_in_two_folders_keep_their_own_copies(env):
+    a, b = make_dataset(env / "a", n_train=12), make_dataset(env / "b", n_train=13)
+    for _ in range(2):
+        (xa, _), _ = load_dataset("mnist", env / "a", normalize=False, download=False)
+        (xb, _), _ = load_dataset("mnist", env / "b", normalize=False, download=False)
+    np.testing.assert_array_equal(xa.reshape(12, 28, 28), a["train_images"])
+    np.testing.assert_array_equal(xb.reshape(13, 28, 28), b["train_images"])
+    assert len(decoded_copies(env)) == 8
+
+
+def test_a_damaged_copy_is_decoded_again(env):
+    arrays = make_dataset(env / "d")
+    load_dataset("mnist", env / "d", download=False)
+    for p in decoded_copies(env):
+        p.write_bytes(p.read_bytes()[:50])
+    (x, t), _ = load_dataset("mnist", env / "d", normalize=False, download=False)
+    np.testing.assert_array_equal(x.reshape(12, 28, 28), arrays["train_images"])
+    np.testing.assert_array_equal(t, arrays["train_labels"])
+    assert all(p.stat().st_size > 50 for p in decoded_copies(env))  # rewritten whole
+
+
+def test_cache_false_writes_nothing_and_an_unwritable_cache_warns(env):
+    arrays = make_dataset(env / "d")
+    load_dataset("mnist", env / "d", download=False, cache=False)
+    assert decoded_copies(env) == []
+    write(env / "home" / ".cache" / "fnet" / "decoded", b"a file where the folder should be")
+    with pytest.warns(RuntimeWarning, match="cannot keep the decoded copy of .*decompressed on every load"):
+        (x, _), _ = load_dataset("mnist", env / "d", normalize=False, download=False)
+    np.testing.assert_array_equal(x.reshape(12, 28, 28), arrays["train_images"])
+
+
 # --------------------------------------------------------------------------- options
 
 

@@ -24,7 +24,7 @@ FLOORS = {
         "fnet.initializers", "fnet.schedules", "fnet.shuffle"],
     2: ["fnet._optimizer", "fnet.combinators", "fnet.data.locate", "fnet.gradcheck.layer", "fnet.graph.draw",
         "fnet.init", "fnet.layers._spatial", "fnet.layers._through_time", "fnet.losses", "fnet.summary"],
-    3: ["fnet.data.downloader", "fnet.fit_checks", "fnet.gradcheck", "fnet.graph.tape",
+    3: ["fnet.data.decoded", "fnet.data.downloader", "fnet.fit_checks", "fnet.gradcheck", "fnet.graph.tape",
         "fnet.layers.activations", "fnet.layers.affine", "fnet.layers.conv", "fnet.layers.dropout",
         "fnet.layers.embedding", "fnet.layers.normalization", "fnet.layers.pooling", "fnet.layers.recurrent",
         "fnet.layers.shape", "fnet.net", "fnet.optim"],

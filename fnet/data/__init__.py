@@ -3,7 +3,8 @@
 One job per module: ``idx`` reads the file format; ``datasets`` is the table
 of what fnet knows (files, checksums, mirrors); ``locate`` is the search path
 and the not-found message; ``downloader`` the checked, atomic download;
-``loaders`` the book's ``load_mnist`` and its siblings.
+``loaders`` the book's ``load_mnist`` and its siblings; ``decoded`` keeps each decoded
+file as ``.npy`` in ``~/.cache/fnet/decoded``, so a gzip file is decompressed once.
 
 ``load_mnist()`` and ``load_fashion_mnist()`` return NumPy arrays
 ``(x_train, t_train), (x_test, t_test)`` with the options of the book's

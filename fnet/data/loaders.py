@@ -16,8 +16,9 @@ import numpy as np
 
 from fnet.data import datasets, locate
 from fnet.data.datasets import IMAGE_SHAPE, DatasetInfo
+from fnet.data.decoded import read_decoded
 from fnet.data.downloader import TIMEOUT, fetch_missing
-from fnet.data.idx import DataError, read_idx
+from fnet.data.idx import DataError
 
 __all__ = ["find_files", "load_dataset", "load_fashion_mnist", "load_mnist"]
 
@@ -26,20 +27,20 @@ Split = tuple[np.ndarray, np.ndarray]
 
 def load_mnist(data_dir: str | os.PathLike | None = None, *, normalize: bool = True, flatten: bool = True,
                one_hot_label: bool = False, download: bool = True, mirrors: Sequence[str] | None = None,
-               timeout: float = TIMEOUT) -> tuple[Split, Split]:
+               timeout: float = TIMEOUT, cache: bool = True) -> tuple[Split, Split]:
     """MNIST handwritten digits: 60000 training and 10000 test images of 28x28 pixels.
 
     See ``load_dataset`` for the arguments, the shapes and dtypes returned, and
     where the files are looked for.
     """
-    return load_dataset("mnist", data_dir, normalize=normalize, flatten=flatten,
-                        one_hot_label=one_hot_label, download=download, mirrors=mirrors, timeout=timeout)
+    return load_dataset("mnist", data_dir, normalize=normalize, flatten=flatten, one_hot_label=one_hot_label,
+                        download=download, mirrors=mirrors, timeout=timeout, cache=cache)
 
 
 def load_fashion_mnist(data_dir: str | os.PathLike | None = None, *, normalize: bool = True,
                        flatten: bool = True, one_hot_label: bool = False, download: bool = True,
                        mirrors: Sequence[str] | None = None,
-                       timeout: float = TIMEOUT) -> tuple[Split, Split]:
+                       timeout: float = TIMEOUT, cache: bool = True) -> tuple[Split, Split]:
     """Fashion-MNIST (Zalando article images): 60000 training and 10000 test images of 28x28 pixels.
 
     Labels name ``DATASETS["fashion-mnist"].classes`` (0 = T-shirt/top, ...,
@@ -49,13 +50,14 @@ def load_fashion_mnist(data_dir: str | os.PathLike | None = None, *, normalize: 
     looked for.
     """
     return load_dataset("fashion-mnist", data_dir, normalize=normalize, flatten=flatten,
-                        one_hot_label=one_hot_label, download=download, mirrors=mirrors, timeout=timeout)
+                        one_hot_label=one_hot_label, download=download, mirrors=mirrors, timeout=timeout,
+                        cache=cache)
 
 
 def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, normalize: bool = True,
                  flatten: bool = True, one_hot_label: bool = False, download: bool = True,
                  mirrors: Sequence[str] | None = None, timeout: float = TIMEOUT,
-                 spelling: dict[str, str] | None = None) -> tuple[Split, Split]:
+                 spelling: dict[str, str] | None = None, cache: bool = True) -> tuple[Split, Split]:
     """Load a dataset of ``DATASETS`` by name (``"mnist"``, ``"fashion-mnist"``).
 
     **Arguments:**
@@ -73,6 +75,8 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, normal
     - ``timeout``: seconds a download may wait for the server per operation.
     - ``spelling``: how the not-found message names the options (``locate.API_SPELLING``
       by default; the command line passes ``--data-dir`` and ``--no-download``).
+    - ``cache``: keep each decoded file as ``.npy`` in ``~/.cache/fnet/decoded`` and read it
+      from there next time (``fnet.data.decoded``: keyed to the file, redone when it changes).
 
     **Returns:** ``(x_train, t_train), (x_test, t_test)`` with ``N = 60000``
     and ``N = 10000`` for the real files.
@@ -85,15 +89,17 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, normal
     files = find_files(info, data_dir, download=download, mirrors=mirrors, timeout=timeout, spelling=spelling)
     out = []
     for split in ("train", "test"):
-        images, labels = _read_split(files[f"{split}_images"], files[f"{split}_labels"], len(info.classes))
+        images, labels = _read_split(files[f"{split}_images"], files[f"{split}_labels"], len(info.classes),
+                                     cache)
         out.append((_format_images(images, normalize, flatten),
                     _format_labels(labels, one_hot_label, len(info.classes))))
     return out[0], out[1]
 
 
-def _read_split(image_path: Path, label_path: Path, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    images = read_idx(image_path)
-    labels = read_idx(label_path)
+def _read_split(image_path: Path, label_path: Path, n_classes: int,
+                cache: bool) -> tuple[np.ndarray, np.ndarray]:
+    images = read_decoded(image_path, cache=cache)
+    labels = read_decoded(label_path, cache=cache)
     if images.ndim != 3:
         raise DataError(f"{image_path}: expected images of shape (N, 28, 28), 3 dimensions, but the IDX "
                         f"header declares {images.ndim}: {images.shape}")
@@ -120,9 +126,8 @@ def _read_split(image_path: Path, label_path: Path, n_classes: int) -> tuple[np.
 def _format_images(images: np.ndarray, normalize: bool, flatten: bool) -> np.ndarray:
     n = len(images)
     x = images.reshape(n, -1) if flatten else images.reshape(n, *IMAGE_SHAPE, 1)
-    if normalize:
-        x = x.astype(np.float32)
-        x /= 255  # division, not * (1/255): 255 maps to exactly 1.0
+    if normalize:  # division, not * (1/255): 255 maps to exactly 1.0; one pass, converting as it divides
+        x = np.divide(x, np.float32(255), dtype=np.float32)
     return x
 
 

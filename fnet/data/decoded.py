@@ -1,0 +1,84 @@
+"""The decoded IDX files, kept as ``.npy`` in fnet's cache: a gzip file is decompressed once.
+
+Decompressing Fashion-MNIST's 26 MB of training images takes about half a second each
+time it is read; loading the decoded array from a ``.npy`` file takes a few
+milliseconds (``docs/speed.md``, "The cold start"). The copy lives in
+``~/.cache/fnet/decoded/`` (the dataset's own folder may be read-only, as the Debian
+package's is) under a name keyed to the source file: its folder, name, size and
+modification time. A changed source file gets a new name, so it is decoded afresh and
+the copy of its old version is removed. A copy that cannot be read is decoded again;
+one that cannot be written leaves the data as read from the source, with a warning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from fnet.data.idx import read_idx
+from fnet.data.locate import cache_root
+
+__all__ = ["cache_dir", "cached_path", "read_decoded"]
+
+
+def cache_dir() -> Path:
+    """Where the decoded copies are: ``~/.cache/fnet/decoded``."""
+    return cache_root() / "decoded"
+
+
+def _key(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def cached_path(source: str | os.PathLike) -> Path:
+    """Where ``source``'s decoded copy is: ``<key of its folder>/<file name>.<key of its version>.npy``,
+    from the resolved path, the size and the modification time (nanoseconds)."""
+    source = Path(source).resolve()
+    st = source.stat()
+    version = _key(f"{st.st_size}:{st.st_mtime_ns}")
+    return cache_dir() / _key(str(source.parent)) / f"{source.name}.{version}.npy"
+
+
+def read_decoded(source: str | os.PathLike, *, cache: bool = True) -> np.ndarray:
+    """``read_idx(source)``, from the decoded copy in the cache when there is one for this very file.
+
+    With ``cache=True`` a missing copy is written after decoding (atomically: a copy is
+    whole or absent). **Returns** what ``read_idx`` returns (a fresh, writable array).
+    **Raises** what ``read_idx`` raises; a cache that cannot be written only warns.
+    """
+    if not cache:
+        return read_idx(source)
+    path = cached_path(source)
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError):  # none yet, or damaged or unreadable: decode the source
+        pass
+    array = read_idx(source)
+    try:
+        _write(path, array)
+    except OSError as e:
+        warnings.warn(f"fnet.data: cannot keep the decoded copy of {source} in {path.parent} "
+                      f"({e.strerror or e}); the file will be decompressed on every load",
+                      RuntimeWarning, stacklevel=3)
+    return array
+
+
+def _write(path: Path, array: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, array, allow_pickle=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    source_name = path.name.rsplit(".", 2)[0]  # copies of the source's older versions go
+    for old in path.parent.glob(f"{source_name}.*.npy"):
+        if old != path and old.name.rsplit(".", 2)[0] == source_name:
+            old.unlink(missing_ok=True)
