@@ -23,16 +23,17 @@ time and no example is lost for good.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh
+from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from fnet import _args, distributed, shuffle
@@ -48,12 +49,15 @@ __all__ = [
     "SAMPLING",
     "Plan",
     "chunk_lengths",
+    "compile_all",
+    "epoch_program",
     "lower_in_pieces",
     "make_epoch_pieces",
     "make_evaluate",
     "make_train_epoch",
     "plan",
     "run_in_pieces",
+    "shapes_like",
 ]
 
 SAMPLING = ("shuffle", "replacement")
@@ -127,6 +131,25 @@ def make_epoch_pieces(net: Layer, loss: Loss, optimizer, *, batch_size: int, n_s
     return order, run
 
 
+def _scan(body: Callable, carry, rows, steps):
+    """``lax.scan(body, carry, rows)``, or with ``steps``, a loop over only the first ``steps`` rows
+    (a dynamic trip count: the same program for every count); the losses not computed are NaN."""
+    if steps is None:
+        return jax.lax.scan(body, carry, rows)
+    n = jax.tree.leaves(rows)[0].shape[0]
+    first = jax.tree.map(lambda r: r[0], rows)
+    value = jax.eval_shape(body, carry, first)[1]
+
+    def one(i, c):
+        carry, values = c
+        row = jax.tree.map(lambda r: jax.lax.dynamic_index_in_dim(r, i, keepdims=False), rows)
+        carry, v = body(carry, row)
+        return carry, jax.lax.dynamic_update_index_in_dim(values, v, i, 0)
+
+    return jax.lax.fori_loop(0, jnp.minimum(steps, n), one,
+                             (carry, jnp.full((n, *value.shape), jnp.nan, value.dtype)))
+
+
 @dataclasses.dataclass(frozen=True)
 class Plan:
     """How a run is cut into epochs: ``steps_per_epoch``, ``total_epochs``, and the
@@ -139,6 +162,10 @@ class Plan:
     def steps(self, epoch: int) -> int:
         """The number of minibatch steps of epoch ``epoch`` (0-based)."""
         return self.steps_per_epoch if epoch < self.total_epochs - 1 else self.last_steps
+
+    def step_counts(self, first_epoch: int = 0) -> list[int]:
+        """The distinct step counts of the epochs from ``first_epoch`` on, the longest first."""
+        return sorted({self.steps(e) for e in range(first_epoch, self.total_epochs)}, reverse=True)
 
 
 def plan(n_train: int, batch_size: int, *, epochs: int | None, iters: int | None,
@@ -211,9 +238,12 @@ def run_in_pieces(programs: dict, carry, x, t, key, *, n_steps: int, report: Cal
 def make_train_epoch(net: Layer, loss: Loss, optimizer, *, batch_size: int, n_steps: int,
                      sampling: str = "shuffle", grad_fn: Callable | None = None,
                      mesh: Mesh | None = None, augment: Augment | None = None) -> Callable:
-    """The (unjitted) epoch function ``(params, opt_state, state, x, t, key) -> (carry, losses)``.
+    """The (unjitted) epoch function ``(params, opt_state, state, x, t, key, steps=None) -> (carry, losses)``.
 
     ``carry = (params, opt_state, state)``; ``losses: (n_steps,)`` minibatch losses.
+    ``steps`` (an int32 scalar, traced): run only the first ``steps`` of the ``n_steps``
+    updates (the rest of ``losses`` is NaN), so one compiled program also runs a short
+    final epoch; the steps it runs are exactly those of an epoch of ``steps``.
     ``grad_fn`` defaults to ``loss_and_grads(net, loss)`` (the handwritten
     backward); ``scripts/bench.py`` passes an autodiff one to compare the two
     inside the identical loop. With a ``mesh`` (see ``fnet.distributed``), ``x`` and
@@ -225,11 +255,11 @@ def make_train_epoch(net: Layer, loss: Loss, optimizer, *, batch_size: int, n_st
         raise ValueError(f"fit: sampling must be one of {SAMPLING}, got {sampling!r}")
     indices, gather_step, uses_key = _closures(net, loss, optimizer, n_steps, sampling, grad_fn, augment)
 
-    def epoch(params, opt_state, state, x, t, key):
+    def epoch(params, opt_state, state, x, t, key, steps=None):
         k_order, k_steps = jax.random.split(key)
         idx = indices(k_order, x.shape[0], batch_size)
-        return jax.lax.scan(gather_step(x, t), (params, opt_state, state),
-                            (idx, jax.random.split(k_steps, n_steps)))
+        return _scan(gather_step(x, t), (params, opt_state, state), (idx, jax.random.split(k_steps, n_steps)),
+                     steps)
 
     if mesh is None:
         return epoch
@@ -238,7 +268,7 @@ def make_train_epoch(net: Layer, loss: Loss, optimizer, *, batch_size: int, n_st
     per_device = distributed.check_batch(mesh, batch_size)
     per_host = batch_size // hosts
 
-    def local_epoch(params, opt_state, state, x, t, key):
+    def local_epoch(params, opt_state, state, x, t, key, steps=None):
         x, t = x[0], t[0]  # this host's examples
         h, d = jax.lax.axis_index("hosts"), jax.lax.axis_index("devices")
         k_order, k_steps = jax.random.split(key)
@@ -250,10 +280,50 @@ def make_train_epoch(net: Layer, loss: Loss, optimizer, *, batch_size: int, n_st
         step_keys = jax.random.split(k_steps, n_steps)
         if uses_key:  # different dropout masks (and augmentations) on different devices
             step_keys = jax.vmap(jax.random.fold_in, (0, None))(step_keys, h * devices + d)
-        return jax.lax.scan(gather_step(x, t, distributed.AXES), (params, opt_state, state), (idx, step_keys))
+        return _scan(gather_step(x, t, distributed.AXES), (params, opt_state, state), (idx, step_keys), steps)
 
-    return jax.shard_map(local_epoch, mesh=mesh, out_specs=(P(), P()),
-                         in_specs=(P(), P(), P(), P("hosts"), P("hosts"), P()))
+    def sharded_epoch(params, opt_state, state, x, t, key, steps=None):
+        specs = (P(), P(), P(), P("hosts"), P("hosts"), P())
+        if steps is None:
+            return jax.shard_map(local_epoch, mesh=mesh, out_specs=(P(), P()), in_specs=specs)(
+                params, opt_state, state, x, t, key)
+        return jax.shard_map(local_epoch, mesh=mesh, out_specs=(P(), P()), in_specs=(*specs, P()))(
+            params, opt_state, state, x, t, key, steps)
+
+    return sharded_epoch
+
+
+def shapes_like(mesh: Mesh | None, tree):
+    """Shapes and dtypes of ``tree`` (arrays or ``ShapeDtypeStruct``), placed as ``fit`` places the
+    carry (replicated over a mesh), to trace the programs before the carry exists."""
+    sharding = None if mesh is None else NamedSharding(mesh, P())
+    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), tree)
+
+
+def compile_all(lowered: Iterable[tuple[Any, Any]], xla_options: Mapping[str, Any] | None) -> dict:
+    """XLA compiles each traced program in a thread as soon as it is traced (tracing is Python,
+    one at a time; compiling runs side by side)."""
+    options = dict(xla_options or {})
+
+    def compile_one(low):
+        try:
+            return low.compile(options) if options else low.compile()
+        except jax.errors.JaxRuntimeError as e:
+            if not options or "option" not in str(e):
+                raise
+            raise ValueError(f"fit: XLA rejected xla_options={options}: {e}") from None
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        futures = {name: pool.submit(compile_one, low) for name, low in lowered}
+        return {name: f.result() for name, f in futures.items()}
+
+
+def epoch_program(compiled, *, dynamic: bool) -> Callable:
+    """``(params, opt_state, state, x, t, key, n_steps) -> (carry, losses)`` from the compiled epoch,
+    which takes ``n_steps`` as an input only when the run has epochs of different lengths."""
+    if dynamic:
+        return lambda *args: compiled(*args[:-1], jnp.int32(args[-1]))
+    return lambda *args: compiled(*args[:-1])
 
 
 def make_evaluate(net: Layer, loss: Loss, *, batch_size: int = 1000, mesh: Mesh | None = None,

@@ -28,7 +28,7 @@ from fnet.losses import Loss
 
 __all__ = ["RESUME_MAY_DIFFER", "check_batch_size", "check_checkpoint_path", "check_data", "check_hooks",
            "check_inputs", "check_params",
-           "check_resume", "check_run_args", "check_targets", "first_non_finite"]
+           "check_resume", "check_run_args", "check_targets", "first_non_finite", "resolve_mesh"]
 
 RESUME_MAY_DIFFER = frozenset({"epochs", "iters", "data_dir", "no_download", "no_eval_train", "xla_option",
                                "xla_options", "overwrite", "divergence", "early_stop"})
@@ -286,3 +286,16 @@ def first_non_finite(tree) -> str | None:
         if not bool(jnp.all(jnp.isfinite(leaf))):
             return path
     return None
+
+
+def resolve_mesh(mesh: Mesh | str | None, progress) -> Mesh | None:
+    """``fit(mesh=)`` as a ``Mesh`` or ``None``: ``"auto"`` is every device (one: ``None``)."""
+    if isinstance(mesh, str) and mesh == "auto":
+        mesh = None if progress is not None else distributed.default_mesh()
+    if progress is not None and isinstance(mesh, Mesh) and mesh.size == 1:
+        mesh = None  # one device: the same run without shard_map
+    check_progress(progress, mesh)
+    if mesh is not None and not (isinstance(mesh, Mesh) and set(mesh.axis_names) == set(distributed.AXES)):
+        raise ValueError(f"fit: mesh must be a jax.sharding.Mesh with axes {distributed.AXES} (from "
+                         f"fnet.distributed.make_mesh), None or 'auto'; got {mesh!r}")
+    return mesh

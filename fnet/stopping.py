@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from fnet import _args
+from fnet._trees import leaves_with_paths
 from fnet.fit_checks import first_non_finite
 from fnet.metrics import history_keys
 
@@ -43,11 +44,13 @@ class NonFiniteLossError(DivergenceError):
 
 
 def check_divergence(e: int, losses: np.ndarray, new_params, carry, history: dict, divergence,
-                      checkpoint) -> None:
+                      checkpoint, finite: Sequence[bool] | None = None) -> None:
     """Stop when the epoch's mean loss is ``divergence`` times the reference, or parameters are not finite.
 
     The reference is the first epoch's mean loss; during the first epoch, its first step's
-    loss (the loss at the starting parameters).
+    loss (the loss at the starting parameters). ``finite``: whether each leaf of ``new_params``
+    (in ``jax.tree.leaves`` order) is finite, as ``fit``'s compiled evaluation computes it;
+    ``None``: checked here, leaf by leaf.
     """
     reference = history["loss"][0] if history["loss"] else float(losses[0])
     mean = float(losses.mean())
@@ -55,7 +58,9 @@ def check_divergence(e: int, losses: np.ndarray, new_params, carry, history: dic
     if divergence is not None and mean > divergence * reference:
         why = (f"the mean training loss {mean:.4g} is over {divergence:g} times the starting loss "
                f"{reference:.4g} (the divergence rule: fit(divergence=), --divergence)")
-    elif (bad := first_non_finite(new_params)) is not None:
+    elif (bad := first_non_finite(new_params) if finite is None else
+          next((path for (path, _), ok in zip(leaves_with_paths(new_params), finite, strict=True) if not ok),
+               None)) is not None:
         why = f"the parameter {bad} became NaN or infinite, although the loss stayed finite"
     if why is not None:
         kept = f"; the checkpoint {checkpoint} holds epoch {e}" if checkpoint and e > 0 else ""

@@ -2,27 +2,27 @@
 
 ``fit`` reads like the book's ``Trainer``, one phase per helper:
 
-1. ``_check_inputs``: the arguments and the data, before anything is compiled;
+1. ``checks.check_inputs``: the arguments and the data, before anything is compiled;
 2. ``plan``: steps per epoch and how many epochs (``check_batch_size`` once);
-3. ``_start``: parameters and optimizer state, from ``net.init``, ``params=``
-   or, with ``resume=True``, a checkpoint (``check_resume`` once);
-4. ``_place``: arrays onto the device, or replicated/split over a mesh;
-5. ``_compile``: the epoch and evaluation programs of ``fnet.epoch``, ahead of
-   time, side by side in threads;
+3. ``_place_data``: the data onto the device, or split over a mesh;
+4. ``_lower_init`` and ``_lower``: the programs of the run, traced from shapes alone
+   (the initialisation, one epoch program, one evaluation of both sets), each
+   compiled in a thread as soon as it is traced (``epoch.compile_all``);
+5. ``_start``: parameters and optimizer state, from the compiled initialisation,
+   ``params=`` or, with ``resume=True``, a checkpoint (``check_resume`` once, before compiling);
 6. ``_run_epoch``: one compiled epoch, its evaluation, its history record.
 
 Same seed, same result: the key for epoch ``e`` is ``fold_in(run_key, e)``,
 so a run resumed from a checkpoint after epoch ``k`` continues exactly as an
 uninterrupted one. Every epoch has the same shapes, so the epoch program
-compiles once (``iters`` that do not fill the last epoch compile one shorter
-variant, once).
+compiles once; ``iters`` that do not fill the last epoch make the step count an
+input of that one program (``make_train_epoch(steps=)``), not a second program.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
-import functools
+import itertools
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -44,11 +44,14 @@ from fnet.epoch import (
     SAMPLING,
     Plan,
     chunk_lengths,
+    compile_all,
+    epoch_program,
     lower_in_pieces,
     make_evaluate,
     make_train_epoch,
     plan,
     run_in_pieces,
+    shapes_like,
 )
 from fnet.fit_checks import RESUME_MAY_DIFFER, check_batch_size, check_resume
 from fnet.losses import Loss
@@ -115,18 +118,6 @@ class TrainResult:
                 f"train {self.train_seconds:.1f}s, compile {self.compile_seconds:.1f}s)")
 
 
-def _resolve_mesh(mesh: Mesh | str | None, progress) -> Mesh | None:
-    if isinstance(mesh, str) and mesh == "auto":
-        mesh = None if progress is not None else distributed.default_mesh()
-    if progress is not None and isinstance(mesh, Mesh) and mesh.size == 1:
-        mesh = None  # one device: the same run without shard_map
-    checks.check_progress(progress, mesh)
-    if mesh is not None and not (isinstance(mesh, Mesh) and set(mesh.axis_names) == set(distributed.AXES)):
-        raise ValueError(f"fit: mesh must be a jax.sharding.Mesh with axes {distributed.AXES} (from "
-                         f"fnet.distributed.make_mesh), None or 'auto'; got {mesh!r}")
-    return mesh
-
-
 @dataclasses.dataclass
 class _Start:
     """Where training starts: the carry ``(params, opt_state, state)``, the epoch and the history."""
@@ -138,22 +129,26 @@ class _Start:
     history: dict[str, list]
 
 
-def _start(net: Layer, optimizer, key, input_shape, params, checkpoint, resume: bool,
-           config: dict, keys: tuple[str, ...]) -> _Start:
-    @jax.jit  # one compilation, rather than one per eager random op in every layer's init
+def _lower_init(net: Layer, optimizer, key, input_shape, params):
+    """The initialisation ``(key, params) -> (params, opt_state)``, traced: one program, compiled
+    beside the epoch and evaluation (rather than one per eager random op in every layer's init)."""
+
+    @jax.jit
     def initial(key, params):
         if params is None:
             params, _ = net.init(key, input_shape)
         return params, optimizer.init(params)
 
+    return initial.lower(key, params)
+
+
+def _start(initial, net: Layer, optimizer, key, input_shape, params, checkpoint, resume: bool,
+           keys: tuple[str, ...]) -> _Start:
+    """The carry from the compiled ``initial`` (``_lower_init``) or, with ``resume``, the checkpoint."""
     params, opt_state = initial(key, params)
     state = net.init_state(input_shape) if "state" in net.uses else None
     if not resume:
         return _Start(params, opt_state, state, 0, {k: [] for k in keys})
-    try:
-        check_resume(checkpoint, config)
-    except ValueError as e:
-        raise ValueError(f"fit: {e}") from None
     params_like, _ = param_shapes(net, input_shape)
     ck = ckpt_lib.load(checkpoint, params_like=params_like,
                        opt_state_like=jax.eval_shape(optimizer.init, params_like), state_like=state)
@@ -161,65 +156,67 @@ def _start(net: Layer, optimizer, key, input_shape, params, checkpoint, resume: 
                   {k: list(ck.history.get(k, [])) for k in keys})
 
 
-def _place(mesh: Mesh | None, carry: tuple, *arrays):
-    """The carry and the data arrays on the device; with a mesh, the carry replicated and
-    each host's examples on its own devices."""
+def _place(mesh: Mesh | None, carry: tuple):
+    """The carry on the device; with a mesh, replicated on every device."""
+    return carry if mesh is None else distributed.replicate(mesh, carry)
+
+
+def _place_data(mesh: Mesh | None, *arrays) -> list:
+    """The data arrays on the device; with a mesh, each host's examples on its own devices."""
     if mesh is None:
-        return carry, [None if a is None else jnp.asarray(a) for a in arrays]
-    put = functools.partial(distributed.put_data, mesh)
-    return distributed.replicate(mesh, carry), [None if a is None else put(a) for a in arrays]
-
-
-def _compile(lowered: dict, xla_options: Mapping[str, Any] | None) -> dict:
-    """Let XLA compile the traced programs side by side in threads (tracing is Python, one at a time)."""
-    options = dict(xla_options or {})
-
-    def compile_one(low):
-        try:
-            return low.compile(options) if options else low.compile()
-        except jax.errors.JaxRuntimeError as e:
-            if not options or "option" not in str(e):
-                raise
-            raise ValueError(f"fit: XLA rejected xla_options={options}: {e}") from None
-
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(lowered))) as pool:
-        return dict(zip(lowered, pool.map(compile_one, lowered.values()), strict=True))
+        return [None if a is None else jnp.asarray(a) for a in arrays]
+    return [None if a is None else distributed.put_data(mesh, a) for a in arrays]
 
 
 def _lower(net, loss, optimizer, run: Plan, first_epoch: int, carry, data, run_key, *, batch_size: int,
-           sampling: str, eval_batch_size: int, eval_train: bool, mesh, metrics, progress, augment) -> dict:
-    """The programs this run needs, traced: one epoch per distinct step count (or, with
-    ``progress``, its ``order`` and ``run`` pieces per chunk length), and evaluation."""
-    x_train, t_train, x_test, t_test = data
+           sampling: str, eval_batch_size: int, eval_train: bool, mesh, metrics, progress, augment):
+    """The programs this run needs, traced one by one (a generator, so that each compiles while the
+    next is traced): the epoch (one program for every epoch, a short final one included, or, with
+    ``progress``, its ``order`` and ``run`` pieces per chunk length), and one evaluation of both sets."""
+    x_train, t_train = data[:2]
     params, opt_state, state = carry
-    lowered: dict[Any, Any] = {}
-    for n_steps in {run.steps(e) for e in range(first_epoch, run.total_epochs)}:
-        if progress is None:
-            f = jax.jit(make_train_epoch(net, loss, optimizer, batch_size=batch_size, n_steps=n_steps,
-                                         sampling=sampling, mesh=mesh, augment=augment))
-            lowered[n_steps] = f.lower(params, opt_state, state, x_train, t_train, run_key)
-            continue
-        lowered.update(lower_in_pieces(net, loss, optimizer, carry, x_train, t_train, run_key,
-                                       batch_size=batch_size, n_steps=n_steps, sampling=sampling,
-                                       augment=augment))
-    evaluate = jax.jit(make_evaluate(net, loss, batch_size=eval_batch_size, mesh=mesh, metrics=metrics))
-    if eval_train:
-        lowered["train"] = evaluate.lower(params, state, x_train, t_train)
-    if x_test is not None:
-        lowered["test"] = evaluate.lower(params, state, x_test, t_test)
-    return lowered
+    counts = run.step_counts(first_epoch)
+    if progress is None and counts:
+        epoch = make_train_epoch(net, loss, optimizer, batch_size=batch_size, n_steps=counts[0],
+                                 sampling=sampling, mesh=mesh, augment=augment)
+
+        def numbered_epoch(params, opt_state, state, x, t, run_key, e, *steps):  # epoch e's key: fold_in
+            return epoch(params, opt_state, state, x, t, jax.random.fold_in(run_key, e), *steps)
+
+        short = () if len(counts) == 1 else (jnp.int32(counts[0]),)  # epochs of several lengths: an input
+        yield "epoch", jax.jit(numbered_epoch).lower(params, opt_state, state, x_train, t_train, run_key,
+                                                     jnp.int32(0), *short)
+    for n_steps in counts if progress is not None else ():
+        yield from lower_in_pieces(net, loss, optimizer, carry, x_train, t_train, run_key,
+                                   batch_size=batch_size, n_steps=n_steps, sampling=sampling,
+                                   augment=augment).items()
+    evaluate = make_evaluate(net, loss, batch_size=eval_batch_size, mesh=mesh, metrics=metrics)
+
+    def after_epoch(params, state, sets):
+        """Each set's loss and metrics, and whether each parameter is finite (the divergence check)."""
+        return ([evaluate(params, state, *xt) for xt in sets],
+                [jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(params)])
+
+    yield "evaluate", jax.jit(after_epoch).lower(params, state, _sets(data, eval_train))
+
+
+def _sets(data, eval_train: bool) -> list[tuple]:
+    """The ``(x, t)`` evaluated after every epoch: the training set with ``eval_train``, the test set."""
+    x_train, t_train, x_test, t_test = data
+    return ([(x_train, t_train)] if eval_train else []) + ([(x_test, t_test)] if x_test is not None else [])
 
 
 def _run_epoch(programs: dict, e: int, n_steps: int, carry: tuple, data, run_key, *, batch_size: int,
-               checkpoint, history: dict, divergence: float | None, keys: tuple[str, ...], progress) -> tuple:
+               checkpoint, history: dict, divergence: float | None, keys: tuple[str, ...], progress,
+               eval_train: bool) -> tuple:
     """Epoch ``e`` (0-based): train, stop on divergence, evaluate; returns the new carry and record."""
-    x_train, t_train, x_test, t_test = data
+    x_train, t_train, x_test = data[:3]
     t1 = time.perf_counter()
-    key = jax.random.fold_in(run_key, e)
     if progress is None:
-        new_carry, losses = programs[n_steps](*carry, x_train, t_train, key)
-        losses = np.asarray(losses)  # waits for the epoch: the only sync besides the metrics
+        new_carry, losses = programs["epoch"](*carry, x_train, t_train, run_key, np.int32(e), n_steps)
+        losses = np.asarray(losses)[:n_steps]  # waits for the epoch: the only sync besides the metrics
     else:  # the same steps in pieces, reporting between them
+        key = jax.random.fold_in(run_key, e)
         new_carry, losses = run_in_pieces(programs, carry, x_train, t_train, key, n_steps=n_steps,
                                           report=lambda done: progress({"epoch": e + 1, "step": done,
                                                                         "steps": n_steps,
@@ -235,11 +232,12 @@ def _run_epoch(programs: dict, e: int, n_steps: int, carry: tuple, data, run_key
             "Try a smaller learning rate, check the inputs for NaN, or check that labels are in range.",
             epoch=e + 1, params=carry[0], opt_state=carry[1], state=carry[2],
             history={k: np.asarray(v) for k, v in history.items()})
-    check_divergence(e, losses, new_carry[0], carry, history, divergence, checkpoint)
     params, _, state = new_carry
+    results, finite = programs["evaluate"](params, state, _sets(data, eval_train))
+    check_divergence(e, losses, params, carry, history, divergence, checkpoint, finite=np.asarray(finite))
     nan = (np.nan,) * sum(k.startswith("test_") for k in keys)  # the loss and every metric
-    tr = programs["train"](params, state, x_train, t_train) if "train" in programs else nan
-    te = programs["test"](params, state, x_test, t_test) if "test" in programs else nan
+    tr = results[0] if eval_train else nan
+    te = results[-1] if x_test is not None else nan
     measured = {f"train_{k.removeprefix('test_')}": float(v) for k, v in
                 zip((k for k in keys if k.startswith("test_")), tr, strict=True)}
     measured |= {k: float(v) for k, v in zip((k for k in keys if k.startswith("test_")), te, strict=True)}
@@ -254,7 +252,7 @@ def best_path(checkpoint: str | Path) -> Path:
 
 
 def _epochs(programs, run: Plan, start: _Start, carry, data, run_key, *, batch_size: int, checkpoint, config,
-            divergence, log, callbacks, keep_best, progress) -> tuple:
+            divergence, log, callbacks, keep_best, progress, eval_train: bool) -> tuple:
     """The epoch loop: train, record, log, checkpoint (and the best one), ask the callbacks."""
     history, train_seconds, stopped = start.history, 0.0, None
     elapsed0 = history["elapsed"][-1] if history["elapsed"] else 0.0
@@ -264,7 +262,7 @@ def _epochs(programs, run: Plan, start: _Start, carry, data, run_key, *, batch_s
     for e in range(start.epoch, run.total_epochs):
         carry, rec = _run_epoch(programs, e, run.steps(e), carry, data, run_key, batch_size=batch_size,
                                 checkpoint=checkpoint, history=history, divergence=divergence,
-                                keys=tuple(history), progress=progress)
+                                keys=tuple(history), progress=progress, eval_train=eval_train)
         train_seconds += rec["seconds"]
         rec["elapsed"] = elapsed0 + time.perf_counter() - t_loop
         for k in history:
@@ -293,6 +291,32 @@ def _format(rec: dict, total_epochs: int) -> str:
     metrics = "".join(f"  {k.replace('_', ' ')} {v:.4f}" for k, v in shown if not math.isnan(v))
     return (f"epoch {rec['epoch']:{width}d}/{total_epochs}  loss {rec['loss']:.4f}{metrics}"
             f"  {rec['elapsed']:6.1f}s  {rec['samples_per_s']:,.0f} samples/s")
+
+
+def _resumed_epoch(checkpoint: Path, config: dict) -> int:
+    """The epochs ``checkpoint`` holds, once ``check_resume`` accepts it for this run."""
+    try:
+        check_resume(checkpoint, config)
+    except ValueError as e:
+        raise ValueError(f"fit: {e}") from None
+    return ckpt_lib.read_config(checkpoint)["epoch"]
+
+
+def _programs(net, loss, optimizer, run: Plan, first_epoch: int, data, k_init, run_key, input_shape,
+              params, *, xla_options, mesh, **options) -> tuple[dict, float]:
+    """Every program of the run, compiled ahead of time (tracing included, measured apart from
+    training): ``({"init", "epoch" (or the pieces), "evaluate"}, seconds)``."""
+    t0 = time.perf_counter()
+    init = _lower_init(net, optimizer, k_init, input_shape, params)
+    state = net.init_state(input_shape) if "state" in net.uses else None
+    carry_like = shapes_like(mesh, (*init.out_info, state))
+    programs = compile_all(itertools.chain(
+        [("init", init)],
+        _lower(net, loss, optimizer, run, first_epoch, carry_like, data, run_key, mesh=mesh, **options)),
+        xla_options)
+    if "epoch" in programs:
+        programs["epoch"] = epoch_program(programs["epoch"], dynamic=len(run.step_counts(first_epoch)) > 1)
+    return programs, time.perf_counter() - t0
 
 
 def fit(net: Layer, loss: Loss, optimizer, train_data: tuple, test_data: tuple | None = None, *,
@@ -350,28 +374,25 @@ def fit(net: Layer, loss: Loss, optimizer, train_data: tuple, test_data: tuple |
     keys = history_keys([k for k, _ in resolve_metrics(metrics, loss)])
     checks.check_hooks(callbacks, keep_best, keys, checkpoint=checkpoint, has_test=test is not None,
                        eval_train=eval_train)
-    mesh = _resolve_mesh(mesh, progress)
+    mesh = checks.resolve_mesh(mesh, progress)
     run = plan(len(x_train), batch_size, epochs=epochs, iters=iters, mesh=mesh)
     config = {**(config or {}), "seed": seed, "batch_size": batch_size, "sampling": sampling,
               "n_train": len(x_train), **({"xla_options": dict(xla_options)} if xla_options else {}),
               **({"augment": str(augment)} if augment is not None else {})}
     k_init, run_key = jax.random.split(jax.random.key(seed))
-    start = _start(net, optimizer, k_init, input_shape, params, checkpoint, resume, config, keys)
+    first_epoch = _resumed_epoch(checkpoint, config) if resume else 0
+    data = _place_data(mesh, x_train, t_train, *(test if test is not None else (None, None)))
+    programs, compile_seconds = _programs(
+        net, loss, optimizer, run, first_epoch, data, k_init, run_key, input_shape, params,
+        batch_size=batch_size, sampling=sampling, eval_batch_size=eval_batch_size, eval_train=eval_train,
+        mesh=mesh, metrics=metrics, progress=progress, augment=augment, xla_options=xla_options)
+    start = _start(programs["init"], net, optimizer, k_init, input_shape, params, checkpoint, resume, keys)
     if resume and start.epoch >= run.total_epochs and log:
         log(f"checkpoint {checkpoint} already holds {start.epoch} epochs; nothing to do")
-    carry, data = _place(mesh, (start.params, start.opt_state, start.state), x_train, t_train,
-                         *(test if test is not None else (None, None)))
-
-    t0 = time.perf_counter()  # ahead-of-time compilation, measured apart from training
-    programs = _compile(_lower(net, loss, optimizer, run, start.epoch, carry, data, run_key,
-                               batch_size=batch_size, sampling=sampling, eval_batch_size=eval_batch_size,
-                               eval_train=eval_train, mesh=mesh, metrics=metrics, progress=progress,
-                               augment=augment), xla_options)
-    compile_seconds = time.perf_counter() - t0
-
+    carry = _place(mesh, (start.params, start.opt_state, start.state))
     carry, history, train_seconds, stopped = _epochs(
         programs, run, start, carry, data, run_key, batch_size=batch_size, checkpoint=checkpoint,
         config=config, divergence=divergence, log=log, callbacks=callbacks, keep_best=keep_best,
-        progress=progress)
+        progress=progress, eval_train=eval_train)
     return TrainResult(*carry, {k: np.asarray(v) for k, v in history.items()}, len(history["epoch"]),
                        compile_seconds, train_seconds, time.perf_counter() - t_start, stopped)

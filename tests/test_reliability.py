@@ -19,6 +19,7 @@ import time
 import types
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from script_runner import ROOT
@@ -185,6 +186,27 @@ def test_a_finite_divergence_stops_and_keeps_the_last_good_epoch(small, tmp_path
 def test_sgd_with_lr_1e6_stops_in_the_first_epoch(small):
     with pytest.raises(train.DivergenceError, match=r"^epoch 1: training diverged"):
         _fit(small, epochs=3, optimizer=optim.sgd(1e6))
+
+
+def test_a_parameter_that_becomes_infinite_while_the_loss_stays_finite_stops(small):
+    # from step 7 (epoch 2) one ReLU unit's bias is -inf: the unit outputs 0, its gradients are 0,
+    # the loss stays finite; the check after each epoch (computed with the evaluation) names it
+    from fnet._optimizer import Optimizer
+
+    base = optim.sgd(0.1)
+
+    def update(grads, state, params):
+        new, state = base.update(grads, state, params)
+        b = new["Affine1"]["b"]
+        poisoned = jnp.where(state["step"] > 6, b.at[0].set(-jnp.inf), b)
+        return {**new, "Affine1": {**new["Affine1"], "b": poisoned}}, state
+
+    message = (r"^epoch 2: training diverged: the parameter Affine1/b became NaN or infinite, although the "
+               r"loss stayed finite\. Training stopped and the parameters from the end of epoch 1 were kept")
+    with pytest.raises(train.DivergenceError, match=message) as info:
+        _fit(small, epochs=3, optimizer=Optimizer("poison", base.init, update))
+    assert np.isfinite(info.value.history["loss"]).all() and len(info.value.history["loss"]) == 1
+    assert np.isfinite(np.asarray(info.value.params["Affine1"]["b"])).all()
 
 
 def test_first_non_finite_names_the_parameter():
