@@ -66,7 +66,10 @@ at``, the model's own matmul shapes timed alone; with ``--isolate``, the peak
 RSS of a process running only that contender (and of a baseline process that
 only loads JAX and the data). ``--train-script`` adds ``scripts/train.py`` with
 the book's defaults, timed from process start, split into startup, data,
-compile, training and the rest (per-epoch evaluation, eager work).
+compile, training and the rest (per-epoch evaluation, eager work). ``--cold-start``
+times ``scripts/train.py`` from a new process with an empty and with a warm compilation
+cache, beside the book's own ``ch05/train_neuralnet.py`` (``--book-dir``, a checkout of
+its repository), interleaved, and checks issue 17's targets (``benchmarks/cold_start.py``).
 
 **Profile** (``--profile``): one more fnet epoch per config, compiled with per-op
 trace events and run under ``jax.profiler``; the time of every XLA op is added up
@@ -104,6 +107,8 @@ from typing import Any
 if str(Path(__file__).resolve().parent) not in sys.path:  # loaded by path (tests), not run as a script
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from benchmarks.cold_start import cold_start
+from benchmarks.cold_start import report as cold_report
 from benchmarks.config import CONFIGS, CONTENDERS, DEFAULT_CONTENDERS, FLOP_RULE, ROOF_N
 from benchmarks.machine import describe_machine, loadavg, numpy_blas_threads, proc_status_mb
 from benchmarks.report import checks, format_table
@@ -137,6 +142,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="also run each contender in its own process to measure its peak RSS")
     p.add_argument("--train-script", action="store_true",
                    help="also time scripts/train.py end to end with the book's defaults (~10-20 s)")
+    p.add_argument("--cold-start", action="store_true",
+                   help="time scripts/train.py from a new process, with an empty and with a warm compile "
+                        "cache, beside the book's own script with --book-dir (benchmarks/cold_start.py); "
+                        "alone unless --config is given")
+    p.add_argument("--book-dir", type=Path, metavar="DIR",
+                   help="a checkout of github.com/oreilly-japan/deep-learning-from-scratch, for --cold-start")
+    p.add_argument("--cold-repeats", type=int, default=3, help="--cold-start repeats (default 3)")
     p.add_argument("--xla-option", type=xla_option, action="append", metavar="NAME=VALUE",
                    help="an XLA compiler option for the fnet and autodiff contenders alike, and for "
                         "--train-script (repeatable; see fnet-train --help)")
@@ -162,8 +174,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(child_memory(CONFIGS[args.config or "book"], args, args.child_memory)))
         return 0
 
-    configs = (["book", "wide"] if args.config is None else list(CONFIGS) if args.config == "all"
-               else [args.config])
+    configs = (([] if args.cold_start else ["book", "wide"]) if args.config is None
+               else list(CONFIGS) if args.config == "all" else [args.config])
     log = print
     machine = describe_machine()
     log(f"machine: {machine['cpu_model']}, {machine['cpus_usable']} usable cores, JAX {machine['jax']} on "
@@ -178,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
             results[cname]["memory"] = isolated_memory(CONFIGS[cname], args,
                                                        [n for n in names if n != "roof"], log)
     train_script = run_train_script(log, args.xla_option or []) if args.train_script else None
+    cold = (cold_start(args.book_dir, args.cold_repeats, log, args.xla_option or []) if args.cold_start
+            else None)
     machine["loadavg_end"] = loadavg()
     machine["peak_rss_mb_this_process"] = proc_status_mb("VmHWM")
 
@@ -203,6 +217,12 @@ def main(argv: list[str] | None = None) -> int:
     elif train_script is not None:
         print(f"scripts/train.py failed: {train_script['error']}")
     target = checks(results)
+    if cold is not None:
+        lines, cold_checks = cold_report(cold)
+        print(f"\nscripts/train.py from a new process (medians of {cold['repeats']} interleaved repeats; "
+              "seconds):")
+        print("\n".join(lines))
+        target += cold_checks
     print()
     for c in target:
         print(f"{c['status']:4} {c['check']}: {c['detail']}")
@@ -212,7 +232,8 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(json.dumps({
             "machine": machine, "settings": {k: (str(v) if isinstance(v, Path) else v)
                                              for k, v in vars(args).items()},
-            "flop_rule": FLOP_RULE, "configs": results, "train_script": train_script, "checks": target,
+            "flop_rule": FLOP_RULE, "configs": results, "train_script": train_script,
+            "cold_start": cold, "checks": target,
         }, indent=1))
         print(f"\nwrote {args.json}")
     return 0

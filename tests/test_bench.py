@@ -158,3 +158,47 @@ def test_the_lstm_config_counts_every_step_and_reports_tokens(tmp_path):
     assert fnet["tokens_per_s"] == pytest.approx(fnet["samples_per_s"] * T)
     assert fnet["check_losses"] == pytest.approx(autodiff["check_losses"], abs=1e-5)
     assert "tokens/s" in proc.stdout
+
+
+def test_cold_start_runs_the_books_script_and_checks_the_targets(tmp_path):
+    """The book-script half of ``--cold-start`` on a stand-in checkout (the real one is not
+    downloadable here), and the target arithmetic on given times; no train.py run, no timing."""
+    if not os.path.isdir(FASHION_DIR):
+        pytest.skip(f"{FASHION_DIR} is missing: apt-get install dataset-fashion-mnist")
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from benchmarks import cold_start
+
+    book = tmp_path / "book"
+    for folder in ("ch05", "common", "dataset"):
+        (book / folder).mkdir(parents=True)
+    (book / "dataset" / "__init__.py").write_text("")
+    (book / "dataset" / "mnist.py").write_text(
+        "import os\ndef init_mnist():\n    d = os.path.dirname(__file__)\n"
+        "    assert sorted(f for f in os.listdir(d) if f.endswith('.gz')) == ['t10k-images-idx3-ubyte.gz', "
+        "'t10k-labels-idx1-ubyte.gz', 'train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz']\n"
+        "    open(os.path.join(d, 'mnist.pkl'), 'w').write('built')\n")
+    (book / "ch05" / "train_neuralnet.py").write_text(
+        "import os\nassert os.environ['OPENBLAS_NUM_THREADS'] == '1'\n"
+        "assert open('../dataset/mnist.pkl').read() == 'built'\nprint(0.5, 0.25)\nprint(0.9, 0.875)\n")
+    work = cold_start.prepare_book(book, tmp_path / "work")
+    run = cold_start.run_book(work)
+    assert run["final"] == {"train_acc": 0.9, "test_acc": 0.875} and run["wall_s"] > 0, run
+    with pytest.raises(SystemExit, match=r"has no ch05/train_neuralnet\.py"):
+        cold_start.prepare_book(tmp_path / "nothing", tmp_path / "work2")
+
+    def fnet_run(wall):
+        return {"wall_s": wall, "startup_s": 1.0, "data_s": 0.1, "compile_s": 2.0, "train_s": 5.0,
+                "eval_and_other_s": 1.0, "final": {"test_acc": 0.8768}}
+
+    result = {"runs": {"cold": [fnet_run(w) for w in (5.0, 4.0, 9.0)],
+                       "warm": [fnet_run(w) for w in (4.0, 3.0, 3.5)],
+                       "book": [{"wall_s": w, "final": {"test_acc": 0.87}} for w in (30.0, 24.0, 27.0)]},
+              "repeats": 3, "loadavg_start": [0.5, 0.5, 0.5]}
+    lines, checks = cold_start.report(result)
+    assert lines[1].split()[:3] == ["cold", "5.0", "4.0-"] and "5.4x" in lines[1]  # 27 / 5
+    assert "7.7x" in lines[2]  # 27 / 3.5
+    assert [c["status"] for c in checks] == ["FAIL", "FAIL"]
+    result["runs"]["book"] = [{"wall_s": 40.0, "final": {"test_acc": 0.87}}]
+    assert [c["status"] for c in cold_start.report(result)[1]] == ["PASS", "PASS"]  # 8x, 11.4x
+    del result["runs"]["book"]
+    assert [c["status"] for c in cold_start.report(result)[1]] == ["SKIP", "SKIP"]
