@@ -36,6 +36,11 @@ def single_host(tmp):
            "test_acc_4": float(four.history["test_acc"][-1]),
            "params_are_replicated": all(p.sharding.is_fully_replicated and len(p.sharding.device_set) == 4
                                         for p in jax.tree.leaves(four.params))}
+    # iters that do not fill the last epoch (24 + 24 + 12 steps): the step count is an input of the
+    # one sharded epoch program
+    short1, short4 = fit(d, None, epochs=None, iters=60), fit(d, mesh, epochs=None, iters=60)
+    out["short_steps"] = [int(s) for s in short4.history["steps"]]
+    out["max_param_diff_short_4_vs_1"] = max_diff(short1.params, short4.params)
     fit(d, mesh, epochs=2, checkpoint=f"{tmp}/four.npz")
     out["max_diff_resume_4_to_1"] = max_diff(
         fit(d, None, epochs=3, checkpoint=f"{tmp}/four.npz", resume=True).params, one.params)

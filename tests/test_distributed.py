@@ -40,6 +40,7 @@ def test_four_devices_equal_one_device_and_checkpoints_cross(tmp_path):
     assert r["max_param_diff_4_vs_1"] < 1e-5, r
     assert r["test_acc_1"] == pytest.approx(r["test_acc_4"], abs=2e-3)
     assert r["params_are_replicated"]
+    assert r["short_steps"] == [24, 24, 12] and r["max_param_diff_short_4_vs_1"] < 1e-5, r
     # a checkpoint from the 4-device run resumes on 1 device, and the other way round
     assert r["max_diff_resume_4_to_1"] < 1e-5 and r["max_diff_resume_1_to_4"] < 1e-5, r
     assert "must be divisible by the number of devices (4)" in r["batch_error"]
