@@ -36,29 +36,35 @@ TARGETS = {"cold": 6.0, "warm": 8.0}
 BOOK_SCRIPT = Path("ch05") / "train_neuralnet.py"
 
 
-def run_train(compile_cache: Path, xla_options=()) -> dict:
-    """One ``scripts/train.py`` process with the book's defaults; wall time and the script's breakdown."""
+def run_train(compile_cache: Path | None, xla_options=()) -> dict:
+    """One ``scripts/train.py --quiet --json`` process with the book's defaults (``compile_cache``:
+    its ``--compile-cache``; ``None``: the command line's default); wall time and the script's
+    breakdown: startup (before its clock starts: interpreter, imports), data, compile, training,
+    and evaluation and other (the per-epoch evaluations, checks)."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "train.json"
         options = [f"--xla-option={k}={v}" for k, v in xla_options]
+        cache = [] if compile_cache is None else ["--compile-cache", str(compile_cache)]
         t0 = time.perf_counter()
         proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), "--quiet", "--json",
-                               str(path), "--compile-cache", str(compile_cache), *options], cwd=ROOT,
-                              capture_output=True, text=True, check=False, env=child_env())
+                               str(path), *cache, *options], cwd=ROOT, capture_output=True, text=True,
+                              check=False, env=child_env())
         wall = time.perf_counter() - t0
         if proc.returncode != 0:
             return {"error": proc.stderr.strip()[-2000:], "wall_s": wall}
         report = json.loads(path.read_text())
     t = report["timings"]
-    return {"wall_s": wall, "startup_s": wall - t["total_s"], "data_s": t["data_s"],
-            "compile_s": t["compile_s"], "train_s": t["train_s"],
+    iters = int(sum(report["history"]["steps"]))
+    return {"wall_s": wall, **t, "startup_s": wall - t["total_s"],
             "eval_and_other_s": t["total_s"] - t["data_s"] - t["compile_s"] - t["train_s"],
-            "iters": int(sum(report["history"]["steps"])), "epochs": len(report["history"]["epoch"]),
-            "final": report["final"]}
+            "iters": iters, "batch_size": report["config"]["batch_size"],
+            "epochs": len(report["history"]["epoch"]), "final": report["final"],
+            "train_ms_per_step": t["train_s"] / iters * 1e3}
 
 
-def child_env(**extra: str) -> dict:
-    env = dict(os.environ, **extra)
+def child_env() -> dict:
+    """This environment with this checkout first on ``PYTHONPATH``."""
+    env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
     return env
 

@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from benchmarks.cold_start import child_env, run_train
 from benchmarks.config import FIRST_STEPS, PAUSE_S, ROOT, Config
 from benchmarks.contenders import Runner, prepare_jax
 from benchmarks.machine import loadavg, proc_status_mb
@@ -191,35 +189,11 @@ def isolated_memory(config: Config, args: argparse.Namespace, contenders: Sequen
     return out
 
 
-def child_env() -> dict:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
-    return env
-
-
 def run_train_script(log: Callable[[str], None], xla_options: Sequence[tuple[str, Any]] = ()) -> dict:
-    """``scripts/train.py --quiet --json`` with the book's defaults, timed from process start to exit."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "train.json"
-        t0 = time.perf_counter()
-        options = [f"--xla-option={k}={v}" for k, v in xla_options]
-        proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), "--quiet", "--json",
-                               str(path), *options], cwd=ROOT, capture_output=True, text=True, check=False,
-                              env=child_env())
-        wall = time.perf_counter() - t0
-        if proc.returncode != 0:
-            return {"error": proc.stderr.strip()[-2000:], "wall_s": wall}
-        report = json.loads(path.read_text())
-    timings = report["timings"]
-    iters = int(sum(report["history"]["steps"]))
-    out = {"wall_s": wall, **timings, "iters": iters, "batch_size": report["config"]["batch_size"],
-           # before the script's clock starts (interpreter, imports) and what fit does besides
-           # compiling and training (per-epoch evaluation on 60000 + 10000 examples, checks)
-           "startup_s": wall - timings["total_s"],
-           "eval_and_other_s": (timings["total_s"] - timings["data_s"] - timings["compile_s"]
-                                - timings["train_s"]),
-           "epochs": len(report["history"]["epoch"]), "final": report["final"],
-           "train_ms_per_step": timings["train_s"] / iters * 1e3}
-    log(f"[train.py] wall {wall:.1f}s, training {timings['train_s']:.1f}s; "
-        f"test acc {report['final'].get('test_acc', float('nan')):.4f}")
+    """``scripts/train.py --quiet --json`` with the book's defaults, timed from process start to exit
+    (``cold_start.run_train`` on the command line's own compilation cache)."""
+    out = run_train(None, xla_options)
+    if "error" not in out:
+        log(f"[train.py] wall {out['wall_s']:.1f}s, training {out['train_s']:.1f}s; "
+            f"test acc {out['final'].get('test_acc', float('nan')):.4f}")
     return out
