@@ -283,12 +283,10 @@ def make_train_epoch(net: Layer, loss: Loss, optimizer, *, batch_size: int, n_st
         return _scan(gather_step(x, t, distributed.AXES), (params, opt_state, state), (idx, step_keys), steps)
 
     def sharded_epoch(params, opt_state, state, x, t, key, steps=None):
-        specs = (P(), P(), P(), P("hosts"), P("hosts"), P())
-        if steps is None:
-            return jax.shard_map(local_epoch, mesh=mesh, out_specs=(P(), P()), in_specs=specs)(
-                params, opt_state, state, x, t, key)
-        return jax.shard_map(local_epoch, mesh=mesh, out_specs=(P(), P()), in_specs=(*specs, P()))(
-            params, opt_state, state, x, t, key, steps)
+        extra = () if steps is None else (steps,)
+        specs = (P(), P(), P(), P("hosts"), P("hosts"), P(), *(P() for _ in extra))
+        return jax.shard_map(local_epoch, mesh=mesh, out_specs=(P(), P()), in_specs=specs)(
+            params, opt_state, state, x, t, key, *extra)
 
     return sharded_epoch
 
