@@ -16,6 +16,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from fnet._trees import Static
 from fnet.errors import DTypeError, ShapeError, shape_str
 
 
@@ -32,6 +33,10 @@ class Loss:
     forward: Callable
     backward: Callable
     doc: str = dataclasses.field(default="", repr=False, compare=False)
+    base: Loss | None = dataclasses.field(default=None, repr=False, compare=False)
+    """For a loss made by ``with_options``: the loss it fixes options of."""
+    options: tuple[str, ...] = dataclasses.field(default=(), repr=False, compare=False)
+    """For a loss made by ``with_options``: the names of the options it fixes."""
 
     def __post_init__(self):
         object.__setattr__(self, "__doc__", self.doc)
@@ -48,7 +53,8 @@ class Loss:
                             f"{sorted(allowed) or 'none'}")
         forward = functools.partial(self.forward, **options)
         text = ", ".join(f"{k}={v!r}" for k, v in options.items())
-        return Loss(f"{self.name}.with_options({text})", forward, self.backward, self.doc)
+        return Loss(f"{self.name}.with_options({text})", forward, self.backward, self.doc,
+                    base=self.base or self, options=tuple(sorted({*self.options, *options})))
 
 
 def targets(name: str, y: jax.Array, t) -> tuple[jax.Array, bool]:
@@ -106,10 +112,24 @@ def _weights(y, t, is_labels, mask, ignore_index):
     return w, jnp.sum(w)
 
 
-def _sce_forward(y, t, *, mask=None, ignore_index=None):
+def _smoothing(label_smoothing) -> float:
+    """``label_smoothing`` checked: a number in ``[0, 1)``."""
+    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, int | float) or not (
+            0 <= label_smoothing < 1):
+        raise ValueError(f"softmax_cross_entropy: label_smoothing must be a number in [0, 1) (the weight "
+                         f"moved from the target to the uniform distribution, e.g. 0.1), got "
+                         f"{label_smoothing!r}")
+    return float(label_smoothing)
+
+
+def _sce_forward(y, t, *, mask=None, ignore_index=None, label_smoothing=0.0):
+    eps = _smoothing(label_smoothing)
     t, is_labels = targets("softmax_cross_entropy", y, t)
     w, count = _weights(y, t, is_labels, mask, ignore_index)
     logp = log_softmax(y)
+    if eps:
+        # The target (1 - eps) t + eps / C: the labels' term below, plus eps / C of every class.
+        uniform = -jnp.mean(logp, axis=-1)
     if is_labels:
         if ignore_index is not None:  # an ignored label may be any value (-100, say): never look it up
             t = jnp.where(t == ignore_index, 0, t)
@@ -118,17 +138,22 @@ def _sce_forward(y, t, *, mask=None, ignore_index=None):
                                             fill_value=jnp.nan)[..., 0]
     else:
         per_position = -jnp.sum(t * logp, axis=-1)
+    if eps:
+        per_position = (1 - eps) * per_position + eps * uniform
     if w is None:
         loss = jnp.sum(per_position) / count
     else:  # no counted position: loss 0 and gradient 0, not 0/0
         loss = jnp.where(count > 0, jnp.sum(w * per_position) / jnp.maximum(count, 1e-30), 0.0)
-    return loss, (jnp.exp(logp), t, w, count)
+    return loss, (jnp.exp(logp), t, w, count, Static(eps))
 
 
 def _sce_backward(cache, dout=1.0):
-    p, t, w, count = cache
+    p, t, w, count, eps = cache
+    eps = eps.value
     if t.ndim == p.ndim - 1:
         t = jax.nn.one_hot(t, p.shape[-1], dtype=p.dtype)
+    if eps:
+        t = (1 - eps) * t + eps / p.shape[-1]
     if w is None:
         return (p - t) * (dout / count)
     return (p - t) * (w * (dout / jnp.maximum(count, 1e-30)))[..., None]

@@ -352,7 +352,8 @@ def fit(net: Layer, loss: Loss, optimizer, train_data: tuple, test_data: tuple |
     - ``callbacks``: called with each epoch's record (``HISTORY_KEYS``) after its checkpoint; a
       truthy return (a reason, e.g. from ``early_stopping``) stops.
     - ``keep_best``: a history key (``"test_acc"``): its best epoch also goes to ``<stem>.best.npz``;
-      ``metrics``: beside the loss (``"accuracy"``, ``"top5"``; default: accuracy for cross-entropy).
+      ``metrics``: beside the loss (``"accuracy"``, ``"top5"``; default: accuracy for cross-entropy,
+      label-smoothed or not, but none where ``mask``/``ignore_index`` padding is fixed).
     - ``progress``: called ``epoch.PROGRESS_CHUNKS`` times an epoch with ``{epoch, step, steps, seconds}``;
       ``clip_norm``: clip the gradients' global norm (``optim.clip_by_global_norm``).
     - ``augment``: ``"crop,flip"``: random crops and flips of each training batch (``fnet.augment``).

@@ -125,19 +125,25 @@ def compare_loss(loss: fnet.Loss, y_shape: tuple, t_kind: str, *, dtype=jnp.floa
     """Handwritten loss ``backward`` vs ``jax.vjp`` of its ``forward`` w.r.t. ``y``.
 
     ``t_kind``: ``"labels"`` (int indices), ``"one_hot"`` or ``"probs"``, optionally
-    with ``+mask`` (a random mask of positions, as padding) or ``+ignore`` (the
-    positions labelled 0 do not count: ``ignore_index=0``). ``y_shape`` may be
+    with ``+mask`` (a random mask of positions, as padding), ``+ignore`` (the
+    positions labelled 0 do not count: ``ignore_index=0``) and ``+smooth``
+    (``label_smoothing=0.1``), in any combination. ``y_shape`` may be
     ``(N, C)`` or a sequence ``(N, T, C)``.
     """
     k_y, k_t, k_m = jax.random.split(jax.random.key(seed), 3)
     y = scale * jax.random.normal(k_y, y_shape, dtype)
-    t_kind, _, padding = t_kind.partition("+")
+    t_kind, *extras = t_kind.split("+")
     t = make_targets(k_t, y_shape, t_kind, dtype)
     options = {}
-    if padding == "mask":
+    unknown = set(extras) - {"mask", "ignore", "smooth"}
+    if unknown:
+        raise ValueError(f"unknown target options {sorted(unknown)}")
+    if "mask" in extras:
         options["mask"] = jax.random.bernoulli(k_m, 0.6, y_shape[:-1])
-    elif padding == "ignore":
+    if "ignore" in extras:
         options["ignore_index"] = 0
+    if "smooth" in extras:
+        options["label_smoothing"] = 0.1
     dout = 0.7  # not 1, so a rule that ignores dout fails
     _, cache = loss.forward(y, t, **options)
     dy = loss.backward(cache, dout)

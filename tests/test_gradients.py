@@ -172,8 +172,12 @@ LOSS_CASES = [
          [((1, 4), "labels"), ((5, 3), "labels"), ((6, 10), "one_hot"), ((4, 5), "probs"),
           # sequences (N, T, C), the mean over every position; padding by a mask or a label
           ((2, 5, 4), "labels"), ((1, 1, 3), "labels"), ((3, 4, 6), "one_hot"), ((2, 5, 4), "labels+mask"),
-          ((3, 6, 5), "labels+ignore"), ((4, 3), "labels+ignore"), ((2, 3, 4), "probs+mask")],
-         float32=[((100, 10), "labels"), ((100, 10), "one_hot"), ((32, 50, 100), "labels+ignore")],
+          ((3, 6, 5), "labels+ignore"), ((4, 3), "labels+ignore"), ((2, 3, 4), "probs+mask"),
+          # label smoothing: the target (1 - eps) t + eps / C
+          ((5, 3), "labels+smooth"), ((4, 6), "one_hot+smooth"), ((2, 5, 4), "labels+mask+smooth"),
+          ((3, 6, 5), "labels+ignore+smooth")],
+         float32=[((100, 10), "labels"), ((100, 10), "one_hot"), ((32, 50, 100), "labels+ignore"),
+                  ((128, 10), "labels+smooth")],
          kind="loss"),
     Case("mean_squared_error", lambda: losses.mean_squared_error,
          [((1, 4), "one_hot"), ((5, 3), "real"), ((7, 10), "probs")],

@@ -85,3 +85,51 @@ def test_label_errors():
         sce.forward(jnp.zeros(10), jnp.zeros((), jnp.int32))
     with pytest.raises(ValueError, match=r"mean_squared_error: needs targets of the outputs' shape"):
         mse.forward(y, jnp.zeros(4, jnp.int32))
+
+
+def test_label_smoothing_is_cross_entropy_against_the_smoothed_target():
+    y = jax.random.normal(jax.random.key(0), (6, 4))
+    t = jnp.array([0, 3, 1, 1, 2, 0])
+    smoothed = 0.9 * jax.nn.one_hot(t, 4) + 0.1 / 4
+    loss, cache = sce.forward(y, t, label_smoothing=0.1)
+    logp = np.log(np.asarray(jax.nn.softmax(y.astype(jnp.float64))))
+    assert float(loss) == pytest.approx(-(np.asarray(smoothed) * logp).sum(1).mean(), rel=1e-5)
+    # the same as passing the smoothed target itself, and larger than the plain loss
+    assert float(loss) == pytest.approx(float(sce.forward(y, smoothed)[0]), rel=1e-6)
+    assert float(loss) > float(sce.forward(y, t)[0])
+    np.testing.assert_allclose(sce.backward(cache), (jax.nn.softmax(y) - smoothed) / 6, rtol=1e-5, atol=1e-7)
+    # eps = 0 is the plain loss, bit for bit
+    plain, plain_cache = sce.forward(y, t)
+    zero, zero_cache = sce.forward(y, t, label_smoothing=0.0)
+    assert float(zero) == float(plain)
+    np.testing.assert_array_equal(sce.backward(zero_cache), sce.backward(plain_cache))
+
+
+def test_label_smoothing_passes_through_jit_and_with_options():
+    smooth = sce.with_options(label_smoothing=0.2)
+    y = jax.random.normal(jax.random.key(1), (3, 5))
+    t = jnp.array([4, 0, 2])
+    eager_loss, eager_cache = smooth.forward(y, t)
+    loss, dy = jax.jit(lambda y: (lambda out: (out[0], smooth.backward(out[1])))(smooth.forward(y, t)))(y)
+    assert float(loss) == pytest.approx(float(eager_loss), rel=1e-6)
+    np.testing.assert_allclose(dy, smooth.backward(eager_cache), rtol=1e-6)
+    assert "label_smoothing=0.2" in repr(smooth)
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.0, 1.5, True, "0.1", None])
+def test_label_smoothing_errors(bad):
+    with pytest.raises(ValueError, match=r"cross_entropy: label_smoothing must be a number in \[0, 1\)"):
+        sce.forward(jnp.zeros((2, 3)), jnp.array([0, 1]), label_smoothing=bad)
+
+
+def test_the_default_metrics_follow_the_loss_through_with_options():
+    from fnet import metrics
+
+    def names(loss):
+        return [k for k, _ in metrics.resolve(None, loss)]
+
+    assert names(sce) == names(sce.with_options(label_smoothing=0.1)) == ["acc"]
+    # with padding, accuracy would count the padded positions: no default metric
+    smoothed = sce.with_options(label_smoothing=0.1)
+    assert names(sce.with_options(ignore_index=0)) == names(smoothed.with_options(ignore_index=0)) == []
+    assert names(mse) == []
