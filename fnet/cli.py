@@ -23,6 +23,10 @@ from fnet.cli_options import (
     xla_option,
 )
 
+OPTIONAL_CONFIG = ("widths", "blocks", "augment", "label_smoothing")
+"""Options newer than some checkpoints: in the saved config only when used, and compared on
+``--resume`` even when only the checkpoint has them."""
+
 __all__ = ["CLI_SPELLING", "DEFAULT_LR", "build_model", "build_parser", "divergence_factor", "main",
            "plot_history", "xla_option"]
 
@@ -120,13 +124,14 @@ def main(argv: list[str] | None = None) -> int:
               if k not in ("quiet", "resume", "overwrite", "keep_best", "plot", "json", "checkpoint",
                            "from_model", "devices", "coordinator", "num_processes", "process_id",
                            "compile_cache", "no_compile_cache", "no_data_cache")}
-    for k in ("widths", "blocks", "augment"):  # options newer than some checkpoints: kept only when used
-        if config[k] is None:
+    for k in OPTIONAL_CONFIG:  # newer than some checkpoints: kept only when used
+        if not config[k]:
             del config[k]
     resumed_from = 0
     if a.resume:
         try:
-            train.check_resume(a.checkpoint, config, spell=lambda k: "--" + k.replace("_", "-"))
+            train.check_resume(a.checkpoint, config, spell=lambda k: "--" + k.replace("_", "-"),
+                               optional=OPTIONAL_CONFIG)
             resumed_from = ckpt_lib.read_config(a.checkpoint)["epoch"]
         except ValueError as e:
             parser.error(f"--resume: {e}")
@@ -140,7 +145,10 @@ def main(argv: list[str] | None = None) -> int:
         log(f"model {a.model}: {n_params:,} parameters; {optimizer!r}; batch {a.batch_size}; "
             f"{f'iters {a.iters}' if a.iters else f'epochs {a.epochs}'}; devices {_describe_device(mesh)}")
     try:
-        result = train.fit(net, losses.softmax_cross_entropy, optimizer, (x_train, t_train), (x_test, t_test),
+        loss = losses.softmax_cross_entropy
+        if a.label_smoothing:
+            loss = loss.with_options(label_smoothing=a.label_smoothing)
+        result = train.fit(net, loss, optimizer, (x_train, t_train), (x_test, t_test),
                            clip_norm=a.clip_norm, augment=a.augment,
                            keep_best="test_acc" if a.keep_best else None,
                            callbacks=[train.early_stopping("test_loss", a.early_stop)] if a.early_stop

@@ -14,7 +14,8 @@ others (two_layer, mlp) read flattened vectors ``(N, 784)``."""
 DEFAULT_LR = {"sgd": 0.1}  # the book's chapter-5 run; other optimizers use their own defaults
 
 BOOK_DEFAULTS = {"optimizer": "sgd", "lr": None, "weight_decay": 0.0, "schedule": "constant", "warmup": None,
-                 "clip_norm": None, "batch_size": 100, "iters": 10000, "no_eval_train": False}
+                 "clip_norm": None, "label_smoothing": 0.0, "batch_size": 100, "iters": 10000,
+                 "no_eval_train": False}
 """The training options' defaults: the book's chapter-5 run (``lr`` None: ``DEFAULT_LR`` or the
 optimizer's own)."""
 _SEQUENCE_RUN = {"optimizer": "adam", "lr": 2e-3, "schedule": "cosine", "clip_norm": 5.0, "batch_size": 100,

@@ -48,6 +48,7 @@ def _argument(convert, ok, what: str):
 _positive_int = _argument(int, lambda v: v >= 1, "a positive integer")
 _positive_float = _argument(float, lambda v: math.isfinite(v) and v > 0, "a positive number")
 _non_negative_float = _argument(float, lambda v: math.isfinite(v) and v >= 0, "a number >= 0")
+_smoothing = _argument(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
 _seed = _argument(int, lambda v: 0 <= v < 2 ** 63, "an integer in [0, 2**63)")
 
 
@@ -153,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--clip-norm", type=_positive_float, metavar="MAX",
                    help="rescale the gradients so that their global norm is at most MAX (the book's "
                         "clip_grads)")
+    g.add_argument("--label-smoothing", type=_smoothing, metavar="EPS",
+                   help="train against the target (1 - EPS) one-hot + EPS / classes instead of the one-hot "
+                        "label (default 0); the losses reported are the smoothed loss")
     g.add_argument("--batch-size", type=_positive_int, help="default 100 (resnet: 128)")
     g.add_argument("--augment", metavar="STEPS",
                    help="image models: augment each training batch on the device, e.g. crop,flip (crop:P "

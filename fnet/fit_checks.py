@@ -9,7 +9,7 @@ value, so a wrong run fails in seconds instead of training garbage.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -213,16 +213,19 @@ def check_batch_size(batch_size: int, n_train: int, mesh: Mesh | None = None, *,
 
 
 def check_resume(checkpoint: str | Path, config: Mapping[str, Any], *,
-                 spell: Callable[[str], str] = str) -> None:
+                 spell: Callable[[str], str] = str, optional: Iterable[str] = ()) -> None:
     """``ValueError`` when ``config`` differs from the checkpoint's in a key outside ``RESUME_MAY_DIFFER``.
 
-    Only keys present in ``config`` are compared; ``spell`` names a key in the
-    message (the command line passes ``--option`` spellings). An unreadable
-    checkpoint raises ``CheckpointError`` (a ``ValueError``).
+    The keys present in ``config`` are compared, and the ``optional`` ones (options
+    recorded only when used) also where only the checkpoint has them: a run saved with
+    ``augment`` does not resume without it. ``spell`` names a key in the message (the
+    command line passes ``--option`` spellings). An unreadable checkpoint raises
+    ``CheckpointError`` (a ``ValueError``).
     """
     saved = ckpt_lib.read_config(checkpoint)["config"]
-    diff = {k: (saved.get(k), v) for k, v in config.items()
-            if k not in RESUME_MAY_DIFFER and saved.get(k) != v}
+    keys = [*config, *(k for k in optional if k in saved and k not in config)]
+    diff = {k: (saved.get(k), config.get(k)) for k in keys
+            if k not in RESUME_MAY_DIFFER and saved.get(k) != config.get(k)}
     if diff:
         raise ValueError(f"cannot resume from {checkpoint}: the run differs in "
                          + ", ".join(f"{spell(k)} (saved {a!r}, now {b!r})" for k, (a, b) in diff.items()))

@@ -171,6 +171,31 @@ def test_schedule_warmup_and_clipping_options(tmp_path, capsys):
     assert "--warmup 5 must be shorter than the run (5 steps)" in capsys.readouterr().err
 
 
+def test_label_smoothing_option(tmp_path, capsys):
+    common = ["--train-size", "500", "--epochs", "1", "--no-compile-cache", "--quiet"]
+    path = tmp_path / "plain.npz"
+    assert cli.main([*common, "--checkpoint", str(path), "--json", str(tmp_path / "plain.json")]) == 0
+    assert cli.main([*common, "--label-smoothing", "0.1", "--json", str(tmp_path / "smooth.json"),
+                     "--checkpoint", str(tmp_path / "smooth.npz")]) == 0
+    plain, smooth = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("plain", "smooth"))
+    assert "label_smoothing" not in plain["config"] and smooth["config"]["label_smoothing"] == 0.1
+    # a smoothed run still reports accuracy, and its loss is the smoothed one
+    assert 0 < smooth["final"]["test_acc"] < 1 and smooth["final"]["test_acc"] != plain["final"]["test_acc"]
+    assert smooth["history"]["test_loss"][0] > plain["history"]["test_loss"][0]
+    capsys.readouterr()
+    with pytest.raises(SystemExit):  # resuming the plain run with smoothing would mix two losses
+        cli.main([*common[:-1], "--epochs", "2", "--label-smoothing", "0.1", "--resume",
+                  "--checkpoint", str(path)])
+    assert "the run differs in --label-smoothing (saved None, now 0.1)" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # nor the smoothed run without it: only the checkpoint has the key
+        cli.main([*common[:-1], "--epochs", "2", "--resume", "--checkpoint", str(tmp_path / "smooth.npz")])
+    assert "the run differs in --label-smoothing (saved 0.1, now None)" in capsys.readouterr().err
+    for bad in ("1", "-0.1", "x"):
+        with pytest.raises(SystemExit):
+            cli.main([*common, "--label-smoothing", bad])
+        assert "argument --label-smoothing: expected a number in [0, 1)" in capsys.readouterr().err
+
+
 def test_fit_clip_norm_changes_the_updates():
     import fnet
     from fnet import losses, optim, train
