@@ -161,7 +161,7 @@ def resnet(input_shape: tuple[int, int, int] = (28, 28, 1), widths: Sequence[int
 
     The defaults, widths ``(16, 32, 64)`` and two blocks per stage, are the
     CIFAR ResNet of He et al. 2015 with 2 instead of 3 to 18 blocks per stage:
-    14 weight layers, 175,338 parameters; 28x28 images become 28, 14, then 7 pixels a side.
+    14 weight layers, 174,778 parameters; 28x28 images become 28, 14, then 7 pixels a side.
     He initialisation for every convolution, Xavier for the last affine. The
     convolutions have no bias (``bias=False``): every path ends in a batch norm,
     which would subtract it again.
