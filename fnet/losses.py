@@ -127,9 +127,6 @@ def _sce_forward(y, t, *, mask=None, ignore_index=None, label_smoothing=0.0):
     t, is_labels = targets("softmax_cross_entropy", y, t)
     w, count = _weights(y, t, is_labels, mask, ignore_index)
     logp = log_softmax(y)
-    if eps:
-        # The target (1 - eps) t + eps / C: the labels' term below, plus eps / C of every class.
-        uniform = -jnp.mean(logp, axis=-1)
     if is_labels:
         if ignore_index is not None:  # an ignored label may be any value (-100, say): never look it up
             t = jnp.where(t == ignore_index, 0, t)
@@ -138,8 +135,8 @@ def _sce_forward(y, t, *, mask=None, ignore_index=None, label_smoothing=0.0):
                                             fill_value=jnp.nan)[..., 0]
     else:
         per_position = -jnp.sum(t * logp, axis=-1)
-    if eps:
-        per_position = (1 - eps) * per_position + eps * uniform
+    if eps:  # the target (1 - eps) t + eps / C: the term above, plus eps / C of every class
+        per_position = (1 - eps) * per_position - eps * jnp.mean(logp, axis=-1)
     if w is None:
         loss = jnp.sum(per_position) / count
     else:  # no counted position: loss 0 and gradient 0, not 0/0
