@@ -39,8 +39,8 @@ def resolve(metrics: Sequence[str] | None, loss: Loss) -> tuple[Metric, ...]:
     """The ``(key, fn)`` pairs of the metric names (``None``: what the loss calls for)."""
     if metrics is None:
         # accuracy for cross-entropy, smoothed or not; not where padding positions would count
-        plain = loss.base is None or not {"mask", "ignore_index"} & set(loss.options)
-        metrics = ("accuracy",) if (loss.base or loss) is softmax_cross_entropy and plain else ()
+        padded = {"mask", "ignore_index"} & set(loss.options)
+        metrics = ("accuracy",) if (loss.base or loss) is softmax_cross_entropy and not padded else ()
     if isinstance(metrics, str) or not all(isinstance(m, str) for m in metrics):
         raise TypeError(f"fit: metrics must be a list of names such as ['accuracy', 'top5'], got {metrics!r}")
     out = []
