@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -14,6 +16,11 @@ from fnet.layers._checks import float_input
 
 # (input, kernel, output) layouts for lax.conv_general_dilated: images NHWC, kernel HWIO.
 _NHWC = ("NHWC", "HWIO", "NHWC")
+
+# dW sums over the batch in chunks of at most this many bytes of padded input, so that a
+# chunk's per-offset copies stay in the CPU's cache instead of streaming the whole batch
+# through memory once per kernel row or offset (docs/speed.md has the measurements).
+DW_CHUNK_BYTES = 512 * 1024
 
 
 def conv2d(filters: int, kernel_size: int | tuple[int, int], stride: int | tuple[int, int] = 1,
@@ -39,8 +46,10 @@ def conv2d(filters: int, kernel_size: int | tuple[int, int], stride: int | tuple
     - ``dW[a, b, c, o] = sum_{n, i, j} xpad[n, i*sh + a, j*sw + b, c] dout[n, i, j, o]``:
       for each kernel offset ``(a, b)`` one matmul ``x_ab^T dout``, where
       ``x_ab = xpad[:, a::sh, b::sw, :]`` (``H_out x W_out`` rows per image) is
-      the input element at that offset of every window; for a single input
-      channel the same sum as one matmul of all windows (im2col) with ``dout``;
+      the input element at that offset of every window (with stride 1 one matmul
+      per kernel row, ``_offset_products``), summed over chunks of images that
+      stay in the CPU's cache; for a single input channel the same sum as one
+      matmul of all windows (im2col) with ``dout``;
     - ``dx``: ``dout`` spread out by the stride (``lhs_dilation``, ``stride - 1``
       zeros between rows), padded by ``kh - 1``, correlated with the kernel
       flipped in space and with in/out channels swapped, then cropped by the
@@ -109,14 +118,7 @@ def conv2d(filters: int, kernel_size: int | tuple[int, int], stride: int | tuple
             dW = (cols.reshape(-1, window[0] * window[1]).T @ dout.reshape(-1, dout.shape[-1]))
             dW = dW.reshape(W.shape)
         else:
-            # dW[a, b] = x_ab^T dout, one matmul per kernel offset (a, b), where x_ab holds the
-            # input element at offset (a, b) of every window: affine's dW = x^T dout, once per
-            # offset. (The same sum as a convolution of x with dout; inside lax.scan, XLA's CPU
-            # backend ran that convolution 40x slower than these matmuls: docs/speed.md.)
-            d2 = dout.reshape(-1, dout.shape[-1])
-            dW = jnp.stack([x_ab.reshape(-1, x.shape[-1]).T @ d2
-                            for _, _, x_ab in _spatial.offsets(xpad, window, strides, outs)])
-            dW = dW.reshape(W.shape)
+            dW = _weight_gradient(xpad, dout, window, strides)
         # dx: full correlation of the stride-dilated dout with the flipped kernel
         # ("HWOI": its filters are the input features, C_in the output features);
         # the padding k - 1 - lo crops the forward padding (negative pads crop) and
@@ -129,3 +131,44 @@ def conv2d(filters: int, kernel_size: int | tuple[int, int], stride: int | tuple
         return ({"W": dW, "b": jnp.sum(dout, axis=(0, 1, 2))} if bias else {"W": dW}), dx
 
     return Layer("conv2d", init, forward, backward)
+
+
+def _offset_products(xpad, dout, window, strides):
+    """``dW`` of one chunk of images: ``x_ab^T dout`` for every kernel offset ``(a, b)``.
+
+    With stride 1 the ``kw`` offsets of a kernel row share one slice ``x_a`` of the input
+    rows: flattened, the input at ``(i, j + b)`` is ``b`` rows after ``(i, j)``, so dout,
+    zero-padded to the padded width and shifted down by ``b``, pairs every input element
+    with its output, and one matmul ``x_a^T [dout_0 | dout_1 | ...]`` gives the whole row
+    of offsets (the pad columns multiply zeros). Otherwise one strided slice per offset.
+    """
+    (kh, kw), c, k, outs = window, xpad.shape[-1], dout.shape[-1], dout.shape[1:3]
+    if strides != (1, 1):
+        d2 = dout.reshape(-1, k)
+        dW = [x_ab.reshape(-1, c).T @ d2 for _, _, x_ab in _spatial.offsets(xpad, window, strides, outs)]
+        return jnp.stack(dW).reshape(kh, kw, c, k)
+    (ho, wo), wp = outs, xpad.shape[2]
+    d2 = jnp.pad(dout, ((0, 0), (0, 0), (0, wp - wo), (0, 0))).reshape(-1, k)
+    shifted = jnp.concatenate([jnp.pad(d2, ((b, 0), (0, 0)))[:d2.shape[0]] for b in range(kw)], axis=1)
+    rows = [lax.slice_in_dim(xpad, a, a + ho, axis=1).reshape(-1, c).T @ shifted for a in range(kh)]
+    return jnp.stack([r.reshape(c, kw, k).transpose(1, 0, 2) for r in rows])
+
+
+def _weight_gradient(xpad, dout, window, strides, chunk_bytes: int = DW_CHUNK_BYTES):
+    """``dW[a, b, c, o] = sum_{n, i, j} xpad[n, i*sh + a, j*sw + b, c] dout[n, i, j, o]``,
+    summed over chunks of images (a ``fori_loop``; the last, shorter chunk after it)."""
+    n = xpad.shape[0]
+    size = max(1, min(n, chunk_bytes // (math.prod(xpad.shape[1:]) * xpad.dtype.itemsize)))
+    full, rest = divmod(n, size)
+    if full == 1 and not rest:
+        return _offset_products(xpad, dout, window, strides)
+
+    def add_chunk(i, dW):
+        x_i, dout_i = (lax.dynamic_slice_in_dim(t, i * size, size) for t in (xpad, dout))
+        return dW + _offset_products(x_i, dout_i, window, strides)
+
+    zeros = jnp.zeros((*window, xpad.shape[-1], dout.shape[-1]), jnp.result_type(xpad, dout))
+    dW = lax.fori_loop(0, full, add_chunk, zeros)
+    if rest:
+        dW = dW + _offset_products(xpad[full * size:], dout[full * size:], window, strides)
+    return dW
