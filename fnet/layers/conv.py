@@ -154,21 +154,24 @@ def _offset_products(xpad, dout, window, strides):
     return jnp.stack([r.reshape(c, kw, k).transpose(1, 0, 2) for r in rows])
 
 
-def _weight_gradient(xpad, dout, window, strides, chunk_bytes: int = DW_CHUNK_BYTES):
+def _weight_gradient(xpad, dout, window, strides, chunk_bytes: int | None = None):
     """``dW[a, b, c, o] = sum_{n, i, j} xpad[n, i*sh + a, j*sw + b, c] dout[n, i, j, o]``,
-    summed over chunks of images (a ``fori_loop``; the last, shorter chunk after it)."""
+    summed over chunks of at most ``chunk_bytes`` (default ``DW_CHUNK_BYTES``) of images:
+    the first chunk, then a ``fori_loop`` over the others, then a shorter last one."""
     n = xpad.shape[0]
-    size = max(1, min(n, chunk_bytes // (math.prod(xpad.shape[1:]) * xpad.dtype.itemsize)))
+    per_image = math.prod(xpad.shape[1:]) * xpad.dtype.itemsize
+    size = max(1, min(n, (chunk_bytes or DW_CHUNK_BYTES) // per_image))
     full, rest = divmod(n, size)
-    if full == 1 and not rest:
+    if full <= 1 and not rest:  # one chunk, or no images
         return _offset_products(xpad, dout, window, strides)
 
-    def add_chunk(i, dW):
+    def chunk(i):
         x_i, dout_i = (lax.dynamic_slice_in_dim(t, i * size, size) for t in (xpad, dout))
-        return dW + _offset_products(x_i, dout_i, window, strides)
+        return _offset_products(x_i, dout_i, window, strides)
 
-    zeros = jnp.zeros((*window, xpad.shape[-1], dout.shape[-1]), jnp.result_type(xpad, dout))
-    dW = lax.fori_loop(0, full, add_chunk, zeros)
+    # The first chunk starts the sum (not zeros): inside shard_map it is then already
+    # per-device, as the loop's carry must be.
+    dW = lax.fori_loop(1, full, lambda i, dW: dW + chunk(i), chunk(0))
     if rest:
         dW = dW + _offset_products(xpad[full * size:], dout[full * size:], window, strides)
     return dW
