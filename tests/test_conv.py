@@ -8,7 +8,9 @@ from harness import init_params, rand
 
 import fnet
 from fnet import layers as L
+from fnet import losses, optim, train
 from fnet.errors import DTypeError, ShapeError
+from fnet.layers import conv
 from fnet.models import simple_convnet
 
 
@@ -53,12 +55,11 @@ def test_conv2d_rows_in_no_window_get_zero_gradient():
 @pytest.mark.parametrize("chunk_images", [1, 2, 5])
 def test_conv2d_dW_summed_in_chunks_equals_the_definition(strides, chunk_images):
     # 5 images: chunks of 1 (a loop of 5), of 2 (a loop of 2 and a last chunk of 1), of 5 (no loop)
-    from fnet.layers.conv import _weight_gradient
     xpad, (kh, kw) = rand((5, 8, 7, 3)), (3, 2)
     ho, wo = (8 - kh) // strides[0] + 1, (7 - kw) // strides[1] + 1
     dout = rand((5, ho, wo, 4), seed=1)
     per_image = 8 * 7 * 3 * xpad.dtype.itemsize
-    dW = _weight_gradient(xpad, dout, (kh, kw), strides, chunk_bytes=chunk_images * per_image)
+    dW = conv._weight_gradient(xpad, dout, (kh, kw), strides, chunk_bytes=chunk_images * per_image)
     x, g, (sh, sw) = np.asarray(xpad), np.asarray(dout), strides
     want = np.zeros((kh, kw, 3, 4))
     for a in range(kh):
@@ -72,7 +73,6 @@ def test_conv2d_dW_in_chunks_trains_inside_the_compiled_epoch(monkeypatch):
     # fit's compiled epoch (shard_map, lax.scan) with the chunk loop gives the one-chunk
     # result: 15 images a batch, chunks of 2 for the 4-channel convolutions (a loop of 7
     # and a last chunk of 1)
-    from fnet import layers, losses, optim, train
     net = fnet.sequential(L.conv2d(4, 3, padding=1), L.relu(), L.conv2d(4, 3, padding=1), L.relu(),
                           L.conv2d(4, 3, stride=2, padding=1), L.flatten(), L.affine(3))
     rng = np.random.default_rng(0)
@@ -83,7 +83,7 @@ def test_conv2d_dW_in_chunks_trains_inside_the_compiled_epoch(monkeypatch):
         return train.fit(net, losses.softmax_cross_entropy, optim.sgd(0.1), (x, t), (x, t), epochs=1,
                          batch_size=15, log=None).params
     one_chunk = fit()
-    monkeypatch.setattr(layers.conv, "DW_CHUNK_BYTES", 2 * 10 * 10 * 4 * 4)
+    monkeypatch.setattr(conv, "DW_CHUNK_BYTES", 2 * 10 * 10 * 4 * 4)
     chunked = fit()
     for a, b in zip(jax.tree.leaves(one_chunk), jax.tree.leaves(chunked), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
