@@ -51,6 +51,7 @@ __all__ = [
     "chunk_lengths",
     "compile_all",
     "epoch_program",
+    "finite_leaves",
     "lower_in_pieces",
     "make_epoch_pieces",
     "make_evaluate",
@@ -185,6 +186,16 @@ def plan(n_train: int, batch_size: int, *, epochs: int | None, iters: int | None
     return Plan(steps_per_epoch, epochs, steps_per_epoch)
 
 
+def finite_leaves(params) -> list:
+    """Whether each leaf of ``params`` (in ``jax.tree.leaves`` order) holds only finite values.
+
+    ``fit``'s epoch programs return these beside the losses, so that the divergence check
+    (``stopping.check_divergence``) needs no eager pass over the parameters and every reason
+    to stop is known as soon as the epoch is.
+    """
+    return [jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(params)]
+
+
 PROGRESS_CHUNKS = 10
 """With ``fit(progress=)``, each epoch runs as this many compiled pieces, reporting between them."""
 
@@ -197,7 +208,8 @@ def chunk_lengths(n_steps: int, chunks: int = PROGRESS_CHUNKS) -> list[int]:
 
 def lower_in_pieces(net: Layer, loss: Loss, optimizer, carry, x, t, key, *, batch_size: int, n_steps: int,
                     sampling: str, augment: Augment | None = None) -> dict:
-    """The traced pieces of an epoch of ``n_steps``: its ``order`` and a ``run`` per chunk length."""
+    """The traced pieces of an epoch of ``n_steps``: its ``order`` and a ``run`` per chunk length
+    (each returning ``(carry, losses, finite_leaves(params))``)."""
     order, run = make_epoch_pieces(net, loss, optimizer, batch_size=batch_size, n_steps=n_steps,
                                    sampling=sampling, augment=augment)
     lowered = {("order", n_steps): jax.jit(lambda k: order(k, x.shape[0])).lower(key)}
@@ -206,7 +218,8 @@ def lower_in_pieces(net: Layer, loss: Loss, optimizer, carry, x, t, key, *, batc
     def piece(length):  # rows start..start+length of the epoch's order, cut inside the program
         def run_piece(params, opt_state, state, x, t, idx, keys, start):
             cut = functools.partial(jax.lax.dynamic_slice_in_dim, start_index=start, slice_size=length)
-            return run(params, opt_state, state, x, t, cut(idx), cut(keys))
+            carry, losses = run(params, opt_state, state, x, t, cut(idx), cut(keys))
+            return carry, losses, finite_leaves(carry[0])
         return run_piece
 
     for length in set(chunk_lengths(n_steps)):
@@ -217,13 +230,14 @@ def lower_in_pieces(net: Layer, loss: Loss, optimizer, carry, x, t, key, *, batc
 def run_in_pieces(programs: dict, carry, x, t, key, *, n_steps: int, report: Callable[[int], Any]):
     """One epoch from the compiled pieces of ``lower_in_pieces``; ``report(steps done)`` between them.
 
-    **Returns:** ``(carry, losses)`` as the whole epoch's program gives them (the same steps).
+    **Returns:** ``(carry, losses, finite)``: the carry and losses as the whole epoch's program
+    gives them (the same steps), and ``finite_leaves`` of the final parameters.
     """
     idx, keys = programs[("order", n_steps)](key)
     parts, ends, done = [], [], 0
     for length in chunk_lengths(n_steps):
         # dispatched before the previous piece is waited for, so the device never idles for the report
-        carry, part = programs[("run", n_steps, length)](*carry, x, t, idx, keys, done)
+        carry, part, finite = programs[("run", n_steps, length)](*carry, x, t, idx, keys, done)
         done += length
         parts.append(part)
         ends.append(done)
@@ -232,7 +246,7 @@ def run_in_pieces(programs: dict, carry, x, t, key, *, n_steps: int, report: Cal
             report(ends[-2])
     parts[-1] = np.asarray(parts[-1])
     report(done)
-    return carry, np.concatenate(parts)
+    return carry, np.concatenate(parts), finite
 
 
 def make_train_epoch(net: Layer, loss: Loss, optimizer, *, batch_size: int, n_steps: int,

@@ -26,9 +26,21 @@ from fnet.core import Layer, param_shapes
 from fnet.errors import shape_str
 from fnet.losses import Loss
 
-__all__ = ["RESUME_MAY_DIFFER", "check_batch_size", "check_checkpoint_path", "check_data", "check_hooks",
-           "check_inputs", "check_params",
-           "check_resume", "check_run_args", "check_targets", "first_non_finite", "resolve_mesh"]
+__all__ = [
+    "RESUME_MAY_DIFFER",
+    "check_batch_size",
+    "check_checkpoint_path",
+    "check_data",
+    "check_eval_device",
+    "check_hooks",
+    "check_inputs",
+    "check_params",
+    "check_resume",
+    "check_run_args",
+    "check_targets",
+    "first_non_finite",
+    "resolve_mesh",
+]
 
 RESUME_MAY_DIFFER = frozenset({"epochs", "iters", "data_dir", "no_download", "no_eval_train", "xla_option",
                                "xla_options", "overwrite", "divergence", "early_stop"})
@@ -283,6 +295,22 @@ def check_progress(progress, mesh) -> None:
                          "or progress=None")
 
 
+def check_eval_device(eval_device, mesh) -> None:
+    """``eval_device``: ``None``, or a device of this process beside training on one device."""
+    if eval_device is None:
+        return
+    if not isinstance(eval_device, jax.Device):
+        raise TypeError(f"fit: eval_device must be a jax.Device, e.g. jax.devices()[1], or None; "
+                        f"got {eval_device!r}")
+    if isinstance(mesh, Mesh):
+        raise ValueError(f"fit: eval_device evaluates beside training on one device, but mesh= trains on a "
+                         f"mesh of {mesh.size} device{'s' if mesh.size > 1 else ''}, where the evaluation is "
+                         "split over the mesh; pass mesh=None or eval_device=None")
+    if eval_device.process_index != jax.process_index():
+        raise ValueError(f"fit: eval_device {eval_device} belongs to process {eval_device.process_index}, "
+                         f"not to this one ({jax.process_index()}); pass one of jax.local_devices()")
+
+
 def first_non_finite(tree) -> str | None:
     """The key path of the first leaf of ``tree`` holding NaN or infinity, or ``None``."""
     for path, leaf in leaves_with_paths(tree):
@@ -291,10 +319,12 @@ def first_non_finite(tree) -> str | None:
     return None
 
 
-def resolve_mesh(mesh: Mesh | str | None, progress) -> Mesh | None:
-    """``fit(mesh=)`` as a ``Mesh`` or ``None``: ``"auto"`` is every device (one: ``None``)."""
+def resolve_mesh(mesh: Mesh | str | None, progress, eval_device=None) -> Mesh | None:
+    """``fit(mesh=)`` as a ``Mesh`` or ``None``: ``"auto"`` is every device (one: ``None``), but one
+    device with ``progress`` or an ``eval_device`` (checked here too)."""
     if isinstance(mesh, str) and mesh == "auto":
-        mesh = None if progress is not None else distributed.default_mesh()
+        mesh = None if progress is not None or eval_device is not None else distributed.default_mesh()
+    check_eval_device(eval_device, mesh)
     if progress is not None and isinstance(mesh, Mesh) and mesh.size == 1:
         mesh = None  # one device: the same run without shard_map
     check_progress(progress, mesh)

@@ -10,7 +10,9 @@
    compiled in a thread as soon as it is traced (``epoch.compile_all``);
 5. ``_start``: parameters and optimizer state, from the compiled initialisation,
    ``params=`` or, with ``resume=True``, a checkpoint (``check_resume`` once, before compiling);
-6. ``_run_epoch``: one compiled epoch, its evaluation, its history record.
+6. ``loop.run_epochs``: each compiled epoch, checked (stop on divergence), evaluated and
+   recorded; with ``eval_device``, the evaluation of epoch ``e`` runs on that device while
+   epoch ``e + 1`` trains.
 
 Same seed, same result: the key for epoch ``e`` is ``fold_in(run_key, e)``,
 so a run resumed from a checkpoint after epoch ``k`` continues exactly as an
@@ -46,25 +48,19 @@ from fnet.epoch import (
     chunk_lengths,
     compile_all,
     epoch_program,
+    finite_leaves,
     lower_in_pieces,
     make_evaluate,
     make_train_epoch,
     plan,
-    run_in_pieces,
     shapes_like,
 )
 from fnet.fit_checks import RESUME_MAY_DIFFER, check_batch_size, check_resume
+from fnet.loop import best_path, run_epochs
 from fnet.losses import Loss
 from fnet.metrics import history_keys
 from fnet.metrics import resolve as resolve_metrics
-from fnet.stopping import (
-    HISTORY_KEYS,
-    DivergenceError,
-    NonFiniteLossError,
-    check_divergence,
-    early_stopping,
-    metric_mode,
-)
+from fnet.stopping import HISTORY_KEYS, DivergenceError, NonFiniteLossError, early_stopping
 
 __all__ = [
     "DEFAULT_DIVERGENCE",
@@ -76,6 +72,7 @@ __all__ = [
     "NonFiniteLossError",
     "Plan",
     "TrainResult",
+    "best_path",
     "check_batch_size",
     "check_resume",
     "chunk_lengths",
@@ -161,18 +158,26 @@ def _place(mesh: Mesh | None, carry: tuple):
     return carry if mesh is None else distributed.replicate(mesh, carry)
 
 
-def _place_data(mesh: Mesh | None, *arrays) -> list:
-    """The data arrays on the device; with a mesh, each host's examples on its own devices."""
+def _place_data(mesh: Mesh | None, train: tuple, test: tuple | None, eval_train: bool,
+                eval_device) -> tuple[list, list]:
+    """``(x_train, t_train, x_test, t_test)`` on the device (with a mesh, each host's examples on its
+    own devices), and the ``(x, t)`` pairs to evaluate (``_sets``)."""
+    host = (*train, *(test if test is not None else (None, None)))
     if mesh is None:
-        return [None if a is None else jnp.asarray(a) for a in arrays]
-    return [None if a is None else distributed.put_data(mesh, a) for a in arrays]
+        data = [None if a is None else jnp.asarray(a) for a in host]
+    else:
+        data = [None if a is None else distributed.put_data(mesh, a) for a in host]
+    return data, _sets(data, eval_train) if eval_device is None else _sets(host, eval_train, eval_device)
 
 
-def _lower(net, loss, optimizer, run: Plan, first_epoch: int, carry, data, run_key, *, batch_size: int,
-           sampling: str, eval_batch_size: int, eval_train: bool, mesh, metrics, progress, augment):
+def _lower(net, loss, optimizer, run: Plan, first_epoch: int, carry, data, eval_sets, run_key, *,
+           batch_size: int, sampling: str, eval_batch_size: int, mesh, metrics, progress, augment,
+           eval_device):
     """The programs this run needs, traced one by one (a generator, so that each compiles while the
     next is traced): the epoch (one program for every epoch, a short final one included, or, with
-    ``progress``, its ``order`` and ``run`` pieces per chunk length), and one evaluation of both sets."""
+    ``progress``, its ``order`` and ``run`` pieces per chunk length), each also returning whether every
+    parameter is finite; and one evaluation of ``eval_sets`` (none when there is nothing to evaluate),
+    for ``eval_device`` when one is given."""
     x_train, t_train = data[:2]
     params, opt_state, state = carry
     counts = run.step_counts(first_epoch)
@@ -181,7 +186,8 @@ def _lower(net, loss, optimizer, run: Plan, first_epoch: int, carry, data, run_k
                                  sampling=sampling, mesh=mesh, augment=augment)
 
         def numbered_epoch(params, opt_state, state, x, t, run_key, e, *steps):  # epoch e's key: fold_in
-            return epoch(params, opt_state, state, x, t, jax.random.fold_in(run_key, e), *steps)
+            carry, losses = epoch(params, opt_state, state, x, t, jax.random.fold_in(run_key, e), *steps)
+            return carry, losses, finite_leaves(carry[0])
 
         short = () if len(counts) == 1 else (jnp.int32(counts[0]),)  # epochs of several lengths: an input
         yield "epoch", jax.jit(numbered_epoch).lower(params, opt_state, state, x_train, t_train, run_key,
@@ -190,107 +196,31 @@ def _lower(net, loss, optimizer, run: Plan, first_epoch: int, carry, data, run_k
         yield from lower_in_pieces(net, loss, optimizer, carry, x_train, t_train, run_key,
                                    batch_size=batch_size, n_steps=n_steps, sampling=sampling,
                                    augment=augment).items()
+    if not eval_sets:
+        return
     evaluate = make_evaluate(net, loss, batch_size=eval_batch_size, mesh=mesh, metrics=metrics)
 
     def after_epoch(params, state, sets):
-        """Each set's loss and metrics, and whether each parameter is finite (the divergence check)."""
-        return ([evaluate(params, state, *xt) for xt in sets],
-                [jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(params)])
+        """Each set's loss and metrics."""
+        return [evaluate(params, state, *xt) for xt in sets]
 
-    yield "evaluate", jax.jit(after_epoch).lower(params, state, _sets(data, eval_train))
+    if eval_device is not None:
+        params, state = _on_device(eval_device, (params, state))
+    yield "evaluate", jax.jit(after_epoch).lower(params, state, eval_sets)
 
 
-def _sets(data, eval_train: bool) -> list[tuple]:
-    """The ``(x, t)`` evaluated after every epoch: the training set with ``eval_train``, the test set."""
+def _on_device(device, tree):
+    """Shapes and dtypes of ``tree`` (from ``shapes_like``) placed on ``device``."""
+    sharding = jax.sharding.SingleDeviceSharding(device)
+    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), tree)
+
+
+def _sets(data, eval_train: bool, device=None) -> list[tuple]:
+    """The ``(x, t)`` evaluated after every epoch: the training set with ``eval_train``, the test set
+    (placed on ``device``, the evaluation device, when one is given)."""
     x_train, t_train, x_test, t_test = data
-    return ([(x_train, t_train)] if eval_train else []) + ([(x_test, t_test)] if x_test is not None else [])
-
-
-def _run_epoch(programs: dict, e: int, n_steps: int, carry: tuple, data, run_key, *, batch_size: int,
-               checkpoint, history: dict, divergence: float | None, keys: tuple[str, ...], progress,
-               eval_train: bool) -> tuple:
-    """Epoch ``e`` (0-based): train, stop on divergence, evaluate; returns the new carry and record."""
-    x_train, t_train, x_test = data[:3]
-    t1 = time.perf_counter()
-    if progress is None:
-        new_carry, losses = programs["epoch"](*carry, x_train, t_train, run_key, np.int32(e), n_steps)
-        losses = np.asarray(losses)[:n_steps]  # waits for the epoch: the only sync besides the metrics
-    else:  # the same steps in pieces, reporting between them
-        key = jax.random.fold_in(run_key, e)
-        new_carry, losses = run_in_pieces(programs, carry, x_train, t_train, key, n_steps=n_steps,
-                                          report=lambda done: progress({"epoch": e + 1, "step": done,
-                                                                        "steps": n_steps,
-                                                                        "seconds": time.perf_counter() - t1}))
-    seconds = time.perf_counter() - t1
-    bad = ~np.isfinite(losses)
-    if bad.any():
-        step = int(np.argmax(bad))
-        where = f"; the checkpoint {checkpoint} holds epoch {e}" if checkpoint and e > 0 else ""
-        raise NonFiniteLossError(
-            f"epoch {e + 1}: the training loss became {losses[step]} at step {step + 1} of {n_steps}; "
-            f"training stopped and the parameters from the end of epoch {e} were kept{where}. "
-            "Try a smaller learning rate, check the inputs for NaN, or check that labels are in range.",
-            epoch=e + 1, params=carry[0], opt_state=carry[1], state=carry[2],
-            history={k: np.asarray(v) for k, v in history.items()})
-    params, _, state = new_carry
-    results, finite = programs["evaluate"](params, state, _sets(data, eval_train))
-    check_divergence(e, losses, params, carry, history, divergence, checkpoint, finite=np.asarray(finite))
-    nan = (np.nan,) * sum(k.startswith("test_") for k in keys)  # the loss and every metric
-    tr = results[0] if eval_train else nan
-    te = results[-1] if x_test is not None else nan
-    measured = {f"train_{k.removeprefix('test_')}": float(v) for k, v in
-                zip((k for k in keys if k.startswith("test_")), tr, strict=True)}
-    measured |= {k: float(v) for k, v in zip((k for k in keys if k.startswith("test_")), te, strict=True)}
-    return new_carry, {"epoch": e + 1, "steps": n_steps, "loss": float(losses.mean()), **measured,
-                       "seconds": seconds, "samples_per_s": n_steps * batch_size / seconds}
-
-
-def best_path(checkpoint: str | Path) -> Path:
-    """Where ``keep_best`` saves: ``runs/book.npz`` -> ``runs/book.best.npz``."""
-    checkpoint = Path(checkpoint)
-    return checkpoint.with_name(f"{checkpoint.stem}.best{checkpoint.suffix or '.npz'}")
-
-
-def _epochs(programs, run: Plan, start: _Start, carry, data, run_key, *, batch_size: int, checkpoint, config,
-            divergence, log, callbacks, keep_best, progress, eval_train: bool) -> tuple:
-    """The epoch loop: train, record, log, checkpoint (and the best one), ask the callbacks."""
-    history, train_seconds, stopped = start.history, 0.0, None
-    elapsed0 = history["elapsed"][-1] if history["elapsed"] else 0.0
-    sign = 1.0 if keep_best is None or metric_mode(keep_best) == "min" else -1.0
-    best = min((sign * v for v in history[keep_best]), default=np.inf) if keep_best else np.inf
-    t_loop = time.perf_counter()
-    for e in range(start.epoch, run.total_epochs):
-        carry, rec = _run_epoch(programs, e, run.steps(e), carry, data, run_key, batch_size=batch_size,
-                                checkpoint=checkpoint, history=history, divergence=divergence,
-                                keys=tuple(history), progress=progress, eval_train=eval_train)
-        train_seconds += rec["seconds"]
-        rec["elapsed"] = elapsed0 + time.perf_counter() - t_loop
-        for k in history:
-            history[k].append(rec[k])
-        if log:
-            log(_format(rec, run.total_epochs))
-        if checkpoint is not None and jax.process_index() == 0:
-            arrays = {k: np.asarray(v) for k, v in history.items()}
-            saved = ckpt_lib.Checkpoint(*carry, run_key, e + 1, arrays, config)
-            ckpt_lib.save(checkpoint, saved)
-            if keep_best and sign * rec[keep_best] < best:
-                best = sign * rec[keep_best]
-                ckpt_lib.save(best_path(checkpoint), saved)
-        reasons = [r for r in (cb(dict(rec)) for cb in callbacks) if r]
-        if reasons:
-            stopped = reasons[0] if isinstance(reasons[0], str) else f"a callback stopped after epoch {e + 1}"
-            if log:
-                log(f"stopped after epoch {e + 1}: {stopped}")
-            break
-    return carry, history, train_seconds, stopped
-
-
-def _format(rec: dict, total_epochs: int) -> str:
-    width = len(str(total_epochs))
-    shown = [(k, v) for k, v in rec.items() if k.startswith(("train_", "test_")) and not k.endswith("_loss")]
-    metrics = "".join(f"  {k.replace('_', ' ')} {v:.4f}" for k, v in shown if not math.isnan(v))
-    return (f"epoch {rec['epoch']:{width}d}/{total_epochs}  loss {rec['loss']:.4f}{metrics}"
-            f"  {rec['elapsed']:6.1f}s  {rec['samples_per_s']:,.0f} samples/s")
+    sets = ([(x_train, t_train)] if eval_train else []) + ([(x_test, t_test)] if x_test is not None else [])
+    return sets if device is None else [tuple(jax.device_put(a, device) for a in xt) for xt in sets]
 
 
 def _resumed_epoch(checkpoint: Path, config: dict) -> int:
@@ -302,17 +232,19 @@ def _resumed_epoch(checkpoint: Path, config: dict) -> int:
     return ckpt_lib.read_config(checkpoint)["epoch"]
 
 
-def _programs(net, loss, optimizer, run: Plan, first_epoch: int, data, k_init, run_key, input_shape,
-              params, *, xla_options, mesh, **options) -> tuple[dict, float]:
+def _programs(net, loss, optimizer, run: Plan, first_epoch: int, data, eval_sets, k_init, run_key,
+              input_shape, params, *, xla_options, mesh, **options) -> tuple[dict, float]:
     """Every program of the run, compiled ahead of time (tracing included, measured apart from
-    training): ``({"init", "epoch" (or the pieces), "evaluate"}, seconds)``."""
+    training): ``({"init", "epoch" (or the pieces), "evaluate" (when there is a set to evaluate)},
+    seconds)``."""
     t0 = time.perf_counter()
     init = _lower_init(net, optimizer, k_init, input_shape, params)
     state = net.init_state(input_shape) if "state" in net.uses else None
     carry_like = shapes_like(mesh, (*init.out_info, state))
     programs = compile_all(itertools.chain(
         [("init", init)],
-        _lower(net, loss, optimizer, run, first_epoch, carry_like, data, run_key, mesh=mesh, **options)),
+        _lower(net, loss, optimizer, run, first_epoch, carry_like, data, eval_sets, run_key, mesh=mesh,
+               **options)),
         xla_options)
     if "epoch" in programs:
         programs["epoch"] = epoch_program(programs["epoch"], dynamic=len(run.step_counts(first_epoch)) > 1)
@@ -328,7 +260,7 @@ def fit(net: Layer, loss: Loss, optimizer, train_data: tuple, test_data: tuple |
         divergence: float | None = DEFAULT_DIVERGENCE, clip_norm: float | None = None,
         callbacks: Sequence[Callable[[dict], Any]] = (), keep_best: str | None = None,
         metrics: Sequence[str] | None = None, progress: Callable[[dict], Any] | None = None,
-        augment: str | Sequence[str] | None = None) -> TrainResult:
+        augment: str | Sequence[str] | None = None, eval_device: jax.Device | None = None) -> TrainResult:
     """Train ``net`` with ``loss`` and ``optimizer`` on ``train_data = (x, t)``.
 
     **Arguments:**
@@ -356,7 +288,9 @@ def fit(net: Layer, loss: Loss, optimizer, train_data: tuple, test_data: tuple |
       label-smoothed or not, but none where ``mask``/``ignore_index`` padding is fixed).
     - ``progress``: called ``epoch.PROGRESS_CHUNKS`` times an epoch with ``{epoch, step, steps, seconds}``;
       ``clip_norm``: clip the gradients' global norm (``optim.clip_by_global_norm``).
-    - ``augment``: ``"crop,flip"``: random crops and flips of each training batch (``fnet.augment``).
+    - ``augment``: ``"crop,flip"``: random crops and flips of each training batch (``fnet.augment``);
+      ``eval_device``: evaluate there (``jax.devices()[1]``) beside training on one device, each epoch's
+      evaluation while the next epoch trains unless there are callbacks (``fnet.loop``); same results.
 
     **Returns:** a ``TrainResult``. **Raises:** before training, ``ValueError``/``TypeError``
     naming the bad argument (NaN data, labels out of range, an unwritable path, ...);
@@ -375,25 +309,25 @@ def fit(net: Layer, loss: Loss, optimizer, train_data: tuple, test_data: tuple |
     keys = history_keys([k for k, _ in resolve_metrics(metrics, loss)])
     checks.check_hooks(callbacks, keep_best, keys, checkpoint=checkpoint, has_test=test is not None,
                        eval_train=eval_train)
-    mesh = checks.resolve_mesh(mesh, progress)
+    mesh = checks.resolve_mesh(mesh, progress, eval_device)
     run = plan(len(x_train), batch_size, epochs=epochs, iters=iters, mesh=mesh)
     config = {**(config or {}), "seed": seed, "batch_size": batch_size, "sampling": sampling,
               "n_train": len(x_train), **({"xla_options": dict(xla_options)} if xla_options else {}),
               **({"augment": str(augment)} if augment is not None else {})}
     k_init, run_key = jax.random.split(jax.random.key(seed))
     first_epoch = _resumed_epoch(checkpoint, config) if resume else 0
-    data = _place_data(mesh, x_train, t_train, *(test if test is not None else (None, None)))
+    data, eval_sets = _place_data(mesh, (x_train, t_train), test, eval_train, eval_device)
     programs, compile_seconds = _programs(
-        net, loss, optimizer, run, first_epoch, data, k_init, run_key, input_shape, params,
-        batch_size=batch_size, sampling=sampling, eval_batch_size=eval_batch_size, eval_train=eval_train,
-        mesh=mesh, metrics=metrics, progress=progress, augment=augment, xla_options=xla_options)
+        net, loss, optimizer, run, first_epoch, data, eval_sets, k_init, run_key, input_shape, params,
+        batch_size=batch_size, sampling=sampling, eval_batch_size=eval_batch_size, mesh=mesh,
+        metrics=metrics, progress=progress, augment=augment, eval_device=eval_device, xla_options=xla_options)
     start = _start(programs["init"], net, optimizer, k_init, input_shape, params, checkpoint, resume, keys)
     if resume and start.epoch >= run.total_epochs and log:
         log(f"checkpoint {checkpoint} already holds {start.epoch} epochs; nothing to do")
     carry = _place(mesh, (start.params, start.opt_state, start.state))
-    carry, history, train_seconds, stopped = _epochs(
-        programs, run, start, carry, data, run_key, batch_size=batch_size, checkpoint=checkpoint,
-        config=config, divergence=divergence, log=log, callbacks=callbacks, keep_best=keep_best,
-        progress=progress, eval_train=eval_train)
+    carry, history, train_seconds, stopped = run_epochs(
+        programs, run, start.epoch, carry, start.history, data, eval_sets, run_key, batch_size=batch_size,
+        checkpoint=checkpoint, config=config, divergence=divergence, log=log, callbacks=callbacks,
+        keep_best=keep_best, progress=progress, eval_train=eval_train, eval_device=eval_device)
     return TrainResult(*carry, {k: np.asarray(v) for k, v in history.items()}, len(history["epoch"]),
                        compile_seconds, train_seconds, time.perf_counter() - t_start, stopped)

@@ -45,7 +45,11 @@ def test_four_devices_equal_one_device_and_checkpoints_cross(tmp_path):
     assert r["max_diff_resume_4_to_1"] < 1e-5 and r["max_diff_resume_1_to_4"] < 1e-5, r
     assert "must be divisible by the number of devices (4)" in r["batch_error"]
     assert "use 100 or 104" in r["batch_error"]
-    assert r["cli_exit"] == 0 and r["cli_devices"] == "4 x cpu (cpu)"
+    # evaluated on device 1 while device 0 trains the next epoch: bit for bit the run on one device,
+    # and mesh="auto" trains on one device when there is an evaluation device
+    assert r["max_param_diff_eval_beside"] == 0 and r["same_history_eval_beside"], r
+    assert r["eval_beside_default_mesh"]
+    assert r["cli_exit"] == 0 and r["cli_devices"] == "4 x cpu (cpu)"  # the user's 4 devices: no second one
     assert r["default_mesh_devices"] == 4
 
 

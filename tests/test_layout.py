@@ -30,8 +30,8 @@ FLOORS = {
         "fnet.layers.shape", "fnet.net", "fnet.optim"],
     4: ["fnet.data.loaders", "fnet.graph", "fnet.language_model", "fnet.layers", "fnet.metrics"],
     5: ["fnet.data", "fnet.epoch", "fnet.models", "fnet.stopping"],
-    6: ["fnet.cli_models", "fnet.train"],
-    7: ["fnet.cli_options"],
+    6: ["fnet.cli_models", "fnet.loop"],
+    7: ["fnet.cli_options", "fnet.train"],
     8: ["fnet", "fnet.cli_use"],
     9: ["fnet.cli"],
 }

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import fnet
-from fnet import checkpoint, losses, optim, schedules, train
+from fnet import checkpoint, distributed, losses, optim, schedules, train
 
 CE = losses.softmax_cross_entropy
 
@@ -215,7 +215,10 @@ def test_early_stopping_stops_after_patience_epochs_without_improvement():
         train.early_stopping()({"epoch": 1, "test_loss": float("nan")})
 
 
-def test_callbacks_stop_training_and_keep_best_saves_the_best_epoch(fashion_small, tmp_path):
+@pytest.mark.parametrize("beside", [False, True])
+def test_callbacks_stop_training_and_keep_best_saves_the_best_epoch(fashion_small, tmp_path, beside):
+    # beside: with an evaluation device and callbacks, the loop waits for each evaluation (a callback
+    # may stop on it), and nothing changes
     seen = []
 
     def stop_at_3(record):
@@ -225,7 +228,7 @@ def test_callbacks_stop_training_and_keep_best_saves_the_best_epoch(fashion_smal
     path = tmp_path / "run.npz"
     lines = []
     result = _fit(fashion_small, epochs=6, callbacks=[stop_at_3], keep_best="test_acc", checkpoint=path,
-                  log=lines.append)
+                  log=lines.append, eval_device=jax.devices()[0] if beside else None)
     assert seen == [1, 2, 3] and result.epochs == 3 and result.stopped == "enough"
     assert lines[-1] == "stopped after epoch 3: enough"
     best_epoch = int(np.argmax(result.history["test_acc"])) + 1
@@ -278,3 +281,48 @@ def test_progress_runs_the_same_epoch_in_pieces(fashion_small):
 
     with pytest.raises(ValueError, match=r"^fit: progress reports within an epoch on one device"):
         fit_checks.check_progress(print, mesh=object())
+
+
+# ---------------------------------------------------------------- the evaluation beside the next epoch
+# eval_device=the training device runs the loop that dispatches epoch e + 1 before it waits for epoch
+# e's evaluation (one device runs them one after the other); tests/test_distributed.py runs it on two
+# devices, and tests/test_cli.py the command line's second CPU device.
+
+
+def test_the_evaluation_beside_the_next_epoch_changes_nothing(fashion_small, tmp_path):
+    runs = {}
+    for name, device in (("plain", None), ("beside", jax.devices()[0])):
+        lines = []
+        result = _fit(fashion_small, epochs=3, log=lines.append, checkpoint=tmp_path / f"{name}.npz",
+                      keep_best="test_acc", eval_device=device)
+        runs[name] = result, [line.split("  ")[:5] for line in lines]  # the lines but their timings
+    (plain, plain_lines), (beside, beside_lines) = runs["plain"], runs["beside"]
+    assert _same(plain.params, beside.params) and plain_lines == beside_lines and len(beside_lines) == 3
+    for k in ("loss", "train_loss", "train_acc", "test_loss", "test_acc"):
+        np.testing.assert_array_equal(plain.history[k], beside.history[k])
+    saved = checkpoint.load(tmp_path / "beside.npz", params_like=beside.params)
+    assert saved.epoch == 3 and _same(saved.params, beside.params)
+    np.testing.assert_array_equal(saved.history["test_acc"], beside.history["test_acc"])
+    best = [checkpoint.read_config(train.best_path(tmp_path / f"{n}.npz"))["epoch"] for n in runs]
+    assert best[0] == best[1] == int(np.argmax(beside.history["test_acc"])) + 1
+
+
+def test_a_stop_with_the_evaluation_beside_records_the_epoch_before(fashion_small, tmp_path):
+    # epoch 1's evaluation is still pending when epoch 2's loss turns NaN: it is recorded and saved first
+    lr = schedules.Schedule("explode", lambda step: np.float32(0.1) * (1 + 1e30 * (step >= 30)), {})
+    path = tmp_path / "run.npz"
+    with pytest.raises(train.NonFiniteLossError, match=r"^epoch 2: .* the checkpoint .* holds epoch 1") as info:
+        _fit(fashion_small, epochs=3, optimizer=optim.sgd(lr), checkpoint=path, eval_device=jax.devices()[0])
+    assert list(info.value.history["epoch"]) == [1] and np.isfinite(info.value.history["test_acc"]).all()
+    saved = checkpoint.load(path, params_like=info.value.params)
+    assert saved.epoch == 1 and _same(saved.params, info.value.params)
+
+
+def test_eval_device_arguments(fashion_small):
+    with pytest.raises(TypeError, match=r"^fit: eval_device must be a jax.Device, e.g. jax.devices\(\)\[1\], "
+                                        r"or None; got 'cpu:1'"):
+        _fit(fashion_small, eval_device="cpu:1")
+    with pytest.raises(ValueError, match=r"^fit: eval_device evaluates beside training on one device, but "
+                                         r"mesh= trains on a mesh of 1 device, .* pass mesh=None or "
+                                         r"eval_device=None"):
+        _fit(fashion_small, eval_device=jax.devices()[0], mesh=distributed.make_mesh(1))

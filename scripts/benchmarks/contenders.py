@@ -122,8 +122,8 @@ def _prepare_pieces(net, params, x, t, config: Config, steps: int, seed: int, xl
 
     def run(rep: int) -> np.ndarray:
         key = base if rep < 0 else jax.random.fold_in(base, rep + 1)
-        (p, _, _), losses_ = epoch.run_in_pieces(programs, (params, opt_state, None), X, T, key,
-                                                 n_steps=steps, report=lambda done: None)
+        (p, _, _), losses_, _ = epoch.run_in_pieces(programs, (params, opt_state, None), X, T, key,
+                                                    n_steps=steps, report=lambda done: None)
         jax.block_until_ready(p)
         return losses_
 
