@@ -48,13 +48,36 @@ def _progress_line(total_epochs: int, batch_size: int):
     return show
 
 
-def _describe_device(mesh=None) -> str:
+def _describe_device(mesh=None, eval_device=None) -> str:
     import jax
 
     d = jax.devices()[0]
     used = 1 if mesh is None else mesh.size
     hosts = f" on {jax.process_count()} hosts" if jax.process_count() > 1 else ""
-    return f"{used} x {d.device_kind} ({d.platform}){hosts}"
+    beside = f", evaluating on {eval_device} beside it" if eval_device is not None else ""
+    return f"{used} x {d.device_kind} ({d.platform}){hosts}{beside}"
+
+
+def _ask_for_eval_device(a) -> bool:
+    """Ask JAX for two CPU devices, before its backends start, so that on a CPU the evaluation can run
+    on the second while the next epoch trains on the first (``fit(eval_device=)``; XLA runs one
+    program at a time per device, and the book's small training step leaves a core idle). Not with
+    ``--no-eval-overlap``, several training devices or hosts, or CPU devices the user set up
+    (``XLA_FLAGS=--xla_force_host_platform_device_count``, ``JAX_NUM_CPU_DEVICES``)."""
+    import os
+
+    import jax
+
+    if a.no_eval_overlap or a.coordinator is not None or a.devices not in (None, 1):
+        return False
+    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "") \
+            or jax.config.jax_num_cpu_devices >= 0:
+        return False
+    try:
+        jax.config.update("jax_num_cpu_devices", 2)
+    except RuntimeError:  # JAX already started in this process (main() called from Python): as it is
+        return False
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,10 +102,14 @@ def main(argv: list[str] | None = None) -> int:
     if not a.no_compile_cache:
         jax.config.update("jax_compilation_cache_dir", str(a.compile_cache))
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    try:
-        mesh = None if a.devices == 1 else distributed.make_mesh(a.devices)
-    except ValueError as e:
-        parser.error(str(e).replace("make_mesh: ", "--devices: "))
+    eval_device = None
+    if _ask_for_eval_device(a) and jax.default_backend() == "cpu":
+        mesh, eval_device = None, jax.devices()[1]  # train on the first CPU device, evaluate on the second
+    else:
+        try:
+            mesh = None if a.devices == 1 else distributed.make_mesh(a.devices)
+        except ValueError as e:
+            parser.error(str(e).replace("make_mesh: ", "--devices: "))
     try:
         (x_train, t_train), (x_test, t_test) = data.load_dataset(
             a.dataset, a.data_dir, normalize=True, flatten=False, download=not a.no_download,
@@ -123,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()
               if k not in ("quiet", "resume", "overwrite", "keep_best", "plot", "json", "checkpoint",
                            "from_model", "devices", "coordinator", "num_processes", "process_id",
-                           "compile_cache", "no_compile_cache", "no_data_cache")}
+                           "compile_cache", "no_compile_cache", "no_data_cache", "no_eval_overlap")}
     for k in OPTIONAL_CONFIG:  # newer than some checkpoints: kept only when used
         if not config[k]:
             del config[k]
@@ -143,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         log(f"{a.dataset}: {len(x_train)} train / {len(x_test)} test examples, loaded in "
             f"{t_loaded - t_start:.1f}s")
         log(f"model {a.model}: {n_params:,} parameters; {optimizer!r}; batch {a.batch_size}; "
-            f"{f'iters {a.iters}' if a.iters else f'epochs {a.epochs}'}; devices {_describe_device(mesh)}")
+            f"{f'iters {a.iters}' if a.iters else f'epochs {a.epochs}'}; devices "
+            f"{_describe_device(mesh, eval_device)}")
     try:
         loss = losses.softmax_cross_entropy
         if a.label_smoothing:
@@ -158,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
                            resume=a.resume, overwrite=a.overwrite, config=config, log=log, mesh=mesh,
                            divergence=a.divergence,
                            progress=_progress_line(run.total_epochs, a.batch_size) if a.progress else None,
-                           xla_options=dict(a.xla_option) if a.xla_option else None)
+                           xla_options=dict(a.xla_option) if a.xla_option else None, eval_device=eval_device)
     except train.DivergenceError as e:  # NonFiniteLossError included
         print(f"fnet-train: {e}", file=sys.stderr)
         return 1
@@ -193,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
                 "history": {k: v.tolist() for k, v in h.items()},
                 "timings": {"total_s": total, "data_s": t_loaded - t_start,
                             "compile_s": result.compile_seconds, "train_s": result.train_seconds},
-                "jax": jax.__version__, "device": _describe_device(mesh), "python": platform.python_version(),
+                "jax": jax.__version__, "device": _describe_device(mesh, eval_device),
+                "python": platform.python_version(),
                 "machine": platform.machine(),
             }), indent=2, allow_nan=False))
         if a.plot is not None:

@@ -180,7 +180,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="evaluate the whole training set after each epoch (the default but for resnet)")
     g = p.add_argument_group("devices (data parallel: the global --batch-size is split over devices)")
     g.add_argument("--devices", type=_positive_int, metavar="N",
-                   help="devices to train on (default: all; 1 for plain single-device training)")
+                   help="devices to train on (default: all GPUs or TPUs; on a CPU, one, with the evaluation "
+                        "on a second CPU device; 1 for plain single-device training)")
+    g.add_argument("--no-eval-overlap", action="store_true",
+                   help="on a CPU, evaluate each epoch on the training device after it, instead of on a "
+                        "second CPU device while the next epoch trains (the same results; docs/speed.md)")
     g.add_argument("--coordinator", metavar="HOST:PORT", type=_host_port,
                    help="multi-host: address of process 0, the same on every host")
     g.add_argument("--num-processes", type=_positive_int, metavar="N", help="multi-host: number of hosts")

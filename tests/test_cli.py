@@ -50,6 +50,24 @@ def test_short_run_with_json_plot_checkpoint_and_resume(tmp_path):
     assert any((tmp_path / "xla").iterdir())  # compiled programs were kept for the next run
 
 
+def test_on_a_cpu_the_evaluation_runs_on_a_second_device_with_the_same_results(tmp_path):
+    # a new process: the command line asks JAX for two CPU devices before it starts, trains on the
+    # first and evaluates on the second while the next epoch trains; --no-eval-overlap does neither
+    common = ["scripts/train.py", "--train-size", "2000", "--epochs", "3", "--seed", "4", "--no-compile-cache"]
+    reports = {}
+    for name, extra in (("beside", []), ("serial", ["--no-eval-overlap"])):
+        proc = run_script(*common, *extra, "--json", str(tmp_path / f"{name}.json"))
+        assert proc.returncode == 0, proc.stderr
+        reports[name] = json.loads((tmp_path / f"{name}.json").read_text())
+        reports[name]["line"] = proc.stdout.splitlines()[1]
+    assert reports["beside"]["device"] == "1 x cpu (cpu), evaluating on cpu:1 beside it"
+    assert reports["beside"]["line"].endswith("devices 1 x cpu (cpu), evaluating on cpu:1 beside it")
+    assert reports["serial"]["device"] == "1 x cpu (cpu)"
+    for k in ("loss", "train_loss", "train_acc", "test_loss", "test_acc"):
+        assert reports["beside"]["history"][k] == reports["serial"]["history"][k], k
+    assert "no_eval_overlap" not in reports["serial"]["config"]  # a resumed run may change it
+
+
 @pytest.mark.parametrize("argv,message", [
     (["--lr", "-1"], "argument --lr: expected a positive number, got -1.0"),
     (["--batch-size", "0"], "argument --batch-size: expected a positive integer, got 0"),
