@@ -107,9 +107,10 @@ def main(argv: list[str] | None = None) -> int:
         mesh, eval_device = None, jax.devices()[1]  # train on the first CPU device, evaluate on the second
     else:
         try:
-            mesh = None if a.devices == 1 else distributed.make_mesh(a.devices)
+            mesh = distributed.make_mesh(a.devices)
         except ValueError as e:
             parser.error(str(e).replace("make_mesh: ", "--devices: "))
+        mesh = None if mesh.size == 1 else mesh  # one device: plain jit, as fit(mesh="auto")
     try:
         (x_train, t_train), (x_test, t_test) = data.load_dataset(
             a.dataset, a.data_dir, normalize=True, flatten=False, download=not a.no_download,
