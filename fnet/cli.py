@@ -68,10 +68,9 @@ def _ask_for_eval_device(a) -> bool:
 
     import jax
 
-    if a.no_eval_overlap or a.coordinator is not None or a.devices not in (None, 1):
-        return False
-    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "") \
-            or jax.config.jax_num_cpu_devices >= 0:
+    users_cpus = ("xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")
+                  or jax.config.jax_num_cpu_devices >= 0)
+    if a.no_eval_overlap or a.coordinator is not None or a.devices not in (None, 1) or users_cpus:
         return False
     try:
         jax.config.update("jax_num_cpu_devices", 2)

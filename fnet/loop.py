@@ -150,9 +150,9 @@ def run_epochs(programs: dict, run: Plan, first_epoch: int, carry: tuple, histor
             if keep_best and sign * rec[keep_best] < best:
                 best = sign * rec[keep_best]
                 ckpt_lib.save(best_path(checkpoint), saved)
-        reason = next((r for r in (cb(dict(rec)) for cb in callbacks) if r), None)
-        if reason is None or isinstance(reason, str):
-            return reason
+        reasons = [r for r in [cb(dict(rec)) for cb in callbacks] if r]  # every callback sees every epoch
+        if not reasons or isinstance(reasons[0], str):
+            return reasons[0] if reasons else None
         return f"a callback stopped after epoch {trained.e + 1}"
 
     stopped = None

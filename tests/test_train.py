@@ -219,7 +219,7 @@ def test_early_stopping_stops_after_patience_epochs_without_improvement():
 def test_callbacks_stop_training_and_keep_best_saves_the_best_epoch(fashion_small, tmp_path, beside):
     # beside: with an evaluation device and callbacks, the loop waits for each evaluation (a callback
     # may stop on it), and nothing changes
-    seen = []
+    seen, seen_after = [], []
 
     def stop_at_3(record):
         seen.append(record["epoch"])
@@ -227,9 +227,11 @@ def test_callbacks_stop_training_and_keep_best_saves_the_best_epoch(fashion_smal
 
     path = tmp_path / "run.npz"
     lines = []
-    result = _fit(fashion_small, epochs=6, callbacks=[stop_at_3], keep_best="test_acc", checkpoint=path,
-                  log=lines.append, eval_device=jax.devices()[0] if beside else None)
+    result = _fit(fashion_small, epochs=6, callbacks=[stop_at_3, lambda r: seen_after.append(r["epoch"])],
+                  keep_best="test_acc", checkpoint=path, log=lines.append,
+                  eval_device=jax.devices()[0] if beside else None)
     assert seen == [1, 2, 3] and result.epochs == 3 and result.stopped == "enough"
+    assert seen_after == [1, 2, 3]  # every callback sees every epoch, the one that stops included
     assert lines[-1] == "stopped after epoch 3: enough"
     best_epoch = int(np.argmax(result.history["test_acc"])) + 1
     best = checkpoint.read_config(train.best_path(path))
