@@ -320,7 +320,7 @@ def test_model_defaults_fill_only_the_options_not_given():
     a = p.parse_args(["--model", "resnet"])
     cli.check_args(p, a)
     assert (a.optimizer, a.lr, a.weight_decay, a.schedule, a.warmup, a.batch_size, a.epochs, a.iters,
-            a.no_eval_train) == ("nesterov", 0.1, 5e-4, "cosine", 400, 128, 10, None, True)
+            a.no_eval_train) == ("nesterov", 0.1, 5e-4, "cosine", 400, 128, 18, None, True)
     a = p.parse_args(["--model", "resnet", "--optimizer", "adam", "--eval-train", "--iters", "50"])
     cli.check_args(p, a)  # the model's lr goes with its optimizer: adam keeps adam's default
     assert (a.optimizer, a.lr, a.no_eval_train, a.epochs, a.iters) == ("adam", None, False, None, 50)
