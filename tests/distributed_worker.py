@@ -50,8 +50,8 @@ def single_host(tmp):
     # the evaluation on another device, while the next epoch trains on the first: the very same run
     beside = fit(d, None, epochs=3, eval_device=jax.devices()[1])
     out["max_param_diff_eval_beside"] = max_diff(one.params, beside.params)
-    out["same_history_eval_beside"] = all(np.array_equal(one.history[k], beside.history[k])
-                                          for k in ("loss", "train_loss", "train_acc", "test_loss", "test_acc"))
+    keys = ("loss", "train_loss", "train_acc", "test_loss", "test_acc")
+    out["same_history_eval_beside"] = all(np.array_equal(one.history[k], beside.history[k]) for k in keys)
     out["eval_beside_default_mesh"] = fit(d, "auto", epochs=1, eval_device=jax.devices()[1]).params[
         "Affine1"]["W"].sharding.device_set == {jax.devices()[0]}
     try:

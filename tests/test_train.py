@@ -313,7 +313,8 @@ def test_a_stop_with_the_evaluation_beside_records_the_epoch_before(fashion_smal
     # epoch 1's evaluation is still pending when epoch 2's loss turns NaN: it is recorded and saved first
     lr = schedules.Schedule("explode", lambda step: np.float32(0.1) * (1 + 1e30 * (step >= 30)), {})
     path = tmp_path / "run.npz"
-    with pytest.raises(train.NonFiniteLossError, match=r"^epoch 2: .* the checkpoint .* holds epoch 1") as info:
+    message = r"^epoch 2: .* the checkpoint .* holds epoch 1"
+    with pytest.raises(train.NonFiniteLossError, match=message) as info:
         _fit(fashion_small, epochs=3, optimizer=optim.sgd(lr), checkpoint=path, eval_device=jax.devices()[0])
     assert list(info.value.history["epoch"]) == [1] and np.isfinite(info.value.history["test_acc"]).all()
     saved = checkpoint.load(path, params_like=info.value.params)
