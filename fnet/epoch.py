@@ -305,10 +305,14 @@ def make_train_epoch(net: Layer, loss: Loss, optimizer, *, batch_size: int, n_st
     return sharded_epoch
 
 
-def shapes_like(mesh: Mesh | None, tree):
+def shapes_like(where: Mesh | jax.Device | None, tree):
     """Shapes and dtypes of ``tree`` (arrays or ``ShapeDtypeStruct``), placed as ``fit`` places the
-    carry (replicated over a mesh), to trace the programs before the carry exists."""
-    sharding = None if mesh is None else NamedSharding(mesh, P())
+    carry (replicated over a mesh; on one device, the default one or ``where``), to trace the
+    programs before the carry exists."""
+    if isinstance(where, Mesh):
+        sharding = NamedSharding(where, P())
+    else:
+        sharding = None if where is None else jax.sharding.SingleDeviceSharding(where)
     return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), tree)
 
 

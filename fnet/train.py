@@ -205,14 +205,8 @@ def _lower(net, loss, optimizer, run: Plan, first_epoch: int, carry, data, eval_
         return [evaluate(params, state, *xt) for xt in sets]
 
     if eval_device is not None:
-        params, state = _on_device(eval_device, (params, state))
+        params, state = shapes_like(eval_device, (params, state))
     yield "evaluate", jax.jit(after_epoch).lower(params, state, eval_sets)
-
-
-def _on_device(device, tree):
-    """Shapes and dtypes of ``tree`` (from ``shapes_like``) placed on ``device``."""
-    sharding = jax.sharding.SingleDeviceSharding(device)
-    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), tree)
 
 
 def _sets(data, eval_train: bool, device=None) -> list[tuple]:
