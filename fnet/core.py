@@ -186,7 +186,7 @@ def param_shapes(layer: Layer, input_shape: Shape) -> tuple[Any, Shape]:
         box.append(shape)
         return params
 
-    shapes = jax.eval_shape(run, jax.random.key(0))
+    shapes = jax.eval_shape(lambda: run(jax.random.key(0)))  # the key traced too: nothing runs
     return shapes, box[0]
 
 

@@ -338,7 +338,7 @@ def epoch_program(compiled, *, dynamic: bool) -> Callable:
     """``(params, opt_state, state, x, t, key, n_steps) -> (carry, losses)`` from the compiled epoch,
     which takes ``n_steps`` as an input only when the run has epochs of different lengths."""
     if dynamic:
-        return lambda *args: compiled(*args[:-1], jnp.int32(args[-1]))
+        return lambda *args: compiled(*args[:-1], np.int32(args[-1]))
     return lambda *args: compiled(*args[:-1])
 
 

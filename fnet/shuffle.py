@@ -65,8 +65,8 @@ def permutation(key: jax.Array, n: int, *, key_bits: int | None = None,
     key_mask = jnp.uint32(((1 << key_bits) - 1) << (32 - key_bits))  # the top key_bits bits
     positions = lax.iota(jnp.uint32, n)
     perm = lax.iota(jnp.int32, n)
-    for round_key in jax.random.split(key, rounds):
-        bits = jax.random.bits(round_key, (n,), jnp.uint32)
+    all_bits = jax.vmap(lambda k: jax.random.bits(k, (n,), jnp.uint32))(jax.random.split(key, rounds))
+    for bits in all_bits:
         # sorted words: positions in order of their random key, ties in current order
         order = lax.sort((bits & key_mask) | positions) & position_mask
         perm = perm.at[order].get(mode="promise_in_bounds")

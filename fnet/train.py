@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
@@ -117,40 +116,46 @@ class TrainResult:
 
 @dataclasses.dataclass
 class _Start:
-    """Where training starts: the carry ``(params, opt_state, state)``, the epoch and the history."""
+    """Where training starts: the carry ``(params, opt_state, state)``, the epoch, the history and
+    the run's key."""
 
     params: Any
     opt_state: Any
     state: Any
     epoch: int
     history: dict[str, list]
+    run_key: Any
 
 
-def _lower_init(net: Layer, optimizer, key, input_shape, params):
-    """The initialisation ``(key, params) -> (params, opt_state)``, traced: one program, compiled
-    beside the epoch and evaluation (rather than one per eager random op in every layer's init)."""
+def _lower_init(net: Layer, optimizer, seed_key, input_shape, params):
+    """The initialisation ``(seed_key, params) -> (params, opt_state, run_key)``, traced: one program,
+    compiled beside the epoch and evaluation (rather than one per eager random op in every layer's
+    init). ``seed_key`` splits into the key of ``net.init`` and the run's key (each epoch folds its
+    number into the run's key)."""
 
     @jax.jit
-    def initial(key, params):
+    def initial(seed_key, params):
+        k_init, run_key = jax.random.split(seed_key)
         if params is None:
-            params, _ = net.init(key, input_shape)
-        return params, optimizer.init(params)
+            params, _ = net.init(k_init, input_shape)
+        return params, optimizer.init(params), run_key
 
-    return initial.lower(key, params)
+    return initial.lower(seed_key, params)
 
 
-def _start(initial, net: Layer, optimizer, key, input_shape, params, checkpoint, resume: bool,
+def _start(initial, net: Layer, optimizer, seed_key, input_shape, params, checkpoint, resume: bool,
            keys: tuple[str, ...]) -> _Start:
-    """The carry from the compiled ``initial`` (``_lower_init``) or, with ``resume``, the checkpoint."""
-    params, opt_state = initial(key, params)
+    """The carry and the run's key from the compiled ``initial`` (``_lower_init``) or, with ``resume``,
+    the carry from the checkpoint."""
+    params, opt_state, run_key = initial(seed_key, params)
     state = net.init_state(input_shape) if "state" in net.uses else None
     if not resume:
-        return _Start(params, opt_state, state, 0, {k: [] for k in keys})
+        return _Start(params, opt_state, state, 0, {k: [] for k in keys}, run_key)
     params_like, _ = param_shapes(net, input_shape)
     ck = ckpt_lib.load(checkpoint, params_like=params_like,
                        opt_state_like=jax.eval_shape(optimizer.init, params_like), state_like=state)
     return _Start(ck.params, ck.opt_state, ck.state, ck.epoch,
-                  {k: list(ck.history.get(k, [])) for k in keys})
+                  {k: list(ck.history.get(k, [])) for k in keys}, run_key)
 
 
 def _place(mesh: Mesh | None, carry: tuple):
@@ -163,8 +168,8 @@ def _place_data(mesh: Mesh | None, train: tuple, test: tuple | None, eval_train:
     """``(x_train, t_train, x_test, t_test)`` on the device (with a mesh, each host's examples on its
     own devices), and the ``(x, t)`` pairs to evaluate (``_sets``)."""
     host = (*train, *(test if test is not None else (None, None)))
-    if mesh is None:
-        data = [None if a is None else jnp.asarray(a) for a in host]
+    if mesh is None:  # device_put: no compiled copy program per array, as jnp.asarray would run
+        data = [None if a is None else jax.device_put(a) for a in host]
     else:
         data = [None if a is None else distributed.put_data(mesh, a) for a in host]
     return data, _sets(data, eval_train) if eval_device is None else _sets(host, eval_train, eval_device)
@@ -177,7 +182,8 @@ def _lower(net, loss, optimizer, run: Plan, first_epoch: int, carry, data, eval_
     next is traced): the epoch (one program for every epoch, a short final one included, or, with
     ``progress``, its ``order`` and ``run`` pieces per chunk length), each also returning whether every
     parameter is finite; and one evaluation of ``eval_sets`` (none when there is nothing to evaluate),
-    for ``eval_device`` when one is given."""
+    for ``eval_device`` when one is given. ``run_key``: a key of the run key's type (only its type
+    is traced; the run's own key comes out of the initialisation program)."""
     x_train, t_train = data[:2]
     params, opt_state, state = carry
     counts = run.step_counts(first_epoch)
@@ -189,9 +195,9 @@ def _lower(net, loss, optimizer, run: Plan, first_epoch: int, carry, data, eval_
             carry, losses = epoch(params, opt_state, state, x, t, jax.random.fold_in(run_key, e), *steps)
             return carry, losses, finite_leaves(carry[0])
 
-        short = () if len(counts) == 1 else (jnp.int32(counts[0]),)  # epochs of several lengths: an input
+        short = () if len(counts) == 1 else (np.int32(counts[0]),)  # epochs of several lengths: an input
         yield "epoch", jax.jit(numbered_epoch).lower(params, opt_state, state, x_train, t_train, run_key,
-                                                     jnp.int32(0), *short)
+                                                     np.int32(0), *short)
     for n_steps in counts if progress is not None else ():
         yield from lower_in_pieces(net, loss, optimizer, carry, x_train, t_train, run_key,
                                    batch_size=batch_size, n_steps=n_steps, sampling=sampling,
@@ -226,18 +232,18 @@ def _resumed_epoch(checkpoint: Path, config: dict) -> int:
     return ckpt_lib.read_config(checkpoint)["epoch"]
 
 
-def _programs(net, loss, optimizer, run: Plan, first_epoch: int, data, eval_sets, k_init, run_key,
+def _programs(net, loss, optimizer, run: Plan, first_epoch: int, data, eval_sets, seed_key,
               input_shape, params, *, xla_options, mesh, **options) -> tuple[dict, float]:
     """Every program of the run, compiled ahead of time (tracing included, measured apart from
     training): ``({"init", "epoch" (or the pieces), "evaluate" (when there is a set to evaluate)},
     seconds)``."""
     t0 = time.perf_counter()
-    init = _lower_init(net, optimizer, k_init, input_shape, params)
+    init = _lower_init(net, optimizer, seed_key, input_shape, params)
     state = net.init_state(input_shape) if "state" in net.uses else None
-    carry_like = shapes_like(mesh, (*init.out_info, state))
+    carry_like = shapes_like(mesh, (*init.out_info[:2], state))
     programs = compile_all(itertools.chain(
         [("init", init)],
-        _lower(net, loss, optimizer, run, first_epoch, carry_like, data, eval_sets, run_key, mesh=mesh,
+        _lower(net, loss, optimizer, run, first_epoch, carry_like, data, eval_sets, seed_key, mesh=mesh,
                **options)),
         xla_options)
     if "epoch" in programs:
@@ -308,20 +314,21 @@ def fit(net: Layer, loss: Loss, optimizer, train_data: tuple, test_data: tuple |
     config = {**(config or {}), "seed": seed, "batch_size": batch_size, "sampling": sampling,
               "n_train": len(x_train), **({"xla_options": dict(xla_options)} if xla_options else {}),
               **({"augment": str(augment)} if augment is not None else {})}
-    k_init, run_key = jax.random.split(jax.random.key(seed))
+    seed_key = jax.random.key(seed)
     first_epoch = _resumed_epoch(checkpoint, config) if resume else 0
     data, eval_sets = _place_data(mesh, (x_train, t_train), test, eval_train, eval_device)
     programs, compile_seconds = _programs(
-        net, loss, optimizer, run, first_epoch, data, eval_sets, k_init, run_key, input_shape, params,
+        net, loss, optimizer, run, first_epoch, data, eval_sets, seed_key, input_shape, params,
         batch_size=batch_size, sampling=sampling, eval_batch_size=eval_batch_size, mesh=mesh,
         metrics=metrics, progress=progress, augment=augment, eval_device=eval_device, xla_options=xla_options)
-    start = _start(programs["init"], net, optimizer, k_init, input_shape, params, checkpoint, resume, keys)
+    start = _start(programs["init"], net, optimizer, seed_key, input_shape, params, checkpoint, resume, keys)
     if resume and start.epoch >= run.total_epochs and log:
         log(f"checkpoint {checkpoint} already holds {start.epoch} epochs; nothing to do")
     carry = _place(mesh, (start.params, start.opt_state, start.state))
     carry, history, train_seconds, stopped = run_epochs(
-        programs, run, start.epoch, carry, start.history, data, eval_sets, run_key, batch_size=batch_size,
-        checkpoint=checkpoint, config=config, divergence=divergence, log=log, callbacks=callbacks,
-        keep_best=keep_best, progress=progress, eval_train=eval_train, eval_device=eval_device)
+        programs, run, start.epoch, carry, start.history, data, eval_sets, start.run_key,
+        batch_size=batch_size, checkpoint=checkpoint, config=config, divergence=divergence, log=log,
+        callbacks=callbacks, keep_best=keep_best, progress=progress, eval_train=eval_train,
+        eval_device=eval_device)
     return TrainResult(*carry, {k: np.asarray(v) for k, v in history.items()}, len(history["epoch"]),
                        compile_seconds, train_seconds, time.perf_counter() - t_start, stopped)
