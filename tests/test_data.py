@@ -19,11 +19,12 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
 from fnet import data
-from fnet.data import DATASETS, DataError, DatasetInfo, load_dataset, read_idx
+from fnet.data import DATASETS, DataError, DatasetInfo, load_dataset, loaders, read_idx
 from fnet.data.datasets import _FILES
 
 NAMES = dict(_FILES)  # role -> file name (.gz)
@@ -352,6 +353,19 @@ def test_default_options_normalize_and_flatten(env):
     np.testing.assert_array_equal(x, arrays["train_images"].reshape(12, 784) / np.float32(255))
     assert t.dtype == np.int32 and t.shape == (12,)
     assert t.tolist() == arrays["train_labels"].tolist() and tt.tolist() == arrays["test_labels"].tolist()
+
+
+def test_normalized_images_and_labels_are_placed_on_a_cpu_device_in_place(env):
+    make_dataset(env / "d")
+    (x, t), (xt, tt) = load_dataset("mnist", env / "d", download=False)
+    for a in (x, t, xt, tt):
+        assert a.ctypes.data % loaders.ALIGNMENT == 0 and a.flags.c_contiguous and a.flags.writeable
+    if jax.default_backend() == "cpu":  # JAX uses an aligned array where it is: no copy
+        assert jax.device_put(x).unsafe_buffer_pointer() == x.ctypes.data
+    for shape, dtype in (((3, 5), np.float32), ((7,), np.int32), ((1, 3), np.uint8), ((0, 2), np.uint8)):
+        a = loaders.aligned_empty(shape, dtype)
+        assert a.shape == shape and a.dtype == dtype
+        assert a.size == 0 or a.ctypes.data % loaders.ALIGNMENT == 0
 
 
 def test_unnormalized_unflattened_images_are_nhwc_uint8(env):
