@@ -23,11 +23,10 @@ time and no example is lost for good.
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import functools
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -49,8 +48,6 @@ __all__ = [
     "SAMPLING",
     "Plan",
     "chunk_lengths",
-    "compile_all",
-    "epoch_program",
     "finite_leaves",
     "lower_in_pieces",
     "make_epoch_pieces",
@@ -314,32 +311,6 @@ def shapes_like(where: Mesh | jax.Device | None, tree):
     else:
         sharding = None if where is None else jax.sharding.SingleDeviceSharding(where)
     return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), tree)
-
-
-def compile_all(lowered: Iterable[tuple[Any, Any]], xla_options: Mapping[str, Any] | None) -> dict:
-    """XLA compiles each traced program in a thread as soon as it is traced (tracing is Python,
-    one at a time; compiling runs side by side)."""
-    options = dict(xla_options or {})
-
-    def compile_one(low):
-        try:
-            return low.compile(options) if options else low.compile()
-        except jax.errors.JaxRuntimeError as e:
-            if not options or "option" not in str(e):
-                raise
-            raise ValueError(f"fit: XLA rejected xla_options={options}: {e}") from None
-
-    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
-        futures = {name: pool.submit(compile_one, low) for name, low in lowered}
-        return {name: f.result() for name, f in futures.items()}
-
-
-def epoch_program(compiled, *, dynamic: bool) -> Callable:
-    """``(params, opt_state, state, x, t, key, n_steps) -> (carry, losses)`` from the compiled epoch,
-    which takes ``n_steps`` as an input only when the run has epochs of different lengths."""
-    if dynamic:
-        return lambda *args: compiled(*args[:-1], np.int32(args[-1]))
-    return lambda *args: compiled(*args[:-1])
 
 
 def make_evaluate(net: Layer, loss: Loss, *, batch_size: int = 1000, mesh: Mesh | None = None,

@@ -10,8 +10,10 @@ One epoch, in four steps:
    checkpoint (and the best one), the callbacks.
 
 **The evaluation beside the next epoch.** With an evaluation device (``fit(eval_device=)``)
-and no callbacks, the loop dispatches epoch ``e + 1`` before it waits for epoch ``e``'s
-evaluation, so the two run at the same time on their two devices. Nothing is computed in
+and no callbacks, the loop dispatches epoch ``e + 1``, then epoch ``e``'s evaluation, and
+then waits for the evaluation, so the two run at the same time on their two devices (and
+the first epoch does not wait for the evaluation program, which may still be compiling:
+``fnet.programs``). Nothing is computed in
 vain: every reason to stop without a callback (a NaN loss, divergence, parameters that
 are no longer finite) comes from the epoch's own outputs, checked before the next epoch
 is dispatched; callbacks see the evaluation, so with callbacks the loop waits for it. On a
@@ -155,26 +157,28 @@ def run_epochs(programs: dict, run: Plan, first_epoch: int, carry: tuple, histor
             return reasons[0] if reasons else None
         return f"a callback stopped after epoch {trained.e + 1}"
 
+    def evaluated(trained: _Trained) -> list:
+        return evaluate(programs, trained.carry, eval_sets, eval_device)
+
     stopped = None
     for e in range(first_epoch, run.total_epochs):
         trained = train(programs, e, run.steps(e), carry, data, run_key, progress=progress)
-        if pending is not None:  # epoch e - 1's evaluation ran while epoch e trained
-            finish(*pending)  # no callbacks here: nothing can stop
+        if pending is not None:  # epoch e - 1, evaluated while epoch e trains (dispatched just before)
+            finish(*pending, evaluated(pending[0]))  # no callbacks here: nothing can stop
             pending = None
         losses, seconds = check(trained, carry, checkpoint=checkpoint, history=history, divergence=divergence)
         train_seconds += seconds
         carry = trained.carry
-        evaluated = (trained, losses, seconds, evaluate(programs, carry, eval_sets, eval_device))
         if beside:
-            pending = evaluated
+            pending = (trained, losses, seconds)
             continue
-        stopped = finish(*evaluated)
+        stopped = finish(trained, losses, seconds, evaluated(trained))
         if stopped:
             if log:
                 log(f"stopped after epoch {e + 1}: {stopped}")
             break
     if pending is not None:
-        finish(*pending)
+        finish(*pending, evaluated(pending[0]))
     return carry, history, train_seconds, stopped
 
 

@@ -7,7 +7,8 @@
 3. ``_place_data``: the data onto the device, or split over a mesh;
 4. ``_lower_init`` and ``_lower``: the programs of the run, traced from shapes alone
    (the initialisation, one epoch program, one evaluation of both sets), each
-   compiled in a thread as soon as it is traced (``epoch.compile_all``);
+   compiled in a thread as soon as it is traced (``programs.compile_all``; the evaluation
+   goes on compiling while the first epoch trains);
 5. ``_start``: parameters and optimizer state, from the compiled initialisation,
    ``params=`` or, with ``resume=True``, a checkpoint (``check_resume`` once, before compiling);
 6. ``loop.run_epochs``: each compiled epoch, checked (stop on divergence), evaluated and
@@ -24,6 +25,7 @@ input of that one program (``make_train_epoch(steps=)``), not a second program.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
 import time
@@ -45,8 +47,6 @@ from fnet.epoch import (
     SAMPLING,
     Plan,
     chunk_lengths,
-    compile_all,
-    epoch_program,
     finite_leaves,
     lower_in_pieces,
     make_evaluate,
@@ -59,6 +59,7 @@ from fnet.loop import best_path, run_epochs
 from fnet.losses import Loss
 from fnet.metrics import history_keys
 from fnet.metrics import resolve as resolve_metrics
+from fnet.programs import compile_all, epoch_program
 from fnet.stopping import HISTORY_KEYS, DivergenceError, NonFiniteLossError, early_stopping
 
 __all__ = [
@@ -92,7 +93,8 @@ class TrainResult:
 
     ``history`` maps each of ``HISTORY_KEYS`` to an array with one entry per
     epoch run in this call and earlier (when resumed). ``compile_seconds``
-    is the ahead-of-time compilation of the epoch and evaluation functions.
+    is the ahead-of-time compilation of the programs the first epoch needs (the
+    initialisation and the epoch; the evaluation compiles while the first epoch trains).
     """
 
     params: Any
@@ -124,7 +126,7 @@ class _Start:
     state: Any
     epoch: int
     history: dict[str, list]
-    run_key: Any
+    key: Any
 
 
 def _lower_init(net: Layer, optimizer, seed_key, input_shape, params):
@@ -143,11 +145,11 @@ def _lower_init(net: Layer, optimizer, seed_key, input_shape, params):
     return initial.lower(seed_key, params)
 
 
-def _start(initial, net: Layer, optimizer, seed_key, input_shape, params, checkpoint, resume: bool,
+def _start(initial, net: Layer, optimizer, input_shape, params, checkpoint, resume: bool,
            keys: tuple[str, ...]) -> _Start:
-    """The carry and the run's key from the compiled ``initial`` (``_lower_init``) or, with ``resume``,
-    the carry from the checkpoint."""
-    params, opt_state, run_key = initial(seed_key, params)
+    """The carry and the run's key from the compiled ``initial(params)`` (``_lower_init``, given the
+    seed's key) or, with ``resume``, the carry from the checkpoint."""
+    params, opt_state, run_key = initial(params)
     state = net.init_state(input_shape) if "state" in net.uses else None
     if not resume:
         return _Start(params, opt_state, state, 0, {k: [] for k in keys}, run_key)
@@ -232,12 +234,14 @@ def _resumed_epoch(checkpoint: Path, config: dict) -> int:
     return ckpt_lib.read_config(checkpoint)["epoch"]
 
 
-def _programs(net, loss, optimizer, run: Plan, first_epoch: int, data, eval_sets, seed_key,
+def _programs(net, loss, optimizer, run: Plan, first_epoch: int, data, eval_sets, seed: int,
               input_shape, params, *, xla_options, mesh, **options) -> tuple[dict, float]:
     """Every program of the run, compiled ahead of time (tracing included, measured apart from
-    training): ``({"init", "epoch" (or the pieces), "evaluate" (when there is a set to evaluate)},
-    seconds)``."""
+    training): ``({"init" (given the seed's key), "epoch" (or the pieces), "evaluate" (when there is a
+    set to evaluate)}, seconds)``. The evaluation is still compiling when this returns
+    (``programs.Compiling``): its compilation overlaps the first epoch; ``seconds`` counts the others."""
     t0 = time.perf_counter()
+    seed_key = jax.random.key(seed)
     init = _lower_init(net, optimizer, seed_key, input_shape, params)
     state = net.init_state(input_shape) if "state" in net.uses else None
     carry_like = shapes_like(mesh, (*init.out_info[:2], state))
@@ -245,7 +249,8 @@ def _programs(net, loss, optimizer, run: Plan, first_epoch: int, data, eval_sets
         [("init", init)],
         _lower(net, loss, optimizer, run, first_epoch, carry_like, data, eval_sets, seed_key, mesh=mesh,
                **options)),
-        xla_options)
+        xla_options, later=("evaluate",))
+    programs["init"] = functools.partial(programs["init"], seed_key)
     if "epoch" in programs:
         programs["epoch"] = epoch_program(programs["epoch"], dynamic=len(run.step_counts(first_epoch)) > 1)
     return programs, time.perf_counter() - t0
@@ -314,21 +319,19 @@ def fit(net: Layer, loss: Loss, optimizer, train_data: tuple, test_data: tuple |
     config = {**(config or {}), "seed": seed, "batch_size": batch_size, "sampling": sampling,
               "n_train": len(x_train), **({"xla_options": dict(xla_options)} if xla_options else {}),
               **({"augment": str(augment)} if augment is not None else {})}
-    seed_key = jax.random.key(seed)
     first_epoch = _resumed_epoch(checkpoint, config) if resume else 0
     data, eval_sets = _place_data(mesh, (x_train, t_train), test, eval_train, eval_device)
     programs, compile_seconds = _programs(
-        net, loss, optimizer, run, first_epoch, data, eval_sets, seed_key, input_shape, params,
+        net, loss, optimizer, run, first_epoch, data, eval_sets, seed, input_shape, params,
         batch_size=batch_size, sampling=sampling, eval_batch_size=eval_batch_size, mesh=mesh,
         metrics=metrics, progress=progress, augment=augment, eval_device=eval_device, xla_options=xla_options)
-    start = _start(programs["init"], net, optimizer, seed_key, input_shape, params, checkpoint, resume, keys)
+    start = _start(programs["init"], net, optimizer, input_shape, params, checkpoint, resume, keys)
     if resume and start.epoch >= run.total_epochs and log:
         log(f"checkpoint {checkpoint} already holds {start.epoch} epochs; nothing to do")
     carry = _place(mesh, (start.params, start.opt_state, start.state))
     carry, history, train_seconds, stopped = run_epochs(
-        programs, run, start.epoch, carry, start.history, data, eval_sets, start.run_key,
-        batch_size=batch_size, checkpoint=checkpoint, config=config, divergence=divergence, log=log,
-        callbacks=callbacks, keep_best=keep_best, progress=progress, eval_train=eval_train,
-        eval_device=eval_device)
+        programs, run, start.epoch, carry, start.history, data, eval_sets, start.key, batch_size=batch_size,
+        checkpoint=checkpoint, config=config, divergence=divergence, log=log, callbacks=callbacks,
+        keep_best=keep_best, progress=progress, eval_train=eval_train, eval_device=eval_device)
     return TrainResult(*carry, {k: np.asarray(v) for k, v in history.items()}, len(history["epoch"]),
                        compile_seconds, train_seconds, time.perf_counter() - t_start, stopped)

@@ -21,7 +21,7 @@ FLOORS = {
     1: ["fnet.augment", "fnet.checkpoint", "fnet.core", "fnet.data.datasets", "fnet.data.idx",
         "fnet.distributed", "fnet.gradcheck.numerical", "fnet.gradcheck.report", "fnet.graph.nodes",
         "fnet.layers._checks",
-        "fnet.initializers", "fnet.schedules", "fnet.shuffle"],
+        "fnet.initializers", "fnet.programs", "fnet.schedules", "fnet.shuffle"],
     2: ["fnet._optimizer", "fnet.combinators", "fnet.data.locate", "fnet.gradcheck.layer", "fnet.graph.draw",
         "fnet.init", "fnet.layers._spatial", "fnet.layers._through_time", "fnet.losses", "fnet.summary"],
     3: ["fnet.data.decoded", "fnet.data.downloader", "fnet.fit_checks", "fnet.gradcheck", "fnet.graph.tape",

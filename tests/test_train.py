@@ -89,12 +89,12 @@ def test_resume_refuses_a_different_run(fashion_small, tmp_path):
 def test_iters_that_do_not_fill_the_last_epoch(fashion_small, monkeypatch):
     compiled, real = [], train.compile_all
 
-    def spy(lowered, options):
+    def spy(lowered, options, **kw):
         def named():
             for name, low in lowered:
                 compiled.append(name)
                 yield name, low
-        return real(named(), options)
+        return real(named(), options, **kw)
 
     monkeypatch.setattr(train, "compile_all", spy)
     result = _fit(fashion_small, epochs=None, iters=75)  # 30 steps per epoch
@@ -307,6 +307,31 @@ def test_the_evaluation_beside_the_next_epoch_changes_nothing(fashion_small, tmp
     np.testing.assert_array_equal(saved.history["test_acc"], beside.history["test_acc"])
     best = [checkpoint.read_config(train.best_path(tmp_path / f"{n}.npz"))["epoch"] for n in runs]
     assert best[0] == best[1] == int(np.argmax(beside.history["test_acc"])) + 1
+
+
+@pytest.mark.parametrize("beside", [False, True])
+def test_each_evaluation_is_dispatched_after_the_next_epoch_when_beside(fashion_small, monkeypatch, beside):
+    # beside: epoch e + 1 goes first, so it need not wait for the evaluation program's compilation
+    from fnet import loop
+    from fnet.programs import Compiling
+
+    order, real_train, real_evaluate = [], loop.train, loop.evaluate
+
+    def train_spy(programs, e, *args, **kw):
+        order.append(f"train {e}")
+        return real_train(programs, e, *args, **kw)
+
+    def evaluate_spy(programs, *args):
+        order.append("evaluate" if isinstance(programs["evaluate"], Compiling) else "compiled")
+        return real_evaluate(programs, *args)
+
+    monkeypatch.setattr(loop, "train", train_spy)
+    monkeypatch.setattr(loop, "evaluate", evaluate_spy)
+    _fit(fashion_small, epochs=3, eval_device=jax.devices()[0] if beside else None)
+    if beside:
+        assert order == ["train 0", "train 1", "evaluate", "train 2", "evaluate", "evaluate"]
+    else:
+        assert order == ["train 0", "evaluate", "train 1", "evaluate", "train 2", "evaluate"]
 
 
 def test_a_stop_with_the_evaluation_beside_records_the_epoch_before(fashion_small, tmp_path):

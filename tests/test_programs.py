@@ -1,0 +1,82 @@
+"""fnet.programs: a run's programs compiled in threads, the evaluation left compiling."""
+
+import threading
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from fnet import programs
+from fnet.programs import Compiling, compile_all
+
+
+class _Traced:
+    """A stand-in for a traced program: records when its compilation starts and ends."""
+
+    def __init__(self, name, log, seconds=0.0, error=None):
+        self.name, self.log, self.seconds, self.error = name, log, seconds, error
+
+    def compile(self, options=None):
+        self.log.append(("start", self.name))
+        time.sleep(self.seconds)
+        if self.error:
+            raise self.error
+        self.log.append(("end", self.name))
+        return lambda *args: (self.name, args)
+
+
+def test_later_programs_compile_after_the_others_and_wait_when_called():
+    log = []
+    release = threading.Event()
+
+    class _Slow(_Traced):
+        def compile(self, options=None):
+            release.wait(10)
+            return super().compile(options)
+
+    lowered = [("init", _Traced("init", log, 0.05)), ("evaluate", _Slow("evaluate", log)),
+               ("epoch", _Traced("epoch", log, 0.05))]
+    out = compile_all(lowered, None, later=("evaluate",))
+    assert out["init"]() == ("init", ()) and out["epoch"](1) == ("epoch", (1,))
+    assert isinstance(out["evaluate"], Compiling)
+    assert ("start", "evaluate") not in log[:4] and {e for e in log[:4]} == {
+        ("start", "init"), ("end", "init"), ("start", "epoch"), ("end", "epoch")}
+    release.set()
+    assert out["evaluate"](2, 3) == ("evaluate", (2, 3))  # waits for its compilation
+    assert log[-2:] == [("start", "evaluate"), ("end", "evaluate")]
+
+
+def test_a_later_program_that_fails_to_compile_raises_when_called():
+    out = compile_all([("epoch", _Traced("epoch", [])),
+                       ("evaluate", _Traced("evaluate", [], error=RuntimeError("out of memory")))],
+                      None, later=("evaluate",))
+    with pytest.raises(RuntimeError, match="out of memory"):
+        out["evaluate"]()
+    with pytest.raises(RuntimeError, match="out of memory"):
+        out["evaluate"].compiled()
+
+
+def test_a_rejected_xla_option_is_raised_before_anything_runs():
+    low = jax.jit(lambda x: x + 1).lower(jnp.float32(1))
+    with pytest.raises(ValueError, match=r"fit: XLA rejected xla_options=\{'xla_no_such_option': 1\}"):
+        compile_all([("epoch", low), ("evaluate", low)], {"xla_no_such_option": 1}, later=("evaluate",))
+
+
+def test_real_programs_compiled_now_and_later_compute_the_same():
+    low = jax.jit(lambda x: jnp.sin(x) * 2).lower(jnp.zeros(3, jnp.float32))
+    out = compile_all([("now", low), ("later", low)], None, later=("later",))
+    x = jnp.arange(3, dtype=jnp.float32)
+    np.testing.assert_array_equal(out["now"](x), out["later"](x))
+    assert out["later"].compiled().as_text() == out["now"].as_text()
+
+
+def test_epoch_program_passes_the_step_count_only_when_it_is_an_input():
+    seen = []
+    fixed = programs.epoch_program(lambda *a: seen.append(a), dynamic=False)
+    dynamic = programs.epoch_program(lambda *a: seen.append(a), dynamic=True)
+    fixed(1, 2, 600)
+    dynamic(1, 2, 400)
+    assert seen[0] == (1, 2) and seen[1][:2] == (1, 2) and seen[1][2] == 400
+    assert seen[1][2].dtype == np.int32
