@@ -5,12 +5,15 @@ The options, their checks and the models they describe are in ``fnet.cli_options
 
 from __future__ import annotations
 
+import atexit
 import json
 import math
+import os
 import platform
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 from fnet.cli_models import DEFAULT_LR, build_model, model_input, used_model_options
 from fnet.cli_options import (
@@ -280,5 +283,20 @@ def plot_history(history: dict, path: Path, title: str = "") -> None:
     plt.close(fig)
 
 
+def run() -> NoReturn:
+    """``fnet-train`` and ``scripts/train.py``: ``main()``, then the exit handlers, then exit at once.
+
+    Python's own teardown (freeing every module, the JAX client and its thread pools) took
+    0.14 s of a 4-second book run and does nothing a finished command needs: the output is
+    flushed, the files are closed, and the ``atexit`` handlers (JAX's among them) still run.
+    An exception leaves as usual, with its traceback.
+    """
+    code = main()
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -4,9 +4,7 @@
 The same program is installed as ``fnet-train``; its code is ``fnet/cli.py``.
 """
 
-import sys
-
-from fnet.cli import main
+from fnet.cli import run
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -1,8 +1,10 @@
 """scripts/train.py (fnet-train): a real short run, resume, outputs, and argument errors."""
 
 import json
+import os
 import shutil
 import subprocess
+import sys
 
 import pytest
 from script_runner import ROOT, run_script
@@ -14,8 +16,6 @@ FASHION = "/usr/share/datasets/fashion-mnist"
 
 @pytest.fixture(autouse=True)
 def _needs_fashion():
-    import os
-
     if not os.path.isdir(FASHION):
         pytest.skip(f"{FASHION} is missing: apt-get install dataset-fashion-mnist")
 
@@ -125,6 +125,24 @@ def test_installed_entry_point():
     exe = shutil.which("fnet-train") or str(ROOT / ".venv" / "bin" / "fnet-train")
     proc = subprocess.run([exe, "--help"], capture_output=True, text=True, check=False)
     assert proc.returncode == 0 and "--dataset {fashion-mnist,mnist}" in proc.stdout
+
+
+def test_the_entry_point_exits_with_mains_code_after_the_exit_handlers(tmp_path):
+    # cli.run skips Python's teardown (os._exit): the output and the atexit handlers must not be lost
+    program = ("import atexit, sys\n"
+               "from fnet import cli\n"
+               "atexit.register(lambda: print(' and the handler ran', end=''))\n"
+               "cli.main = lambda: (print('trained', end=''), open(sys.argv[1], 'w').write('saved'), 3)[2]\n"
+               "cli.run()\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # buffered, as by default
+    proc = subprocess.run([sys.executable, "-c", program, str(tmp_path / "out.txt")], capture_output=True,
+                          text=True, check=False, timeout=120, env=env)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (3, "trained and the handler ran", "")
+    assert (tmp_path / "out.txt").read_text() == "saved"
+    raising = "from fnet import cli\ncli.main = lambda: 1 / 0\ncli.run()\n"
+    proc = subprocess.run([sys.executable, "-c", raising], capture_output=True, text=True, check=False,
+                          timeout=120)
+    assert proc.returncode == 1 and proc.stderr.rstrip().endswith("ZeroDivisionError: division by zero")
 
 
 def test_script_help():
