@@ -288,10 +288,14 @@ def run() -> NoReturn:
 
     Python's own teardown (freeing every module, the JAX client and its thread pools) took
     0.14 s of a 4-second book run and does nothing a finished command needs: the output is
-    flushed, the files are closed, and the ``atexit`` handlers (JAX's among them) still run.
+    flushed, the files are closed, a compilation still in flight is waited for (it writes to
+    JAX's persistent cache), and the ``atexit`` handlers (JAX's among them) still run.
     An exception leaves as usual, with its traceback.
     """
     code = main()
+    from fnet.programs import wait_for_compilations
+
+    wait_for_compilations()  # a run stopped before its first evaluation may still be compiling it
     atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -19,7 +19,9 @@ from typing import Any
 import jax
 import numpy as np
 
-__all__ = ["Compiling", "compile_all", "epoch_program"]
+__all__ = ["Compiling", "compile_all", "epoch_program", "wait_for_compilations"]
+
+_PENDING: set[concurrent.futures.Future] = set()  # deferred compilations not yet done
 
 
 class Compiling:
@@ -66,10 +68,22 @@ def compile_all(lowered: Iterable[tuple[Any, Any]], xla_options: Mapping[str, An
             else:
                 futures[name] = pool.submit(compile_one, low)
         programs = {name: f.result() for name, f in futures.items()}
-        programs |= {name: Compiling(pool.submit(compile_one, low)) for name, low in deferred}
+        for name, low in deferred:
+            future = pool.submit(compile_one, low)
+            _PENDING.add(future)
+            future.add_done_callback(_PENDING.discard)
+            programs[name] = Compiling(future)
         return programs
     finally:
         pool.shutdown(wait=False)  # a deferred compilation runs on; the pool takes no more work
+
+
+def wait_for_compilations() -> None:
+    """Wait until every deferred compilation has finished (or failed). A run that stops before
+    its first evaluation leaves one running; a process that leaves with ``os._exit``
+    (``fnet.cli.run``) calls this first, so that JAX's persistent cache is never left with a
+    half-written entry."""
+    concurrent.futures.wait(list(_PENDING))
 
 
 def epoch_program(compiled, *, dynamic: bool) -> Callable:

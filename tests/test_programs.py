@@ -58,6 +58,17 @@ def test_a_later_program_that_fails_to_compile_raises_when_called():
         out["evaluate"].compiled()
 
 
+def test_wait_for_compilations_waits_for_a_program_never_called():
+    # a run that stops before its first evaluation leaves it compiling; fnet-train waits before os._exit
+    log = []
+    compile_all([("epoch", _Traced("epoch", log)), ("evaluate", _Traced("evaluate", log, 0.5))], None,
+                later=("evaluate",))
+    assert ("end", "evaluate") not in log
+    programs.wait_for_compilations()
+    assert log[-1] == ("end", "evaluate") and not programs._PENDING
+    programs.wait_for_compilations()  # nothing pending: returns at once
+
+
 def test_a_rejected_xla_option_is_raised_before_anything_runs():
     low = jax.jit(lambda x: x + 1).lower(jnp.float32(1))
     with pytest.raises(ValueError, match=r"fit: XLA rejected xla_options=\{'xla_no_such_option': 1\}"):
