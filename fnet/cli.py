@@ -286,10 +286,11 @@ def plot_history(history: dict, path: Path, title: str = "") -> None:
 def run() -> NoReturn:
     """``fnet-train`` and ``scripts/train.py``: ``main()``, then the exit handlers, then exit at once.
 
-    Python's own teardown (freeing every module, the JAX client and its thread pools) took
-    0.14 s of a 4-second book run and does nothing a finished command needs: the output is
-    flushed, the files are closed, a compilation still in flight is waited for (it writes to
-    JAX's persistent cache), and the ``atexit`` handlers (JAX's among them) still run.
+    Python's own teardown (freeing every module, the JAX client and its thread pools) is
+    skipped: it does nothing a finished command needs and is measurable beside the book's
+    short run (``docs/speed.md``). The output is flushed, the files are closed, a compilation
+    still in flight is waited for (it writes to JAX's persistent cache), and the ``atexit``
+    handlers (JAX's among them) still run.
     An exception leaves as usual, with its traceback.
     """
     code = main()
