@@ -67,8 +67,6 @@ def _ask_for_eval_device(a) -> bool:
     program at a time per device, and the book's small training step leaves a core idle). Not with
     ``--no-eval-overlap``, several training devices or hosts, or CPU devices the user set up
     (``XLA_FLAGS=--xla_force_host_platform_device_count``, ``JAX_NUM_CPU_DEVICES``)."""
-    import os
-
     import jax
 
     users_cpus = ("xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")
