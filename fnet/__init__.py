@@ -1,20 +1,24 @@
 """fnet: neural-network layers with handwritten backward passes, in JAX.
 
 Each layer is a pure pair ``forward(params, x) -> (y, cache)`` and
-``backward(cache, dout) -> (dparams, dx)``; ``sequential`` composes them, and
+``backward(cache, dout) -> (dparams, dx)``; the combinators (``sequential``,
+``residual``, ``parallel``, ``time_distributed``) compose them, and
 ``loss_and_grads`` runs forward -> loss -> backward. No automatic
 differentiation is used anywhere in the library; the tests check every
 handwritten rule against it.
+
+The training wing and the command line (``fnet.train``, ``fnet.checkpoint``,
+``fnet.distributed``, ``fnet.language_model``, ``fnet.cli``) are attributes too, imported
+on first use, so that ``import fnet`` stays quick.
 """
 
-import sys
+import importlib
 
-from fnet import data, gradcheck, graph, initializers, layers, losses, optim, schedules, shuffle
-from fnet.combinators import parallel, residual, time_distributed
-from fnet.core import Layer, Static, apply, output_shape, sequential
+from fnet import data, gradcheck, graph, initializers, layers, losses, optim, schedules, shuffle, views
+from fnet.combinators import parallel, residual, sequential, time_distributed
+from fnet.core import Layer, Static, apply, output_shape
 from fnet.data import DataError, load_fashion_mnist, load_mnist
 from fnet.errors import ContextError, DTypeError, LayerError, ProtocolError, RangeError, ShapeError
-from fnet.graph import draw, tape
 from fnet.losses import Loss
 from fnet.models import (
     book_names,
@@ -26,22 +30,22 @@ from fnet.models import (
 )
 from fnet.net import accuracy, accuracy_of, loss_and_grads, predict
 from fnet.optim import Optimizer
-from fnet.summary import summary
+from fnet.views import draw_network, summary
 
 __version__ = "0.1.0"
 
-# fnet.draw and fnet.tape were modules of their own before fnet.graph became a package;
-# they stay importable by those names as the very same modules (one home, two spellings).
-sys.modules.setdefault("fnet.draw", draw)
-sys.modules.setdefault("fnet.tape", tape)
+_ON_FIRST_USE = ("checkpoint", "cli", "distributed", "language_model", "metrics", "train")
+"""Subpackages reachable as attributes (``fnet.train``) and imported when first used."""
 
 
 def __getattr__(name: str):
-    if name == "init":  # the deprecated alias of fnet.initializers; importing it warns
-        import fnet.init
-
-        return fnet.init
+    if name in _ON_FIRST_USE:
+        return importlib.import_module(f"fnet.{name}")
     raise AttributeError(f"module 'fnet' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_ON_FIRST_USE})
 
 
 __all__ = [
@@ -61,7 +65,7 @@ __all__ = [
     "apply",
     "book_names",
     "data",
-    "draw",
+    "draw_network",
     "gradcheck",
     "graph",
     "initializers",
@@ -83,7 +87,7 @@ __all__ = [
     "shuffle",
     "simple_convnet",
     "summary",
-    "tape",
     "time_distributed",
     "two_layer_net",
+    "views",
 ]

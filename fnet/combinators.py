@@ -1,6 +1,7 @@
-"""Combinators beyond the chain: ``residual`` and ``parallel`` branch; ``time_distributed`` maps over time.
+"""Combinators: functions of layers that are layers. ``sequential`` chains them; ``residual`` and
+``parallel`` branch; ``time_distributed`` maps one over time.
 
-``sequential`` is a chain. These two let a value **fan out** to several
+``sequential`` is a chain. ``residual`` and ``parallel`` let a value **fan out** to several
 layers and the branches **merge** again, and their backward rules are the
 lesson of chapter 5 applied to whole layers:
 
@@ -11,12 +12,11 @@ lesson of chapter 5 applied to whole layers:
 - where they are concatenated, the gradient is **split**: each branch gets its
   own slice of ``dout``.
 
-Both combinators route ``key``, ``train`` and ``state`` exactly as
-``sequential`` does (``docs/design.md``): a child gets the mode, the key
-``fold_in(key, i)`` for its position ``i``, and its own entry of the state
-dict; both check every child's ``dparams`` and ``dx`` at trace time and list
-their ``children`` and ``wiring`` for ``fnet.summary`` and
-``fnet.graph.draw_network``.
+Every combinator routes ``key``, ``train`` and ``state`` the same way
+(``docs/design.md``), with the helpers of ``fnet.core``: a child gets the mode, the
+key ``fold_in(key, i)`` for its position ``i``, and its own entry of the state dict;
+each checks every child's ``dparams`` and ``dx`` at trace time and lists its
+``children`` and ``wiring`` for ``fnet.summary`` and ``fnet.views.draw_network``.
 """
 
 from __future__ import annotations
@@ -25,24 +25,104 @@ import jax
 import jax.numpy as jnp
 
 from fnet.core import (
+    Cache,
     Layer,
+    Params,
     Shape,
     Static,
     back_child,
+    check_child_params,
+    check_child_state,
     check_context,
     check_dout,
-    check_params,
     check_shape,
-    check_state,
+    concat_shape,
+    fold_time,
     guard,
     keyed_children,
+    output_shape,
     run_child,
+    unfold_time,
 )
 from fnet.errors import ShapeError, shape_str
 
-__all__ = ["MERGES", "parallel", "residual", "time_distributed"]
+__all__ = ["MERGES", "parallel", "residual", "sequential", "time_distributed"]
 
 MERGES = ("concat", "sum")
+
+
+def sequential(*layers: Layer | tuple[str, Layer]) -> Layer:
+    """Compose layers; the result is itself a ``Layer`` (so sequentials nest).
+
+    Each argument is a layer, keyed by its name and a per-name counter
+    (``affine_0``, ``relu_0``, ``affine_1``), or a ``(key, layer)`` pair that
+    names it explicitly (``("Affine1", affine(50))``). ``params`` is a dict
+    from those keys to each layer's params, so ``params["affine_0"]["W"]``.
+
+    The result uses the union of what its layers use: it passes a random key
+    (split per layer with ``fold_in`` of the layer's position), the mode and
+    each layer's own slice of the state, and collects the new state.
+
+    Shapes and structures are checked at trace time: a ``dparams`` or ``dx``
+    returned by a layer's backward with the wrong structure or shape raises
+    ``ShapeError`` naming that layer.
+    """
+    if not layers:
+        raise ValueError("sequential() needs at least one layer")
+    children = keyed_children("sequential", layers)
+    keys = [k for k, _ in children]
+    uses = frozenset().union(*(c.uses for _, c in children))
+    stateful = [k for k, c in children if "state" in c.uses]
+
+    def init(rng: jax.Array, input_shape: Shape):
+        shape = check_shape(input_shape, "sequential")
+        rngs = jax.random.split(rng, len(children))
+        params = {}
+        for (k, child), r in zip(children, rngs, strict=True):
+            params[k], shape = guard(k, child.init, r, shape)
+        return params, shape
+
+    def init_state(input_shape: Shape):
+        shape = check_shape(input_shape, "sequential")
+        state = {}
+        for k, child in children:
+            if "state" in child.uses:
+                state[k] = guard(k, child.init_state, shape)
+            shape = guard(k, output_shape, child, shape)
+        return state
+
+    def forward(params: Params, x: jax.Array, **ctx):
+        check_context("sequential", uses, ctx)
+        check_child_params("sequential", params, keys)
+        if "state" in uses:
+            check_child_state("sequential", ctx["state"], stateful)
+        ctx = {"key": None, **ctx}
+        caches, specs, new_state = [], [], {}
+        for i, (k, child) in enumerate(children):
+            x, cache, s, spec = run_child(k, i, child, params[k], x, ctx)
+            if "state" in child.uses:
+                new_state[k] = s
+            caches.append(cache)
+            specs.append(spec)
+        out = (x, (tuple(caches), Static((tuple(specs), jax.numpy.shape(x)))))
+        return (*out, new_state) if "state" in uses else out
+
+    def backward(cache: Cache, dout: jax.Array):
+        caches, static = cache
+        specs, y_shape = static.value
+        check_dout("sequential", dout, y_shape)
+        grads = {}
+        for (k, child), c, spec in reversed(list(zip(children, caches, specs, strict=True))):
+            grads[k], dout = back_child(k, child, c, dout, spec)
+        return {k: grads[k] for k in keys}, dout
+
+    def wiring(ops, x):
+        for k in keys:
+            x = ops.call(k, x)
+        return x
+
+    return Layer("sequential", init, forward, backward, uses=uses,
+                 init_state=init_state if stateful else None, children=children, wiring=wiring)
 
 
 def _branches(name: str, children, *, merge_shapes, merge, split):
@@ -76,9 +156,9 @@ def _branches(name: str, children, *, merge_shapes, merge, split):
 
     def forward(params, x, **ctx):
         check_context(name, uses, ctx)
-        check_params(name, params, param_keys)
+        check_child_params(name, params, param_keys)
         if "state" in uses:
-            check_state(name, ctx["state"], stateful)
+            check_child_state(name, ctx["state"], stateful)
         ctx = {"key": None, **ctx}
         ys, caches, specs, new_state = [], [], [], {}
         for i, (k, child) in enumerate(children):
@@ -227,7 +307,7 @@ def parallel(*branches: Layer | tuple[str, Layer], merge: str = "concat") -> Lay
             raise ShapeError("parallel", f"merge='concat' joins the branches along the last axis, so they "
                                          f"must have at least 2 axes and agree on all but the last; got "
                                          f"{listing(shapes)}")
-        return (*shapes[0][:-1], sum(s[-1] for s in shapes))
+        return concat_shape(shapes)
 
     if merge == "sum":
         return _branches("parallel", children, merge_shapes=merge_shapes, merge=_sum, split=_pass_to_each)
@@ -262,26 +342,25 @@ def time_distributed(layer: Layer | tuple[str, Layer]) -> Layer:
         if len(shape) < 2:
             raise ShapeError("time_distributed", f"expected a sequence (N, T, ...), got {where} shape "
                                                  f"{shape_str(shape)}")
-        n, t = shape[:2]
-        return (None if n is None or t is None else n * t, *shape[2:])
+        return fold_time(shape)
 
     def init(rng: jax.Array, input_shape: Shape):
         shape = check_shape(input_shape, "time_distributed")
         params, out = guard(k, child.init, rng, folded(shape))
-        return {k: params}, (*shape[:2], *out[1:])
+        return {k: params}, unfold_time(shape, out)
 
     def init_state(input_shape: Shape):
         return {k: guard(k, child.init_state, folded(check_shape(input_shape, "time_distributed")))}
 
     def forward(params, x, **ctx):
         check_context("time_distributed", child.uses, ctx)
-        check_params("time_distributed", params, [k])
+        check_child_params("time_distributed", params, [k])
         if stateful:
-            check_state("time_distributed", ctx["state"], stateful)
+            check_child_state("time_distributed", ctx["state"], stateful)
         x_shape = jnp.shape(x)
         y, cache, s, spec = run_child(k, 0, child, params[k], jnp.reshape(x, folded(x_shape, "an input of")),
                                       {"key": None, **ctx})
-        y = jnp.reshape(y, (*x_shape[:2], *jnp.shape(y)[1:]))
+        y = jnp.reshape(y, unfold_time(x_shape, jnp.shape(y)))
         out = (y, (cache, Static((spec, jnp.shape(y), x_shape))))
         return (*out, {k: s}) if stateful else out
 

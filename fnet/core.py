@@ -1,4 +1,4 @@
-"""The layer protocol and the ``sequential`` combinator.
+"""The layer protocol, and the helpers every combinator shares.
 
 A layer is an immutable record of pure functions::
 
@@ -23,6 +23,13 @@ signature. See ``docs/design.md`` for the decision and its reasons::
 
 (any combination; "state" is the only one that changes what comes back).
 ``apply`` calls any layer uniformly and always returns ``(y, cache, new_state)``.
+
+The combinators (``sequential``, ``residual``, ``parallel``, ``time_distributed``)
+live in ``fnet.combinators``; what they share is here: keying children
+(``keyed_children``), routing ``key``/``train``/``state`` to a child and checking its
+backward (``run_child``, ``back_child``), the checks of their params and state, and
+the shape rules of ``Wiring``'s operations (``concat_shape``, ``fold_time``), which
+the views (``fnet.views``) use too.
 """
 
 from __future__ import annotations
@@ -36,7 +43,8 @@ import jax
 from fnet._trees import Static
 from fnet.errors import LayerError, ProtocolError, ShapeError, shape_str
 
-__all__ = ["Layer", "Static", "Wiring", "apply", "check_shape", "output_shape", "param_shapes", "sequential"]
+__all__ = ["Layer", "Static", "Wiring", "apply", "check_dout", "check_shape", "concat_shape", "fold_time",
+           "output_shape", "param_shapes", "unfold_time"]
 
 Shape = tuple  # tuple[int | None, ...]: the batch dimension may be None
 Params = Any  # a pytree of arrays
@@ -83,7 +91,7 @@ class Layer:
     - ``init_state(input_shape) -> state``: required when ``"state"`` is used.
     - ``children``: ``(key, layer)`` pairs of a combinator, for introspection.
     - ``wiring(ops, x) -> y``: how a combinator connects its children, for
-      introspection (``fnet.summary``, ``fnet.graph.draw_network``). It is the
+      introspection (``fnet.views.summary``, ``fnet.views.draw_network``). It is the
       forward pass told in the operations of ``ops`` (see ``Wiring``):
       ``ops.call(key, x)`` runs the child ``key``, ``ops.add(*xs)`` sums
       branches, ``ops.concat(*xs)`` joins them along the last axis,
@@ -195,7 +203,30 @@ def output_shape(layer: Layer, input_shape: Shape) -> Shape:
     return param_shapes(layer, input_shape)[1]
 
 
-# --------------------------------------------------------------------------- sequential
+# ------------------------------------------------------------------- the shapes of Wiring's operations
+
+
+def concat_shape(shapes) -> Shape:
+    """The shape of ``Wiring.concat``: branches joined along the last axis, ``(..., F1), (..., F2) ->
+    (..., F1 + F2)``."""
+    return (*tuple(shapes[0])[:-1], sum(s[-1] for s in shapes))
+
+
+def fold_time(shape: Shape) -> Shape:
+    """``(N, T, ...) -> (N * T, ...)``: every time step one more example (``Wiring.each_step``).
+
+    ``N * T`` is ``None`` when either is unknown. The caller checks that ``shape`` has a time axis.
+    """
+    n, t = shape[:2]
+    return (None if n is None or t is None else n * t, *shape[2:])
+
+
+def unfold_time(shape: Shape, folded_out: Shape) -> Shape:
+    """``fold_time`` undone for an output: ``(N, T, ...)``, ``(N * T, *rest)`` -> ``(N, T, *rest)``."""
+    return (*shape[:2], *folded_out[1:])
+
+
+# --------------------------------------------------------------------------- what combinators share
 
 
 def keyed_children(who: str, items: tuple) -> tuple[tuple[str, Layer], ...]:
@@ -272,88 +303,19 @@ def back_child(k: str, child: Layer, cache: Cache, dout: jax.Array, spec) -> tup
 
 
 def check_dout(who: str, dout: jax.Array, y_shape: Shape) -> None:
-    if jax.numpy.shape(dout) != y_shape:
-        raise ShapeError(who, f"backward got dout of shape {shape_str(jax.numpy.shape(dout))}, "
-                              f"but forward's output y had shape {shape_str(y_shape)}; dout is "
-                              "dL/dy and must have y's shape")
+    """The one check of a backward's ``dout``: it is ``dL/dy`` and must have the shape of forward's ``y``.
 
-
-def sequential(*layers: Layer | tuple[str, Layer]) -> Layer:
-    """Compose layers; the result is itself a ``Layer`` (so sequentials nest).
-
-    Each argument is a layer, keyed by its name and a per-name counter
-    (``affine_0``, ``relu_0``, ``affine_1``), or a ``(key, layer)`` pair that
-    names it explicitly (``("Affine1", affine(50))``). ``params`` is a dict
-    from those keys to each layer's params, so ``params["affine_0"]["W"]``.
-
-    The result uses the union of what its layers use: it passes a random key
-    (split per layer with ``fold_in`` of the layer's position), the mode and
-    each layer's own slice of the state, and collects the new state.
-
-    Shapes and structures are checked at trace time: a ``dparams`` or ``dx``
-    returned by a layer's backward with the wrong structure or shape raises
-    ``ShapeError`` naming that layer.
+    Every layer that checks its ``dout`` calls this (the combinators, ``affine``,
+    ``embedding``, the recurrent layers), so the message is the same everywhere.
     """
-    if not layers:
-        raise ValueError("sequential() needs at least one layer")
-    children = keyed_children("sequential", layers)
-    keys = [k for k, _ in children]
-    uses = frozenset().union(*(c.uses for _, c in children))
-    stateful = [k for k, c in children if "state" in c.uses]
-
-    def init(rng: jax.Array, input_shape: Shape):
-        shape = check_shape(input_shape, "sequential")
-        rngs = jax.random.split(rng, len(children))
-        params = {}
-        for (k, child), r in zip(children, rngs, strict=True):
-            params[k], shape = guard(k, child.init, r, shape)
-        return params, shape
-
-    def init_state(input_shape: Shape):
-        shape = check_shape(input_shape, "sequential")
-        state = {}
-        for k, child in children:
-            if "state" in child.uses:
-                state[k] = guard(k, child.init_state, shape)
-            shape = guard(k, output_shape, child, shape)
-        return state
-
-    def forward(params: Params, x: jax.Array, **ctx):
-        check_context("sequential", uses, ctx)
-        check_params("sequential", params, keys)
-        if "state" in uses:
-            check_state("sequential", ctx["state"], stateful)
-        ctx = {"key": None, **ctx}
-        caches, specs, new_state = [], [], {}
-        for i, (k, child) in enumerate(children):
-            x, cache, s, spec = run_child(k, i, child, params[k], x, ctx)
-            if "state" in child.uses:
-                new_state[k] = s
-            caches.append(cache)
-            specs.append(spec)
-        out = (x, (tuple(caches), Static((tuple(specs), jax.numpy.shape(x)))))
-        return (*out, new_state) if "state" in uses else out
-
-    def backward(cache: Cache, dout: jax.Array):
-        caches, static = cache
-        specs, y_shape = static.value
-        check_dout("sequential", dout, y_shape)
-        grads = {}
-        for (k, child), c, spec in reversed(list(zip(children, caches, specs, strict=True))):
-            grads[k], dout = back_child(k, child, c, dout, spec)
-        return {k: grads[k] for k in keys}, dout
-
-    def wiring(ops, x):
-        for k in keys:
-            x = ops.call(k, x)
-        return x
-
-    return Layer("sequential", init, forward, backward, uses=uses,
-                 init_state=init_state if stateful else None, children=children, wiring=wiring)
+    if jax.numpy.shape(dout) != tuple(y_shape):
+        got = shape_str(jax.numpy.shape(dout))
+        raise ShapeError(who, f"backward got dout of shape {got}, but the output y had shape "
+                              f"{shape_str(y_shape)}; dout is dL/dy and must have y's shape")
 
 
-def check_params(who: str, params: Params, keys: list[str]) -> None:
-    """``params`` must be a dict with exactly a combinator's child keys."""
+def check_child_params(who: str, params: Params, keys: list[str]) -> None:
+    """A combinator's ``params`` must be a dict with exactly its children's keys."""
     if not isinstance(params, Mapping):
         raise ShapeError(who, f"params must be the dict that init returned (keys {keys}); "
                                        f"got {type(params).__name__}")
@@ -364,8 +326,8 @@ def check_params(who: str, params: Params, keys: list[str]) -> None:
                                        f"unexpected {extra}. Were they made by init of a different net?")
 
 
-def check_state(who: str, state: State, keys: list[str]) -> None:
-    """``state`` must be a dict with exactly the keys of the children that keep state."""
+def check_child_state(who: str, state: State, keys: list[str]) -> None:
+    """A combinator's ``state`` must be a dict with exactly the keys of its children that keep state."""
     if not isinstance(state, Mapping) or sorted(state) != sorted(keys):
         got = sorted(state) if isinstance(state, Mapping) else type(state).__name__
         raise ShapeError(who, f"state must have entries {keys} (from net.init_state); got {got}")

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from fnet import _args
 from fnet import layers as L
 from fnet._trees import book_names
-from fnet.combinators import residual, time_distributed
-from fnet.core import Layer, output_shape, sequential
+from fnet.combinators import residual, sequential, time_distributed
+from fnet.core import Layer, output_shape
 
 __all__ = ["book_names", "multi_layer_net", "resnet", "rnnlm", "sequence_classifier", "simple_convnet",
            "two_layer_net"]

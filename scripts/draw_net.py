@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from fnet.cli_models import MODELS, build_model, model_input
-from fnet.graph.draw import draw_network, render
+from fnet.graph.draw import render
+from fnet.views import draw_network
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -272,7 +272,7 @@ def test_dout_of_the_wrong_shape_names_the_expected_shape():
     params, _ = net.init(jax.random.key(0), (None, 4))
     y, cache = net.forward(params, jnp.ones((5, 4)))
     with pytest.raises(fnet.ShapeError, match=r"^sequential: backward got dout of shape \(5, 3\), but "
-                                              r"forward's output y had shape \(5, 2\)"):
+                                              r"the output y had shape \(5, 2\)"):
         net.backward(cache, jnp.ones((5, 3)))
     layer = L.affine(2)
     p, _ = layer.init(jax.random.key(0), (None, 4))

@@ -1,8 +1,6 @@
-"""fnet.initializers: the standard deviations the book uses, and the deprecated fnet.init alias."""
+"""fnet.initializers: the standard deviations the book uses."""
 
-import importlib
 import math
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -45,14 +43,3 @@ def test_resolve_names_and_errors():
         initializers.resolve("glorot", "affine")
     with pytest.raises(TypeError, match="affine: expected an initializer"):
         initializers.resolve([1], "affine")
-
-
-def test_fnet_init_is_a_deprecated_alias():
-    sys.modules.pop("fnet.init", None)
-    with pytest.warns(DeprecationWarning, match="use fnet.initializers"):
-        old = importlib.import_module("fnet.init")
-    assert old.he is initializers.he and old.resolve is initializers.resolve
-    import fnet
-
-    assert fnet.init is old
-    assert not hasattr(initializers, "constant")

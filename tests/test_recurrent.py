@@ -203,7 +203,7 @@ def test_summary_and_drawing_break_down_a_language_model():
     total = sum(v.size for v in jax.tree.leaves(_params(net, (None, 20))))
     assert f"{total:,}" in text.splitlines()[-3] or f"{total:,}" in text
     assert "no wiring" not in text
-    dot = fnet.graph.draw_network(net, (None, 20))
+    dot = fnet.views.draw_network(net, (None, 20))
     assert "each time step (affine)" in dot and "(N, 20, 30)" in dot
 
 

@@ -4,8 +4,8 @@
   ``repeat``, ``sum`` (the book's ``MulLayer`` and ``AddLayer``, and friends).
 - ``fnet.graph.tape``: ``Tape`` records node applications and runs the backward
   pass over the recording.
-- ``fnet.graph.draw``: the recording as Graphviz DOT text and SVG/PNG/PDF, and
-  ``draw_network``: a network's layers, shapes forward and back, branches.
+- ``fnet.graph.draw``: the recording as Graphviz DOT text and SVG/PNG/PDF (a network's
+  layers are drawn by ``fnet.views.draw_network``, in the same style).
 
 Each node is a pure pair ``forward(*inputs) -> (out, cache)`` and
 ``backward(cache, dout) -> grads``: a tuple with one gradient per input for
@@ -31,9 +31,8 @@ and draw it as the book does, use ``graph.Tape``::
 """
 
 from fnet.graph import draw, nodes, tape
-from fnet.graph.draw import draw_network
 from fnet.graph.nodes import NODES, Node, add, exp, inverse, log, mul, repeat, sum
 from fnet.graph.tape import Tape, Var
 
-__all__ = ["NODES", "Node", "Tape", "Var", "add", "draw", "draw_network", "exp", "inverse", "log", "mul",
+__all__ = ["NODES", "Node", "Tape", "Var", "add", "draw", "exp", "inverse", "log", "mul",
            "nodes", "repeat", "sum", "tape"]

@@ -33,7 +33,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from fnet import _args
-from fnet.core import Layer, Static, check_shape
+from fnet.core import Layer, Static, check_dout, check_shape
 from fnet.errors import ContextError, ShapeError, shape_str
 from fnet.initializers import standard_normal
 from fnet.layers._checks import exact_rank, float_input
@@ -128,10 +128,7 @@ def recurrent(cell: Cell, hidden: int, *, return_sequences: bool, stateful: bool
 
     def backward(cache, dout):
         xt, Wx, Wh, saved, y_shape = cache
-        if jnp.shape(dout) != y_shape.value:
-            raise ShapeError(name, f"backward got dout of shape {shape_str(jnp.shape(dout))}, but the "
-                                   f"output y had shape {shape_str(y_shape.value)}; dout is dL/dy and "
-                                   "must have y's shape")
+        check_dout(name, dout, y_shape.value)
         zeros = (jnp.zeros_like(dout[:, 0] if return_sequences else dout),) * len(cell.carry)
         if return_sequences:
             def back(dcarry, inputs):

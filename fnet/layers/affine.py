@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from fnet import _args, initializers
-from fnet.core import Layer, check_shape
+from fnet.core import Layer, check_dout, check_shape
 from fnet.errors import ShapeError, shape_str
 from fnet.layers._checks import float_input, min_rank
 
@@ -62,10 +62,7 @@ def affine(out_features: int, *, W_init: initializers.Initializer | float | str 
 
     def backward(cache, dout):
         x, W = cache
-        if jnp.shape(dout) != (x.shape[0], W.shape[1]):
-            raise ShapeError("affine", f"backward got dout of shape {shape_str(jnp.shape(dout))}, but the "
-                                       f"output y had shape {shape_str((x.shape[0], W.shape[1]))}; dout is "
-                                       "dL/dy and must have y's shape")
+        check_dout("affine", dout, (x.shape[0], W.shape[1]))
         x2 = x.reshape(x.shape[0], -1)
         dW = x2.T @ dout
         db = dout.sum(axis=0)

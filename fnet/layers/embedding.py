@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fnet import _args, initializers
-from fnet.core import Layer, Static, check_shape
+from fnet.core import Layer, Static, check_dout, check_shape
 from fnet.errors import DTypeError, RangeError, ShapeError, shape_str
 from fnet.layers._checks import min_rank
 
@@ -71,9 +71,7 @@ def embedding(vocab_size: int, dim: int, *, W_init: initializers.Initializer | f
 
     def backward(cache, dout):
         ids, table = cache
-        if jnp.shape(dout) != (*ids.shape, table.value[1]):
-            raise ShapeError("embedding", f"backward got dout of shape {shape_str(jnp.shape(dout))}, but "
-                                          f"the output y had shape {shape_str((*ids.shape, table.value[1]))}")
+        check_dout("embedding", dout, (*ids.shape, table.value[1]))
         dW = jnp.zeros(table.value, dout.dtype).at[ids].add(dout, mode="drop")
         return {"W": dW}, jnp.zeros(ids.shape, dout.dtype)
 

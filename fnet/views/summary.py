@@ -1,5 +1,7 @@
 """``summary(net, input_shape)``: a tree of layers, output shapes and parameter counts.
 
+It walks a network as ``draw_network`` does, through each combinator's ``Layer.wiring``.
+
 With ``batch_size``, the table also shows what each layer's cache holds: the
 memory that backprop pays for, kept from the forward pass until backward.
 """
@@ -15,7 +17,7 @@ import jax.numpy as jnp
 from fnet import _args
 from fnet._text import table
 from fnet._trees import path_str
-from fnet.core import Layer, Shape, apply, check_shape, param_shapes
+from fnet.core import Layer, Shape, apply, check_shape, concat_shape, fold_time, param_shapes, unfold_time
 from fnet.errors import shape_str
 
 
@@ -135,12 +137,10 @@ class _ShapeWalk:
         return shapes[0]
 
     def concat(self, *shapes):
-        return (*shapes[0][:-1], sum(s[-1] for s in shapes))
+        return concat_shape(shapes)
 
     def each_step(self, key, shape):
-        n, t = shape[:2]
-        out = self.call(key, (None if n is None or t is None else n * t, *shape[2:]))
-        return (n, t, *out[1:])
+        return unfold_time(shape, self.call(key, fold_time(shape)))
 
 
 def _caches(net: Layer, rows: list, input_shape: Shape, batch_size: int, dtype) -> dict:
@@ -206,8 +206,8 @@ class _TraceWalk:
         return jnp.concatenate(xs, axis=-1)
 
     def each_step(self, key, x):
-        y = self.call(key, jnp.reshape(x, (-1, *x.shape[2:])))
-        return jnp.reshape(y, (*x.shape[:2], *y.shape[1:]))
+        y = self.call(key, jnp.reshape(x, fold_time(x.shape)))
+        return jnp.reshape(y, unfold_time(x.shape, y.shape))
 
 
 _SHORT = {"float64": "f64", "float32": "f32", "float16": "f16", "bfloat16": "bf16", "int64": "i64",
