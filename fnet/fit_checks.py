@@ -20,11 +20,11 @@ from jax.sharding import Mesh
 
 from fnet import _args, distributed
 from fnet import checkpoint as ckpt_lib
-from fnet._optimizer import Optimizer
 from fnet._trees import check_like, leaves_with_paths
 from fnet.core import Layer, param_shapes
 from fnet.errors import shape_str
 from fnet.losses import Loss
+from fnet.optim import Optimizer
 
 __all__ = [
     "RESUME_MAY_DIFFER",

@@ -191,7 +191,7 @@ def test_sgd_with_lr_1e6_stops_in_the_first_epoch(small):
 def test_a_parameter_that_becomes_infinite_while_the_loss_stays_finite_stops(small):
     # from step 7 (epoch 2) one ReLU unit's bias is -inf: the unit outputs 0, its gradients are 0,
     # the loss stays finite; the check after each epoch (computed with the evaluation) names it
-    from fnet._optimizer import Optimizer
+    from fnet.optim import Optimizer
 
     base = optim.sgd(0.1)
 
