@@ -6,7 +6,8 @@
 - ``Static``: a Python value carried inside a cache as pytree metadata.
 - ``book_names``: params by the book's flat names (``W1``, ``b1``, ...).
 - ``leaves_with_paths`` and ``check_like``: a pytree checked against the
-  structure and shapes of ``params``, the error naming the first path that differs.
+  structure and shapes of ``params``, the error naming the first path that differs;
+  ``first_non_finite``: the path of the first leaf holding NaN or infinity.
 
 This module imports nothing from fnet.
 """
@@ -104,3 +105,11 @@ def check_like(where: str, what: str, tree, params, *, against: str = "params") 
         if jnp.shape(x) != jnp.shape(w):
             raise ValueError(f"{where}: {what} at {path!r} has shape {jnp.shape(x)}, but the parameter "
                              f"has shape {jnp.shape(w)}")
+
+
+def first_non_finite(tree) -> str | None:
+    """The key path of the first leaf of ``tree`` holding NaN or infinity, or ``None``."""
+    for path, leaf in leaves_with_paths(tree):
+        if not bool(jnp.all(jnp.isfinite(leaf))):
+            return path
+    return None

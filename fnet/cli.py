@@ -292,7 +292,7 @@ def run() -> NoReturn:
     An exception leaves as usual, with its traceback.
     """
     code = main()
-    from fnet.programs import wait_for_compilations
+    from fnet.train.programs import wait_for_compilations
 
     wait_for_compilations()  # a run stopped before its first evaluation may still be compiling it
     atexit._run_exitfuncs()

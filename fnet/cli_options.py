@@ -256,7 +256,7 @@ def check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
             p.error(f"--widths and --blocks give one number per stage, so the same count; got "
                     f"{len(widths)} and {len(blocks)}")
     if a.augment is not None:
-        from fnet import augment
+        from fnet.train import augment
 
         try:
             a.augment = str(augment.parse(a.augment, where="--augment"))
@@ -290,7 +290,8 @@ def check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
     if a.resume and a.overwrite:
         p.error("--resume continues a checkpoint and --overwrite replaces it: give one of them")
     # every output path is checked now, so that a finished run never ends in a traceback about one
-    from fnet import _args, fit_checks
+    from fnet import _args
+    from fnet.train import checks
 
     if a.evaluate or a.predict:
         use = "--evaluate" if a.evaluate else "--predict"
@@ -304,7 +305,7 @@ def check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
             p.error(f"--predict: no file {a.predict}")
         return
     try:
-        fit_checks.check_checkpoint_path(a.checkpoint, resume=a.resume, overwrite=a.overwrite, where="",
+        checks.check_checkpoint_path(a.checkpoint, resume=a.resume, overwrite=a.overwrite, where="",
                                          spell=lambda k: f"--{k}")
         for option, path in (("--json", a.json), ("--plot", a.plot)):
             if path is not None:

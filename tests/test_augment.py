@@ -7,7 +7,8 @@ import pytest
 from harness import rand
 
 import fnet
-from fnet import augment, losses, optim, train
+from fnet import losses, optim, train
+from fnet.train import augment
 
 
 def test_flip_mirrors_exactly_the_chosen_images():

@@ -1,4 +1,4 @@
-"""fnet.programs: a run's programs compiled in threads, the evaluation left compiling."""
+"""fnet.train.programs: a run's programs compiled in threads, the evaluation left compiling."""
 
 import threading
 import time
@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fnet import programs
-from fnet.programs import Compiling, compile_all
+from fnet.train import programs
+from fnet.train.programs import Compiling, compile_all
 
 
 class _Traced:

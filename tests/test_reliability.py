@@ -210,7 +210,7 @@ def test_a_parameter_that_becomes_infinite_while_the_loss_stays_finite_stops(sma
 
 
 def test_first_non_finite_names_the_parameter():
-    from fnet.fit_checks import first_non_finite
+    from fnet._trees import first_non_finite
 
     params = {"Affine1": {"W": np.ones(3), "b": np.array([0.0, np.nan])}}
     assert first_non_finite(params) == "Affine1/b"

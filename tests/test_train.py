@@ -87,7 +87,9 @@ def test_resume_refuses_a_different_run(fashion_small, tmp_path):
 
 
 def test_iters_that_do_not_fill_the_last_epoch(fashion_small, monkeypatch):
-    compiled, real = [], train.compile_all
+    from fnet.train import programs
+
+    compiled, real = [], programs.compile_all
 
     def spy(lowered, options, **kw):
         def named():
@@ -96,7 +98,7 @@ def test_iters_that_do_not_fill_the_last_epoch(fashion_small, monkeypatch):
                 yield name, low
         return real(named(), options, **kw)
 
-    monkeypatch.setattr(train, "compile_all", spy)
+    monkeypatch.setattr(programs, "compile_all", spy)
     result = _fit(fashion_small, epochs=None, iters=75)  # 30 steps per epoch
     assert list(result.history["steps"]) == [30, 30, 15]
     # one epoch program for both lengths (the step count is its input), one evaluation of both sets
@@ -279,10 +281,10 @@ def test_progress_runs_the_same_epoch_in_pieces(fashion_small):
     assert train.chunk_lengths(600) == [60] * 10 and train.chunk_lengths(25) == [3] * 8 + [1]
     with pytest.raises(TypeError, match=r"^fit: progress must be a function of one dict"):
         _fit(fashion_small, progress=3)
-    from fnet import fit_checks
+    from fnet.train import checks
 
     with pytest.raises(ValueError, match=r"^fit: progress reports within an epoch on one device"):
-        fit_checks.check_progress(print, mesh=object())
+        checks.check_progress(print, mesh=object())
 
 
 # ---------------------------------------------------------------- the evaluation beside the next epoch
@@ -312,8 +314,8 @@ def test_the_evaluation_beside_the_next_epoch_changes_nothing(fashion_small, tmp
 @pytest.mark.parametrize("beside", [False, True])
 def test_each_evaluation_is_dispatched_after_the_next_epoch_when_beside(fashion_small, monkeypatch, beside):
     # beside: epoch e + 1 goes first, so it need not wait for the evaluation program's compilation
-    from fnet import loop
-    from fnet.programs import Compiling
+    from fnet.train import loop
+    from fnet.train.programs import Compiling
 
     order, real_train, real_evaluate = [], loop.train, loop.evaluate
 

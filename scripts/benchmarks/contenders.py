@@ -105,24 +105,26 @@ def prepare_jax(name: str, net, params, x: np.ndarray, t: np.ndarray, config: Co
 
 
 def _prepare_pieces(net, params, x, t, config: Config, steps: int, seed: int, xla_options, opt) -> Runner:
-    """fnet's epoch as ``fit(progress=...)`` runs it: ``epoch.PROGRESS_CHUNKS`` compiled pieces,
+    """fnet's epoch as ``fit(progress=...)`` runs it: ``train.PROGRESS_CHUNKS`` compiled pieces,
     each waited for (the progress report's host sync) before the next starts."""
     import jax
 
-    from fnet import epoch, losses
+    from fnet import losses, train
+    from fnet.train import epoch, programs
 
     X, T = jax.device_put(x), jax.device_put(t)
     base = jax.random.key(seed)
     opt_state = opt.init(params)
     t0 = time.perf_counter()
-    lowered = epoch.lower_in_pieces(net, losses.softmax_cross_entropy, opt, (params, opt_state, None), X, T,
-                                    base, batch_size=config.batch_size, n_steps=steps, sampling="shuffle")
-    programs = {k: low.compile(xla_options or None) for k, low in lowered.items()}
+    pieces = train.make_epoch_pieces(net, losses.softmax_cross_entropy, opt, batch_size=config.batch_size,
+                                     n_steps=steps)
+    lowered = programs.lower_in_pieces(pieces, (params, opt_state, None), X, T, base, steps)
+    compiled = {k: low.compile(xla_options or None) for k, low in lowered.items()}
     compile_s = time.perf_counter() - t0
 
     def run(rep: int) -> np.ndarray:
         key = base if rep < 0 else jax.random.fold_in(base, rep + 1)
-        (p, _, _), losses_, _ = epoch.run_in_pieces(programs, (params, opt_state, None), X, T, key,
+        (p, _, _), losses_, _ = epoch.run_in_pieces(compiled, (params, opt_state, None), X, T, key,
                                                     n_steps=steps, report=lambda done: None)
         jax.block_until_ready(p)
         return losses_

@@ -13,8 +13,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from fnet import _args
-from fnet._trees import leaves_with_paths
-from fnet.fit_checks import first_non_finite
+from fnet._trees import first_non_finite, leaves_with_paths
 from fnet.metrics import history_keys
 
 __all__ = ["HISTORY_KEYS", "DivergenceError", "NonFiniteLossError", "check_divergence", "early_stopping",

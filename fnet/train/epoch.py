@@ -1,9 +1,10 @@
-"""The compiled programs of training: one epoch of minibatch updates, and evaluation.
+"""One epoch of training: minibatch updates over a shuffle of the training set, on the device.
 
-``make_train_epoch`` builds the function ``fnet.train.fit`` jits once per epoch
-shape; ``make_evaluate`` the chunked evaluation of loss and accuracy. Both are
-plain (unjitted) functions, so ``scripts/bench.py`` can time the very epoch
-``fit`` runs, with the handwritten backward or, for comparison, autodiff.
+``make_train_epoch`` builds the function ``fit`` compiles once for every epoch of a
+run; ``make_epoch_pieces`` the same epoch in pieces, run by ``run_in_pieces`` with a
+progress report between them. Both are plain (unjitted) functions, so
+``scripts/bench.py`` can time the very epoch ``fit`` runs, with the handwritten
+backward or, for comparison, autodiff.
 
 Per epoch, on the device and with no Python work per step:
 
@@ -23,47 +24,45 @@ time and no example is lost for good.
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import math
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding
+from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
-from fnet import _args, distributed, shuffle
-from fnet.augment import Augment
-from fnet.core import Layer, apply
-from fnet.fit_checks import check_batch_size
+from fnet import distributed, shuffle
+from fnet.core import Layer
 from fnet.losses import Loss
-from fnet.metrics import resolve
 from fnet.net import loss_and_grads
+from fnet.train.augment import Augment
+from fnet.train.settings import SAMPLING
 
-__all__ = [
-    "PROGRESS_CHUNKS",
-    "SAMPLING",
-    "Plan",
-    "chunk_lengths",
-    "finite_leaves",
-    "lower_in_pieces",
-    "make_epoch_pieces",
-    "make_evaluate",
-    "make_train_epoch",
-    "plan",
-    "run_in_pieces",
-    "shapes_like",
-]
-
-SAMPLING = ("shuffle", "replacement")
+__all__ = ["PROGRESS_CHUNKS", "chunk_lengths", "finite_leaves", "make_epoch_pieces", "make_train_epoch",
+           "run_in_pieces"]
 
 
-def _closures(net: Layer, loss: Loss, optimizer, n_steps: int, sampling: str, grad_fn: Callable | None,
-              augment: Augment | None = None):
-    """The pieces of an epoch: ``indices(key, n, rows)``, ``gather_step(x, t, axes)`` (a scan body)."""
+class EpochParts(NamedTuple):
+    """What an epoch is made of (``epoch_parts``).
+
+    - ``indices(key, n, rows) -> (n_steps, rows)``: the example indices of every step;
+    - ``gather_step(x, t, axes=None)``: a ``lax.scan`` body ``(carry, (rows, step_key)) ->
+      (carry, loss)`` that gathers one minibatch and updates on it (``axes``: average the
+      gradients over these mesh axes);
+    - ``uses_key``: whether a step draws random numbers (dropout, augmentation).
+    """
+
+    indices: Callable
+    gather_step: Callable
+    uses_key: bool
+
+
+def epoch_parts(net: Layer, loss: Loss, optimizer, n_steps: int, sampling: str, grad_fn: Callable | None,
+                augment: Augment | None = None) -> EpochParts:
+    """The parts of an epoch of ``n_steps``: the sampling of minibatches and one training step."""
     grad_fn = grad_fn or loss_and_grads(net, loss, train=True)
     stateful = "state" in net.uses
     uses_key = "key" in net.uses or augment is not None
@@ -100,7 +99,7 @@ def _closures(net: Layer, loss: Loss, optimizer, n_steps: int, sampling: str, gr
 
         return body
 
-    return indices, gather_step, uses_key
+    return EpochParts(indices, gather_step, uses_key)
 
 
 def make_epoch_pieces(net: Layer, loss: Loss, optimizer, *, batch_size: int, n_steps: int,
@@ -117,7 +116,7 @@ def make_epoch_pieces(net: Layer, loss: Loss, optimizer, *, batch_size: int, n_s
     """
     if sampling not in SAMPLING:
         raise ValueError(f"fit: sampling must be one of {SAMPLING}, got {sampling!r}")
-    indices, gather_step, _ = _closures(net, loss, optimizer, n_steps, sampling, grad_fn, augment)
+    indices, gather_step, _ = epoch_parts(net, loss, optimizer, n_steps, sampling, grad_fn, augment)
 
     def order(key, n: int):
         k_order, k_steps = jax.random.split(key)
@@ -129,7 +128,7 @@ def make_epoch_pieces(net: Layer, loss: Loss, optimizer, *, batch_size: int, n_s
     return order, run
 
 
-def _scan(body: Callable, carry, rows, steps):
+def scan_steps(body: Callable, carry, rows, steps):
     """``lax.scan(body, carry, rows)``, or with ``steps``, a loop over only the first ``steps`` rows
     (a dynamic trip count: the same program for every count); the losses not computed are NaN."""
     if steps is None:
@@ -146,41 +145,6 @@ def _scan(body: Callable, carry, rows, steps):
 
     return jax.lax.fori_loop(0, jnp.minimum(steps, n), one,
                              (carry, jnp.full((n, *value.shape), jnp.nan, value.dtype)))
-
-
-@dataclasses.dataclass(frozen=True)
-class Plan:
-    """How a run is cut into epochs: ``steps_per_epoch``, ``total_epochs``, and the
-    ``last_steps`` of the final epoch (fewer when ``iters`` does not fill it)."""
-
-    steps_per_epoch: int
-    total_epochs: int
-    last_steps: int
-
-    def steps(self, epoch: int) -> int:
-        """The number of minibatch steps of epoch ``epoch`` (0-based)."""
-        return self.steps_per_epoch if epoch < self.total_epochs - 1 else self.last_steps
-
-    def step_counts(self, first_epoch: int = 0) -> list[int]:
-        """The distinct step counts of the epochs from ``first_epoch`` on, the longest first."""
-        return sorted({self.steps(e) for e in range(first_epoch, self.total_epochs)}, reverse=True)
-
-
-def plan(n_train: int, batch_size: int, *, epochs: int | None, iters: int | None,
-         mesh: Mesh | None = None) -> Plan:
-    """Cut ``epochs`` passes, or ``iters`` minibatch updates, into epochs of ``n_train // batch`` steps."""
-    if (epochs is None) == (iters is None):
-        raise ValueError("fit: give exactly one of epochs= or iters=")
-    try:
-        steps_per_epoch = n_train // check_batch_size(batch_size, n_train, mesh)
-    except ValueError as e:
-        raise ValueError(f"fit: {e}") from None
-    if iters is not None:
-        iters = _args.count("fit", "iters", iters, 1)
-        total = math.ceil(iters / steps_per_epoch)
-        return Plan(steps_per_epoch, total, iters - (total - 1) * steps_per_epoch)
-    epochs = _args.count("fit", "epochs", epochs, 1)
-    return Plan(steps_per_epoch, epochs, steps_per_epoch)
 
 
 def finite_leaves(params) -> list:
@@ -203,29 +167,8 @@ def chunk_lengths(n_steps: int, chunks: int = PROGRESS_CHUNKS) -> list[int]:
     return [size] * (n_steps // size) + ([n_steps % size] if n_steps % size else [])
 
 
-def lower_in_pieces(net: Layer, loss: Loss, optimizer, carry, x, t, key, *, batch_size: int, n_steps: int,
-                    sampling: str, augment: Augment | None = None) -> dict:
-    """The traced pieces of an epoch of ``n_steps``: its ``order`` and a ``run`` per chunk length
-    (each returning ``(carry, losses, finite_leaves(params))``)."""
-    order, run = make_epoch_pieces(net, loss, optimizer, batch_size=batch_size, n_steps=n_steps,
-                                   sampling=sampling, augment=augment)
-    lowered = {("order", n_steps): jax.jit(lambda k: order(k, x.shape[0])).lower(key)}
-    idx, keys = jnp.zeros((n_steps, batch_size), jnp.int32), jax.random.split(key, n_steps)
-
-    def piece(length):  # rows start..start+length of the epoch's order, cut inside the program
-        def run_piece(params, opt_state, state, x, t, idx, keys, start):
-            cut = functools.partial(jax.lax.dynamic_slice_in_dim, start_index=start, slice_size=length)
-            carry, losses = run(params, opt_state, state, x, t, cut(idx), cut(keys))
-            return carry, losses, finite_leaves(carry[0])
-        return run_piece
-
-    for length in set(chunk_lengths(n_steps)):
-        lowered[("run", n_steps, length)] = jax.jit(piece(length)).lower(*carry, x, t, idx, keys, 0)
-    return lowered
-
-
 def run_in_pieces(programs: dict, carry, x, t, key, *, n_steps: int, report: Callable[[int], Any]):
-    """One epoch from the compiled pieces of ``lower_in_pieces``; ``report(steps done)`` between them.
+    """One epoch from the compiled pieces (``programs.lower_in_pieces``), ``report(steps done)`` between.
 
     **Returns:** ``(carry, losses, finite)``: the carry and losses as the whole epoch's program
     gives them (the same steps), and ``finite_leaves`` of the final parameters.
@@ -259,18 +202,18 @@ def make_train_epoch(net: Layer, loss: Loss, optimizer, *, batch_size: int, n_st
     backward); ``scripts/bench.py`` passes an autodiff one to compare the two
     inside the identical loop. With a ``mesh`` (see ``fnet.distributed``), ``x`` and
     ``t`` are the global ``(hosts, n_per_host, ...)`` arrays of ``distributed.put_data``
-    and every minibatch is split over the devices. ``augment`` (``fnet.augment.parse``)
+    and every minibatch is split over the devices. ``augment`` (``fnet.train.augment.parse``)
     transforms every minibatch after the gather, with a key split from the step's.
     """
     if sampling not in SAMPLING:
         raise ValueError(f"fit: sampling must be one of {SAMPLING}, got {sampling!r}")
-    indices, gather_step, uses_key = _closures(net, loss, optimizer, n_steps, sampling, grad_fn, augment)
+    indices, gather_step, uses_key = epoch_parts(net, loss, optimizer, n_steps, sampling, grad_fn, augment)
 
     def epoch(params, opt_state, state, x, t, key, steps=None):
         k_order, k_steps = jax.random.split(key)
         idx = indices(k_order, x.shape[0], batch_size)
-        return _scan(gather_step(x, t), (params, opt_state, state), (idx, jax.random.split(k_steps, n_steps)),
-                     steps)
+        step_keys = jax.random.split(k_steps, n_steps)
+        return scan_steps(gather_step(x, t), (params, opt_state, state), (idx, step_keys), steps)
 
     if mesh is None:
         return epoch
@@ -291,7 +234,8 @@ def make_train_epoch(net: Layer, loss: Loss, optimizer, *, batch_size: int, n_st
         step_keys = jax.random.split(k_steps, n_steps)
         if uses_key:  # different dropout masks (and augmentations) on different devices
             step_keys = jax.vmap(jax.random.fold_in, (0, None))(step_keys, h * devices + d)
-        return _scan(gather_step(x, t, distributed.AXES), (params, opt_state, state), (idx, step_keys), steps)
+        carry = (params, opt_state, state)
+        return scan_steps(gather_step(x, t, distributed.AXES), carry, (idx, step_keys), steps)
 
     def sharded_epoch(params, opt_state, state, x, t, key, steps=None):
         extra = () if steps is None else (steps,)
@@ -302,66 +246,3 @@ def make_train_epoch(net: Layer, loss: Loss, optimizer, *, batch_size: int, n_st
     return sharded_epoch
 
 
-def shapes_like(where: Mesh | jax.Device | None, tree):
-    """Shapes and dtypes of ``tree`` (arrays or ``ShapeDtypeStruct``), placed as ``fit`` places the
-    carry (replicated over a mesh; on one device, the default one or ``where``), to trace the
-    programs before the carry exists."""
-    if isinstance(where, Mesh):
-        sharding = NamedSharding(where, P())
-    else:
-        sharding = None if where is None else jax.sharding.SingleDeviceSharding(where)
-    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), tree)
-
-
-def make_evaluate(net: Layer, loss: Loss, *, batch_size: int = 1000, mesh: Mesh | None = None,
-                  metrics: Sequence[str] | None = None) -> Callable:
-    """The (unjitted) ``(params, state, x, t) -> (mean loss, *metrics)``, in chunks of ``batch_size``.
-
-    ``metrics``: names for ``fnet.metrics.resolve``; by default what the loss calls for
-    (accuracy for ``softmax_cross_entropy``: ``(mean loss, accuracy)``). With a ``mesh``,
-    ``x`` and ``t`` are global ``(hosts, n_per_host, ...)`` arrays and every device
-    evaluates its share of its host's examples.
-    """
-    stateful = "state" in net.uses
-    fns = [fn for _, fn in resolve(metrics, loss)]
-
-    def chunk(params, state, xb, tb):
-        y, _, _ = apply(net, params, xb, train=False, state=state if stateful else None)
-        value, _ = loss.forward(y, tb)
-        return jnp.stack([value, *(fn(y, tb) for fn in fns)]).astype(jnp.float32) * xb.shape[0]
-
-    def sums(params, state, x, t):
-        """The loss and every metric, summed over the examples of ``x``."""
-        n = x.shape[0]
-        b = min(batch_size, n)
-        m = n // b * b
-        xs = x[:m].reshape(n // b, b, *x.shape[1:])
-        ts = t[:m].reshape(n // b, b, *t.shape[1:])
-        total = jnp.sum(jax.lax.map(lambda xt: chunk(params, state, *xt), (xs, ts)), axis=0)
-        if m < n:  # the tail has a static shape too: no padding, no recompilation
-            total = total + chunk(params, state, x[m:], t[m:])
-        return total
-
-    def evaluate(params, state, x, t):
-        return tuple(sums(params, state, x, t) / x.shape[0])
-
-    if mesh is None:
-        return evaluate
-
-    hosts, devices = mesh.shape["hosts"], mesh.shape["devices"]
-
-    def local_evaluate(params, state, x, t):
-        x, t = x[0], t[0]
-        m = x.shape[0] // devices
-        d = jax.lax.axis_index("devices")
-        total = jnp.zeros(1 + len(fns), jnp.float32)
-        if m:
-            total = total + sums(params, state, jax.lax.dynamic_slice_in_dim(x, d * m, m),
-                                 jax.lax.dynamic_slice_in_dim(t, d * m, m))
-        if devices * m < x.shape[0]:  # the few left over: every device computes them, each counts 1/devices
-            total = total + sums(params, state, x[devices * m:], t[devices * m:]) / devices
-        total = jax.lax.psum(total, distributed.AXES)
-        return tuple(total / (hosts * x.shape[0]))
-
-    return jax.shard_map(local_evaluate, mesh=mesh, out_specs=tuple(P() for _ in range(1 + len(fns))),
-                         in_specs=(P(), P(), P("hosts"), P("hosts")))

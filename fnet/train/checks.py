@@ -1,14 +1,22 @@
-"""What ``fnet.train.fit`` checks before anything is compiled: arguments, data, labels, paths.
+"""What ``fit`` checks before anything is compiled, and the one record it makes of the run.
 
-Nothing here runs on the data more than once: one pass for finiteness (on the
-device for device arrays) and one for the label range. Every error names the
-argument (``batch_size``, ``x_test``) and, for data, the first bad index and
+``settle`` checks ``fit``'s arguments in the order a run needs them (the network, loss
+and optimizer; the loop's numbers; the data and labels against the network's outputs;
+paths; hooks; devices) and resolves them into the run's ``Settings``
+(``fnet.train.settings``). Nothing here runs on the data more than once: one pass for
+finiteness (on the device for device arrays) and one for the label range. Every error
+names the argument (``batch_size``, ``x_test``) and, for data, the first bad index and
 value, so a wrong run fails in seconds instead of training garbage.
+
+The command line calls the same checks of a batch size, a checkpoint path and a resume
+(``check_batch_size``, ``check_checkpoint_path``, ``check_resume``): they exist once.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import types
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -18,13 +26,17 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from fnet import _args, distributed
+from fnet import _args, distributed, optim
 from fnet import checkpoint as ckpt_lib
-from fnet._trees import check_like, leaves_with_paths
+from fnet._trees import check_like, first_non_finite
 from fnet.core import Layer, param_shapes
 from fnet.errors import shape_str
 from fnet.losses import Loss
+from fnet.metrics import history_keys
+from fnet.metrics import resolve as resolve_metrics
 from fnet.optim import Optimizer
+from fnet.train import augment as augmentation
+from fnet.train.settings import SAMPLING, Data, Plan, Settings
 
 __all__ = [
     "RESUME_MAY_DIFFER",
@@ -35,12 +47,74 @@ __all__ = [
     "check_hooks",
     "check_inputs",
     "check_params",
+    "check_progress",
     "check_resume",
-    "check_run_args",
     "check_targets",
-    "first_non_finite",
+    "plan",
     "resolve_mesh",
+    "settle",
 ]
+
+
+def settle(net: Layer, loss: Loss, optimizer: Optimizer, train_data, test_data, /,
+           **given: Any) -> tuple[Settings, Data]:
+    """``fit``'s arguments checked and resolved into the run's ``Settings`` and its ``Data``.
+
+    ``given`` are ``fit``'s keywords, all of them (its signature documents each). The
+    checks run in the order a run needs them; the first that fails raises
+    ``TypeError``/``ValueError`` naming the argument, before anything is compiled.
+    """
+    a = types.SimpleNamespace(**given)
+    check_run_args(net, loss, optimizer, a)
+    if a.clip_norm is not None:
+        optimizer = optim.clip_by_global_norm(optimizer, a.clip_norm)
+    data, input_shape = check_inputs(net, train_data, test_data, a.params, a.xla_options)
+    augment = augmentation.parse(a.augment, x_shape=data.x_train.shape)
+    checkpoint = check_checkpoint_path(a.checkpoint, resume=a.resume, overwrite=a.overwrite)
+    keys = history_keys([k for k, _ in resolve_metrics(a.metrics, loss)])
+    check_hooks(a.callbacks, a.keep_best, keys, checkpoint=checkpoint, has_test=data.x_test is not None,
+                eval_train=a.eval_train)
+    mesh = resolve_mesh(a.mesh, a.progress, a.eval_device)
+    config = {**(a.config or {}), "seed": a.seed, "batch_size": a.batch_size, "sampling": a.sampling,
+              "n_train": len(data.x_train), **({"xla_options": dict(a.xla_options)} if a.xla_options else {}),
+              **({"augment": str(augment)} if augment is not None else {})}
+    return Settings(
+        net=net, loss=loss, optimizer=optimizer, input_shape=input_shape,
+        plan=plan(len(data.x_train), a.batch_size, epochs=a.epochs, iters=a.iters, mesh=mesh),
+        batch_size=a.batch_size, sampling=a.sampling, seed=a.seed,
+        first_epoch=resumed_epoch(checkpoint, config) if a.resume else 0, augment=augment, mesh=mesh,
+        eval_device=a.eval_device, xla_options=dict(a.xla_options) if a.xla_options else None,
+        eval_sets=tuple(s for s in data.sets() if s == "test" or a.eval_train), metrics=a.metrics,
+        history_keys=keys, eval_batch_size=a.eval_batch_size, divergence=a.divergence,
+        callbacks=tuple(a.callbacks), checkpoint=checkpoint, resume=a.resume, keep_best=a.keep_best,
+        config=config, log=a.log, progress=a.progress), data
+
+
+def plan(n_train: int, batch_size: int, *, epochs: int | None, iters: int | None,
+         mesh: Mesh | None = None) -> Plan:
+    """Cut ``epochs`` passes, or ``iters`` minibatch updates, into epochs of ``n_train // batch`` steps."""
+    if (epochs is None) == (iters is None):
+        raise ValueError("fit: give exactly one of epochs= or iters=")
+    try:
+        steps_per_epoch = n_train // check_batch_size(batch_size, n_train, mesh)
+    except ValueError as e:
+        raise ValueError(f"fit: {e}") from None
+    if iters is not None:
+        iters = _args.count("fit", "iters", iters, 1)
+        total = math.ceil(iters / steps_per_epoch)
+        return Plan(steps_per_epoch, total, iters - (total - 1) * steps_per_epoch)
+    epochs = _args.count("fit", "epochs", epochs, 1)
+    return Plan(steps_per_epoch, epochs, steps_per_epoch)
+
+
+def resumed_epoch(checkpoint: Path, config: Mapping[str, Any]) -> int:
+    """The epochs ``checkpoint`` holds, once ``check_resume`` accepts it for this run."""
+    try:
+        check_resume(checkpoint, config)
+    except ValueError as e:
+        raise ValueError(f"fit: {e}") from None
+    return ckpt_lib.read_config(checkpoint)["epoch"]
+
 
 RESUME_MAY_DIFFER = frozenset({"epochs", "iters", "data_dir", "no_download", "no_eval_train", "xla_option",
                                "xla_options", "overwrite", "divergence", "early_stop"})
@@ -50,9 +124,10 @@ what is evaluated, how XLA compiles. Every other key must equal the checkpoint's
 SEED_LIMIT = 2 ** 63  # jax.random.key takes a C long
 
 
-def check_run_args(net, loss, optimizer, *, epochs, iters, batch_size, seed, sampling, samplings,
-                   eval_batch_size, eval_train, resume, overwrite, log, config, divergence) -> None:
-    """The arguments of ``fit`` other than data and paths: types and ranges, each named."""
+def check_run_args(net, loss, optimizer, a: types.SimpleNamespace) -> None:
+    """The arguments of ``fit`` other than data and paths (``a``: its keywords): types and ranges, each
+    named."""
+    epochs, iters, seed, config, divergence = a.epochs, a.iters, a.seed, a.config, a.divergence
     if not isinstance(net, Layer):
         raise TypeError(f"fit: net must be an fnet Layer, e.g. fnet.two_layer_net(784, 50, 10); "
                         f"got {net!r}")
@@ -75,18 +150,18 @@ def check_run_args(net, loss, optimizer, *, epochs, iters, batch_size, seed, sam
         _args.count("fit", "epochs", epochs, 1)
     if iters is not None:
         _args.count("fit", "iters", iters, 1)
-    _args.count("fit", "batch_size", batch_size, 1)
-    _args.count("fit", "eval_batch_size", eval_batch_size, 1)
+    _args.count("fit", "batch_size", a.batch_size, 1)
+    _args.count("fit", "eval_batch_size", a.eval_batch_size, 1)
     seed = _args.count("fit", "seed", seed, 0)
     if seed >= SEED_LIMIT:
         raise ValueError(f"fit: seed must be below 2**63, got {seed}")
-    if sampling not in samplings:
-        raise ValueError(f"fit: sampling must be one of {samplings}, got {sampling!r}")
-    for name, value in (("eval_train", eval_train), ("resume", resume), ("overwrite", overwrite)):
+    if a.sampling not in SAMPLING:
+        raise ValueError(f"fit: sampling must be one of {SAMPLING}, got {a.sampling!r}")
+    for name, value in (("eval_train", a.eval_train), ("resume", a.resume), ("overwrite", a.overwrite)):
         if not isinstance(value, bool):
             raise TypeError(f"fit: {name} must be True or False, got {value!r}")
-    if log is not None and not callable(log):
-        raise TypeError(f"fit: log must be a function of one str (e.g. print) or None, got {log!r}")
+    if a.log is not None and not callable(a.log):
+        raise TypeError(f"fit: log must be a function of one str (e.g. print) or None, got {a.log!r}")
     if config is not None:
         if not isinstance(config, Mapping):
             raise TypeError(f"fit: config must be a dict, got {type(config).__name__}")
@@ -172,8 +247,9 @@ def check_targets(t, what: str, out_shape: tuple) -> None:
                          f"{shape_str((t.shape[0], *out_shape[1:]))}")
 
 
-def check_inputs(net: Layer, train_data, test_data, params, xla_options) -> tuple:
-    """The data (finite, labels in range for the network's outputs) and ``params=``; the input shape."""
+def check_inputs(net: Layer, train_data, test_data, params, xla_options) -> tuple[Data, tuple]:
+    """The data (finite, labels in range for the network's outputs) and ``params=``: the ``Data`` and
+    the input shape ``(None, *example)``."""
     if xla_options is not None and (not isinstance(xla_options, Mapping)
                                     or not all(isinstance(k, str) for k in xla_options)):
         raise TypeError(f"fit: xla_options must be a dict of XLA option name -> value, got {xla_options!r}")
@@ -194,7 +270,7 @@ def check_inputs(net: Layer, train_data, test_data, params, xla_options) -> tupl
             check_targets(pair[1], what, out_shape)
     if params is not None:
         check_params(params, net, input_shape)
-    return checked["train"], checked["test"], input_shape
+    return Data(*checked["train"], *(checked["test"] or (None, None))), input_shape
 
 
 def check_params(params, net: Layer, input_shape: tuple) -> None:
@@ -309,14 +385,6 @@ def check_eval_device(eval_device, mesh) -> None:
     if eval_device.process_index != jax.process_index():
         raise ValueError(f"fit: eval_device {eval_device} belongs to process {eval_device.process_index}, "
                          f"not to this one ({jax.process_index()}); pass one of jax.local_devices()")
-
-
-def first_non_finite(tree) -> str | None:
-    """The key path of the first leaf of ``tree`` holding NaN or infinity, or ``None``."""
-    for path, leaf in leaves_with_paths(tree):
-        if not bool(jnp.all(jnp.isfinite(leaf))):
-            return path
-    return None
 
 
 def resolve_mesh(mesh: Mesh | str | None, progress, eval_device=None) -> Mesh | None:
