@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fnet.cli_models import MODELS, build_model, model_input
+from fnet.cli.models import MODELS, build_model, model_input
 from fnet.graph.draw import render
 from fnet.views import draw_network
 

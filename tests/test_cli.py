@@ -131,15 +131,17 @@ def test_the_entry_point_exits_with_mains_code_after_the_exit_handlers(tmp_path)
     # cli.run skips Python's teardown (os._exit): the output and the atexit handlers must not be lost
     program = ("import atexit, sys\n"
                "from fnet import cli\n"
+               "from fnet.cli import command\n"
                "atexit.register(lambda: print(' and the handler ran', end=''))\n"
-               "cli.main = lambda: (print('trained', end=''), open(sys.argv[1], 'w').write('saved'), 3)[2]\n"
+               "command.main = lambda: (print('trained', end=''), open(sys.argv[1], 'w').write('saved'),\n"
+               "                        3)[2]\n"
                "cli.run()\n")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # buffered, as by default
     proc = subprocess.run([sys.executable, "-c", program, str(tmp_path / "out.txt")], capture_output=True,
                           text=True, check=False, timeout=120, env=env)
     assert (proc.returncode, proc.stdout, proc.stderr) == (3, "trained and the handler ran", "")
     assert (tmp_path / "out.txt").read_text() == "saved"
-    raising = "from fnet import cli\ncli.main = lambda: 1 / 0\ncli.run()\n"
+    raising = "from fnet import cli\nfrom fnet.cli import command\ncommand.main = lambda: 1 / 0\ncli.run()\n"
     proc = subprocess.run([sys.executable, "-c", raising], capture_output=True, text=True, check=False,
                           timeout=120)
     assert proc.returncode == 1 and proc.stderr.rstrip().endswith("ZeroDivisionError: division by zero")

@@ -17,13 +17,13 @@ import math
 import re
 from pathlib import Path
 
-from fnet.cli_models import (
+from fnet.cli.models import (
     IMAGE_MODELS,
     MODEL_DEFAULTS,
     MODELS,
     SEQUENCE_MODELS,
-    _recipe,
     apply_model_defaults,
+    recipe_text,
     resnet_defaults,
 )
 
@@ -124,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="two_layer (the book's), mlp, convnet (the book's SimpleConvNet), resnet "
                         "(fnet.resnet), rnn, lstm, gru (fnet.sequence_classifier: each image as 28 rows "
                         "of 28 pixels). resnet and the recurrent models change the training defaults: "
-                        + "; ".join(f"{m}: {_recipe(MODEL_DEFAULTS[m])}" for m in ("resnet", "lstm")))
+                        + "; ".join(f"{m}: {recipe_text(MODEL_DEFAULTS[m])}" for m in ("resnet", "lstm")))
     g.add_argument("--hidden", type=_positive_int, nargs="+", metavar="N",
                    help="hidden layer sizes (two_layer: one size, default 50; mlp: default 100 100; "
                         "rnn, lstm, gru: one size per stacked layer, default 128)")
@@ -222,7 +222,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
+    """Every option checked before anything is loaded or compiled; a bad one ends in ``p.error``.
+
+    The model's training defaults are filled in first (``apply_model_defaults``)."""
     apply_model_defaults(a)
+    check_model_options(p, a)
+    check_training_options(p, a)
+    check_hosts(p, a)
+    check_checkpoint_options(p, a)
+    if a.evaluate or a.predict:
+        check_use(p, a)
+    else:
+        check_outputs(p, a)
+
+
+def check_model_options(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
+    """The model options that apply to ``--model`` (``--hidden`` to mlp, ``--widths`` to resnet, ...)."""
     if a.model == "two_layer":
         if a.hidden and len(a.hidden) != 1:
             p.error(f"--model two_layer has one hidden layer; got --hidden {' '.join(map(str, a.hidden))} "
@@ -255,6 +270,19 @@ def check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
         if len(widths) != len(blocks):
             p.error(f"--widths and --blocks give one number per stage, so the same count; got "
                     f"{len(widths)} and {len(blocks)}")
+    if a.weight_init is not None and a.weight_init not in ("he", "xavier"):
+        try:
+            if float(a.weight_init) <= 0:
+                raise ValueError
+        except ValueError:
+            p.error("--weight-init must be he, xavier or a positive standard deviation; "
+                    f"got {a.weight_init!r}")
+    if a.dropout is not None and not 0 <= a.dropout < 1:
+        p.error(f"--dropout is the probability of dropping a unit, in [0, 1); got {a.dropout}")
+
+
+def check_training_options(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
+    """``--augment`` (what it names, and that the model reads images)."""
     if a.augment is not None:
         from fnet.train import augment
 
@@ -266,21 +294,20 @@ def check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
             reads = "rows as a sequence" if a.model in SEQUENCE_MODELS else "flattened vectors"
             p.error(f"--augment transforms images: use it with --model {' or '.join(IMAGE_MODELS)} "
                     f"(--model {a.model} reads {reads})")
-    if a.dropout is not None and not 0 <= a.dropout < 1:
-        p.error(f"--dropout is the probability of dropping a unit, in [0, 1); got {a.dropout}")
-    if a.weight_init is not None and a.weight_init not in ("he", "xavier"):
-        try:
-            if float(a.weight_init) <= 0:
-                raise ValueError
-        except ValueError:
-            p.error("--weight-init must be he, xavier or a positive standard deviation; "
-                    f"got {a.weight_init!r}")
+
+
+def check_hosts(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
+    """The multi-host options: all three or none, and a process id in range."""
     multi = (a.coordinator, a.num_processes, a.process_id)
     if any(v is not None for v in multi) and any(v is None for v in multi):
         p.error("multi-host training needs all of --coordinator HOST:PORT, --num-processes N and "
                 "--process-id I")
     if a.process_id is not None and not 0 <= a.process_id < a.num_processes:
         p.error(f"--process-id must be in 0..{a.num_processes - 1}; got {a.process_id}")
+
+
+def check_checkpoint_options(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
+    """``--resume``, ``--keep-best`` and ``--overwrite`` with the ``--checkpoint`` they need."""
     if a.resume and a.checkpoint is None:
         p.error("--resume needs --checkpoint PATH")
     if a.resume and not a.checkpoint.exists():
@@ -289,24 +316,30 @@ def check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
         p.error("--keep-best saves the best epoch beside the checkpoint: give --checkpoint PATH as well")
     if a.resume and a.overwrite:
         p.error("--resume continues a checkpoint and --overwrite replaces it: give one of them")
-    # every output path is checked now, so that a finished run never ends in a traceback about one
+
+
+def check_use(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
+    """``--evaluate`` or ``--predict``: an existing checkpoint, and nothing that trains."""
+    use = "--evaluate" if a.evaluate else "--predict"
+    if a.checkpoint is None or not a.checkpoint.is_file():
+        p.error(f"{use} uses a trained model: give --checkpoint PATH of an existing checkpoint")
+    if a.evaluate and a.predict:
+        p.error("--evaluate and --predict: give one of them")
+    if a.resume or a.overwrite or a.keep_best:
+        p.error(f"{use} trains nothing: --resume, --overwrite and --keep-best do not apply")
+    if a.predict and not a.predict.is_file():
+        p.error(f"--predict: no file {a.predict}")
+
+
+def check_outputs(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
+    """A training run's checkpoint and output paths, checked now, so that a finished run never ends in a
+    traceback about one."""
     from fnet import _args
     from fnet.train import checks
 
-    if a.evaluate or a.predict:
-        use = "--evaluate" if a.evaluate else "--predict"
-        if a.checkpoint is None or not a.checkpoint.is_file():
-            p.error(f"{use} uses a trained model: give --checkpoint PATH of an existing checkpoint")
-        if a.evaluate and a.predict:
-            p.error("--evaluate and --predict: give one of them")
-        if a.resume or a.overwrite or a.keep_best:
-            p.error(f"{use} trains nothing: --resume, --overwrite and --keep-best do not apply")
-        if a.predict and not a.predict.is_file():
-            p.error(f"--predict: no file {a.predict}")
-        return
     try:
         checks.check_checkpoint_path(a.checkpoint, resume=a.resume, overwrite=a.overwrite, where="",
-                                         spell=lambda k: f"--{k}")
+                                     spell=lambda k: f"--{k}")
         for option, path in (("--json", a.json), ("--plot", a.plot)):
             if path is not None:
                 _args.writable_path("", option, path)

@@ -14,8 +14,8 @@ import sys
 
 import numpy as np
 
-from fnet.cli_models import build_model, model_input
-from fnet.cli_options import CLI_SPELLING
+from fnet.cli.models import build_model, model_input
+from fnet.cli.options import CLI_SPELLING
 
 IMAGE = (28, 28)
 

@@ -1,5 +1,5 @@
 """fnet-train's models: which ones there are, what data layout each reads, and the training
-defaults each brings (``MODEL_DEFAULTS``); used by ``fnet.cli_options`` and the scripts."""
+defaults each brings (``MODEL_DEFAULTS``); used by ``fnet.cli.options`` and the scripts."""
 
 from __future__ import annotations
 
@@ -33,7 +33,8 @@ optimizer's default rate, and a recipe's warmup longer than a (short) run become
 it. Recorded runs: README "Results"."""
 
 
-def _recipe(defaults: dict) -> str:
+def recipe_text(defaults: dict) -> str:
+    """A model's training defaults as the options that give them (``--optimizer nesterov --lr 0.1 ...``)."""
     parts = [f"--{k.replace('_', '-')} {v:g}" if isinstance(v, float) else f"--{k.replace('_', '-')} {v}"
              for k, v in defaults.items() if k != "no_eval_train"]
     return " ".join(parts + (["--no-eval-train"] if defaults.get("no_eval_train") else []))
