@@ -113,7 +113,7 @@ def fit(net: Layer, loss: Loss, optimizer: Optimizer, train_data: tuple, test_da
       label-smoothed or not, but none where ``mask``/``ignore_index`` padding is fixed).
     - ``progress``: called ``PROGRESS_CHUNKS`` times an epoch with ``{epoch, step, steps, seconds}``;
       ``clip_norm``: clip the gradients' global norm (``optim.clip_by_global_norm``).
-    - ``augment``: ``"crop,flip"``: random crops and flips of each training batch (``fnet.augment``);
+    - ``augment``: ``"crop,flip"``: random crops and flips of each training batch (``fnet.train.augment``);
       ``eval_device``: evaluate there (``jax.devices()[1]``) beside training on one device, each epoch's
       evaluation while the next epoch trains unless there are callbacks (``fnet.train.loop``); same results.
 
