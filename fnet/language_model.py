@@ -28,7 +28,7 @@ from fnet import losses
 from fnet.core import Layer, apply
 from fnet.net import loss_and_grads
 
-__all__ = ["decode", "encode", "make_evaluate", "make_train_epoch", "sample", "unigram_perplexity",
+__all__ = ["decode", "encode", "make_bptt_epoch", "make_bptt_loss", "sample", "unigram_perplexity",
            "vocabulary", "windows"]
 
 
@@ -74,11 +74,14 @@ def windows(ids: np.ndarray, batch: int, window: int) -> tuple[np.ndarray, np.nd
     return split(x), split(t)
 
 
-def make_train_epoch(net: Layer, optimizer, *, dropout: bool = False) -> Callable:
-    """``epoch(params, opt_state, key, xs, ts) -> (params, opt_state, mean loss)``: one pass, one scan.
+def make_bptt_epoch(net: Layer, optimizer) -> Callable:
+    """``epoch(params, opt_state, key, xs, ts) -> (params, opt_state, mean loss)``: one pass of
+    truncated BPTT over the text, one scan.
 
-    ``xs``, ``ts`` from ``windows``; the state starts from zeros (a reset) and flows
-    through the windows; ``key`` is split per window for dropout. Jit it.
+    It differs from ``fnet.train``'s epoch in what matters for truncated BPTT: the windows
+    (``xs``, ``ts`` from ``windows``) are taken **in order**, not shuffled, so that the
+    network's state starts from zeros (a reset) and flows from each window to the next;
+    ``key`` is split per window for dropout. Jit it.
     """
     grads_of = loss_and_grads(net, losses.softmax_cross_entropy, train=True)
     stateful = "state" in net.uses
@@ -101,8 +104,9 @@ def make_train_epoch(net: Layer, optimizer, *, dropout: bool = False) -> Callabl
     return epoch
 
 
-def make_evaluate(net: Layer) -> Callable:
-    """``evaluate(params, xs, ts) -> mean cross-entropy per character`` (evaluation mode, state from 0)."""
+def make_bptt_loss(net: Layer) -> Callable:
+    """``loss(params, xs, ts) -> mean cross-entropy per character`` over the windows in order
+    (evaluation mode, the state from zeros and carried from window to window)."""
     stateful = "state" in net.uses
 
     def evaluate(params, xs, ts):

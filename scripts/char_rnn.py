@@ -145,8 +145,8 @@ def main(argv=None) -> int:
         n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(params))
         log(f"rnnlm: embedding {a.embedding}, {a.layers} x LSTM {a.hidden}, {n_params:,} parameters; "
             f"{train_x.shape[0]} windows of {a.batch_size} x {a.window} per epoch")
-        epoch_fn = jax.jit(lm.make_train_epoch(net, optimizer))
-        evaluate = jax.jit(lm.make_evaluate(net))
+        epoch_fn = jax.jit(lm.make_bptt_epoch(net, optimizer))
+        evaluate = jax.jit(lm.make_bptt_loss(net))
         for e in range(start, a.epochs):
             t = time.perf_counter()
             params, opt_state, train_loss = epoch_fn(params, opt_state, jax.random.fold_in(key, e + 1),
