@@ -3,7 +3,8 @@
 Each layer is a pure pair ``forward(params, x) -> (y, cache)`` and
 ``backward(cache, dout) -> (dparams, dx)``; the combinators (``sequential``,
 ``residual``, ``parallel``, ``time_distributed``) compose them, and
-``loss_and_grads`` runs forward -> loss -> backward. No automatic
+``loss_and_grads`` runs forward -> loss -> backward; ``tied_embedding`` ties a language
+model's output layer to its input embedding. No automatic
 differentiation is used anywhere in the library; the tests check every
 handwritten rule against it.
 
@@ -15,7 +16,7 @@ on first use, so that ``import fnet`` stays quick.
 import importlib
 
 from fnet import data, gradcheck, graph, initializers, layers, losses, optim, schedules, shuffle, views
-from fnet.combinators import parallel, residual, sequential, time_distributed
+from fnet.combinators import parallel, residual, sequential, tied_embedding, time_distributed
 from fnet.core import Layer, Static, apply, output_shape
 from fnet.data import DataError, load_fashion_mnist, load_mnist
 from fnet.errors import ContextError, DTypeError, LayerError, ProtocolError, RangeError, ShapeError
@@ -87,6 +88,7 @@ __all__ = [
     "shuffle",
     "simple_convnet",
     "summary",
+    "tied_embedding",
     "time_distributed",
     "two_layer_net",
     "views",

@@ -46,7 +46,7 @@ from fnet.core import (
 )
 from fnet.errors import ShapeError, shape_str
 
-__all__ = ["MERGES", "parallel", "residual", "sequential", "time_distributed"]
+__all__ = ["MERGES", "parallel", "residual", "sequential", "tied_embedding", "time_distributed"]
 
 MERGES = ("concat", "sum")
 
@@ -376,3 +376,75 @@ def time_distributed(layer: Layer | tuple[str, Layer]) -> Layer:
 
     return Layer("time_distributed", init, forward, backward, uses=child.uses,
                  init_state=init_state if stateful else None, children=((k, child),), wiring=wiring)
+
+
+def tied_embedding(embedding: Layer, body: Layer) -> Layer:
+    """A language model whose output layer is its input embedding, transposed (weight tying, Press and
+    Wolf 2017; GPT-2's ``lm_head``): ``y = body(embedding(ids)) W^T``, ``W`` the embedding's table.
+
+    **Shapes:** ids ``(N, T)`` -> ``embedding`` -> ``(N, T, D)`` -> ``body`` -> ``(N, T, D)`` ->
+    scores ``(N, T, V)`` for a table ``W: (V, D)``; the body must keep the width ``D``.
+
+    **Params:** ``{"embedding": {"W"}, "body": ...}``: the output layer has none of its own; a state
+    likewise, for a body that keeps one.
+
+    **Cache:** both children's caches, the body's output ``h`` and the table.
+
+    **Derivative:** the output layer is an affine map without bias, so ``dh = dy W`` and its share
+    of the table's gradient is ``dy^T h``. ``W`` is used twice, by the lookup at the input and
+    by the output layer: as at the ``repeat`` node of chapter 5, its gradient is the **sum of
+    its two uses**, ``dW = dW_lookup + dy^T h``.
+    """
+    if not isinstance(embedding, Layer) or embedding.name != "embedding":
+        raise TypeError(f"tied_embedding: the first argument must be an embedding layer "
+                        f"(layers.embedding), whose table the output layer reuses; got {embedding!r}")
+    if not isinstance(body, Layer):
+        raise TypeError(f"tied_embedding: body must be a Layer, got {body!r}")
+    children = (("embedding", embedding), ("body", body))
+    stateful = ["body"] if "state" in body.uses else []
+
+    def init(rng: jax.Array, input_shape: Shape):
+        shape = check_shape(input_shape, "tied_embedding")
+        k_emb, k_body = jax.random.split(rng)
+        emb, e_shape = guard("embedding", embedding.init, k_emb, shape)
+        params, h_shape = guard("body", body.init, k_body, e_shape)
+        if tuple(h_shape) != tuple(e_shape):
+            raise ShapeError("tied_embedding", f"the body turns the embeddings {shape_str(e_shape)} into "
+                                               f"{shape_str(h_shape)}, but the output layer multiplies by "
+                                               "the table transposed, so the body must keep their shape")
+        return {"embedding": emb, "body": params}, (*h_shape[:-1], emb["W"].shape[0])
+
+    def init_state(input_shape: Shape):
+        e_shape = output_shape(embedding, check_shape(input_shape, "tied_embedding"))
+        return {"body": guard("body", body.init_state, e_shape)}
+
+    def forward(params, x, **ctx):
+        check_context("tied_embedding", body.uses, ctx)
+        check_child_params("tied_embedding", params, ["embedding", "body"])
+        if stateful:
+            check_child_state("tied_embedding", ctx["state"], stateful)
+        ctx = {"key": None, **ctx}
+        e, c_emb, _, s_emb = run_child("embedding", 0, embedding, params["embedding"], x, {})
+        h, c_body, new_state, s_body = run_child("body", 1, body, params["body"], e, ctx)
+        W = params["embedding"]["W"]
+        y = h @ W.T  # the output layer: the table, transposed
+        out = (y, (c_emb, c_body, h, W, Static((s_emb, s_body, jnp.shape(y)))))
+        return (*out, {"body": new_state}) if stateful else out
+
+    def backward(cache, dout):
+        c_emb, c_body, h, W, static = cache
+        s_emb, s_body, y_shape = static.value
+        check_dout("tied_embedding", dout, y_shape)
+        d = W.shape[1]
+        dW_head = dout.reshape(-1, W.shape[0]).T @ h.reshape(-1, d)  # the output layer's use of W
+        dh = dout @ W
+        dbody, de = back_child("body", body, c_body, dh, s_body)
+        demb, dx = back_child("embedding", embedding, c_emb, de, s_emb)
+        # W fanned out to the lookup and to the output layer: its gradients add up (the repeat node)
+        return {"embedding": {"W": demb["W"] + dW_head}, "body": dbody}, dx
+
+    def wiring(ops, x):
+        return ops.transposed("embedding", ops.call("body", ops.call("embedding", x)))
+
+    return Layer("tied_embedding", init, forward, backward, uses=body.uses,
+                 init_state=init_state if stateful else None, children=children, wiring=wiring)

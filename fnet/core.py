@@ -74,6 +74,10 @@ class Wiring(Protocol):
     def each_step(self, key: str, x: Any) -> Any:
         """The child keyed ``key`` applied to every time step of ``x: (N, T, ...)`` (``time_distributed``)."""
 
+    def transposed(self, key: str, x: Any) -> Any:
+        """``x`` times the transpose of the table of child ``key``, an ``embedding``: the output layer
+        of a language model whose weights are tied to its input embedding (``tied_embedding``)."""
+
 
 @dataclasses.dataclass(frozen=True)
 class Layer:
@@ -95,8 +99,9 @@ class Layer:
       forward pass told in the operations of ``ops`` (see ``Wiring``):
       ``ops.call(key, x)`` runs the child ``key``, ``ops.add(*xs)`` sums
       branches, ``ops.concat(*xs)`` joins them along the last axis,
-      ``ops.each_step(key, x)`` runs a child on every time step; using a
-      value twice is a fan-out. ``sequential``'s is ``for k in keys: x =
+      ``ops.each_step(key, x)`` runs a child on every time step,
+      ``ops.transposed(key, x)`` applies an embedding child's table transposed;
+      using a value twice is a fan-out. ``sequential``'s is ``for k in keys: x =
       ops.call(k, x)``. A combinator that lists ``children`` without a wiring
       is shown as one box: summary says it cannot break it down.
     """

@@ -1,35 +1,38 @@
-"""A character-level language model's parts: vocabulary, BPTT windows, training, perplexity, sampling.
+"""Language models, any kind: the text as ids, training on random windows, the loss over held-out
+windows, and sampling without state.
 
-``scripts/char_rnn.py`` puts them together (the book's sequel, chapters 5-7:
-``SimpleRnnlm``, ``Rnnlm``, ``BetterRnnlm`` and the text generation of chapter 7).
+``scripts/char_lm.py`` puts these together for characters (the book's sequel, chapters 5-7:
+``Rnnlm`` and text generation; nanoGPT's ``train.py`` and ``sample.py``). A language model here is
+any network of ids ``(N, T)`` to scores ``(N, T, V)`` for the next id at every position: a GPT
+(``fnet.models.gpt``), or recurrent layers (``fnet.models.rnnlm(..., stateful=False)``).
 
-**Truncated BPTT** (the sequel's ``fit`` of ``RnnlmTrainer``): the text, as ids,
-is cut into ``batch`` contiguous streams, one per row; each step trains on the
-next ``window`` characters of every stream, predicting each next character.
-The network's stateful recurrent layers carry their state from one window to
-the next (so the model sees the text as one long sequence), while the gradient
-stops at each window's edge. The state is reset (``init_state``: zeros) at the
-start of each pass over the text.
-
-**Perplexity** is ``exp`` of the mean cross-entropy per character: a model that
-spreads its guess evenly over ``k`` characters has perplexity ``k``.
+- **Training** (``make_window_steps``): each step draws ``batch`` windows of ``context`` ids at
+  random offsets of the training text and predicts every next id; every window starts the
+  network afresh, so nothing is carried from one step to the next but the parameters.
+- **The held-out loss** (``make_window_loss``): the mean cross-entropy in nats per id over the
+  held-out text cut into consecutive, non-overlapping windows (``consecutive_windows``), every
+  position predicted: the figure nanoGPT reports. **Perplexity** is its ``exp``: a model that
+  spreads its guess evenly over ``k`` characters has perplexity ``k``; the ``unigram_loss`` (the
+  characters' frequencies alone) is the baseline to beat.
+- **Sampling** (``generate``, ``sample``): each step feeds the network the last ``context`` ids
+  and draws the next from ``softmax(logits / temperature)``, keeping the ``top_k`` largest.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fnet import losses
+from fnet import _args, losses
 from fnet.core import Layer, apply
+from fnet.losses import Loss
 from fnet.net import loss_and_grads
 
-__all__ = ["decode", "encode", "make_bptt_epoch", "make_bptt_loss", "sample", "unigram_perplexity",
-           "vocabulary", "windows"]
+__all__ = ["consecutive_windows", "decode", "encode", "generate", "make_window_loss", "make_window_steps",
+           "random_windows", "sample", "unigram_loss", "vocabulary"]
 
 
 def vocabulary(text: str) -> str:
@@ -52,126 +55,142 @@ def decode(ids, vocab: str) -> str:
     return "".join(vocab[i] for i in np.asarray(ids).ravel())
 
 
-def windows(ids: np.ndarray, batch: int, window: int) -> tuple[np.ndarray, np.ndarray]:
-    """Inputs and next-character targets, ``(n_windows, batch, window)`` each.
+# ------------------------------------------------------------------- training and evaluating on windows
 
-    Row ``b`` of every window continues row ``b`` of the previous one: ``ids`` is
-    cut into ``batch`` streams of ``len(ids) // batch`` characters (the tail that
-    does not fill a stream is dropped), and each stream into windows of
-    ``window`` steps, targets shifted by one. ``ValueError`` if not even one
-    window fits.
+
+def random_windows(ids: jax.Array, key: jax.Array, batch: int, context: int) -> tuple[jax.Array, jax.Array]:
+    """``batch`` windows of ``context`` ids at random offsets of ``ids``, and their next-id targets:
+    ``(x, t)``, each ``(batch, context)``, ``t[:, i] = x[:, i + 1]`` continued (nanoGPT's ``get_batch``)."""
+    starts = jax.random.randint(key, (batch,), 0, ids.shape[0] - context)
+    rows = starts[:, None] + jnp.arange(context)
+    return ids[rows], ids[rows + 1]
+
+
+def make_window_steps(net: Layer, loss: Loss, optimizer, *, batch_size: int, context: int,
+                      n_steps: int) -> Callable:
+    """``steps(params, opt_state, ids, key, first, count) -> (params, opt_state, losses)``: the updates
+    ``first .. first + count - 1`` of a run (``count <= n_steps``), each on ``batch_size`` random
+    windows of ``context`` ids of the text ``ids`` (``random_windows``), in one compiled loop.
+
+    Every window starts the network afresh (no state is carried between windows), so any network
+    of ids ``(N, T)`` to scores ``(N, T, V)`` trains this way: a GPT, an RNN. Update ``i`` of the
+    run draws its windows and its dropout masks from ``fold_in(key, i)``, so a run cut into
+    chunks, or stopped and resumed, takes the same steps. ``losses: (n_steps,)``, NaN past
+    ``count``. Jit it; ``first`` and ``count`` are traced (one program for every chunk).
     """
-    stream = (len(ids) - 1) // batch
-    n = stream // window
-    if n < 1:
-        raise ValueError(f"{len(ids)} characters make no window of {window} steps for a batch of {batch} "
-                         f"(need at least batch * window + 1 = {batch * window + 1}); use a smaller "
-                         "--batch-size or --window, or a longer text")
-    rows = np.asarray(ids[: batch * stream + 1])
-    x = np.stack([rows[b * stream: b * stream + n * window] for b in range(batch)])
-    t = np.stack([rows[b * stream + 1: b * stream + n * window + 1] for b in range(batch)])
-    split = lambda a: a.reshape(batch, n, window).transpose(1, 0, 2)  # noqa: E731
-    return split(x), split(t)
+    grads_of = loss_and_grads(net, loss, train=True)
+    uses_key = "key" in net.uses
 
-
-def make_bptt_epoch(net: Layer, optimizer) -> Callable:
-    """``epoch(params, opt_state, key, xs, ts) -> (params, opt_state, mean loss)``: one pass of
-    truncated BPTT over the text, one scan.
-
-    It differs from ``fnet.train``'s epoch in what matters for truncated BPTT: the windows
-    (``xs``, ``ts`` from ``windows``) are taken **in order**, not shuffled, so that the
-    network's state starts from zeros (a reset) and flows from each window to the next;
-    ``key`` is split per window for dropout. Jit it.
-    """
-    grads_of = loss_and_grads(net, losses.softmax_cross_entropy, train=True)
-    stateful = "state" in net.uses
-
-    def epoch(params, opt_state, key, xs, ts):
-        state = net.init_state(xs.shape[1:]) if stateful else None
-
-        def step(carry, inputs):
-            params, opt_state, state = carry
-            x, t, k = inputs
-            out = grads_of(params, x, t, key=k if "key" in net.uses else None, state=state)
-            loss, grads, state = out if stateful else (*out, None)
+    def steps(params, opt_state, ids, key, first, count):
+        def step(i, carry):
+            params, opt_state, values = carry
+            k_data, k_net = jax.random.split(jax.random.fold_in(key, first + i))
+            x, t = random_windows(ids, k_data, batch_size, context)
+            value, grads = grads_of(params, x, t, key=k_net if uses_key else None)
             params, opt_state = optimizer.update(grads, opt_state, params)
-            return (params, opt_state, state), loss
+            return params, opt_state, values.at[i].set(value)
 
-        keys = jax.random.split(key, xs.shape[0])
-        (params, opt_state, _), step_losses = jax.lax.scan(step, (params, opt_state, state), (xs, ts, keys))
-        return params, opt_state, jnp.mean(step_losses)
+        values = jnp.full((n_steps,), jnp.nan, jnp.float32)
+        return jax.lax.fori_loop(0, jnp.minimum(count, n_steps), step, (params, opt_state, values))
 
-    return epoch
-
-
-def make_bptt_loss(net: Layer) -> Callable:
-    """``loss(params, xs, ts) -> mean cross-entropy per character`` over the windows in order
-    (evaluation mode, the state from zeros and carried from window to window)."""
-    stateful = "state" in net.uses
-
-    def evaluate(params, xs, ts):
-        state = net.init_state(xs.shape[1:]) if stateful else None
-
-        def step(state, inputs):
-            x, t = inputs
-            y, _, state = apply(net, params, x, train=False if "train" in net.uses else None, state=state)
-            return state, losses.softmax_cross_entropy.forward(y, t)[0]
-
-        _, per_window = jax.lax.scan(step, state, (xs, ts))
-        return jnp.mean(per_window)
-
-    return evaluate
+    return steps
 
 
-def sample(net: Layer, params, vocab: str, prompt: str, n: int, *, key: jax.Array,
-           temperature: float = 1.0) -> str:
-    """``n`` characters generated after ``prompt``, each drawn from ``softmax(logits / temperature)``.
+def consecutive_windows(ids: np.ndarray, context: int) -> tuple[np.ndarray, np.ndarray]:
+    """``ids`` cut into consecutive, non-overlapping windows of ``context`` and their next-id targets:
+    ``(x, t)``, each ``(n, context)`` with ``n = (len(ids) - 1) // context``; every id but the last
+    few is predicted once. ``ValueError`` when not even one window fits."""
+    n = (len(ids) - 1) // context
+    if n < 1:
+        raise ValueError(f"{len(ids)} characters make no window of {context}: need at least {context + 1}")
+    x = np.asarray(ids[: n * context]).reshape(n, context)
+    t = np.asarray(ids[1: n * context + 1]).reshape(n, context)
+    return x, t
 
-    The network must be stateful (``char_rnn``'s is): the prompt is read one
-    character at a time, then each drawn character is fed back. The same key
-    gives the same text; ``temperature`` below 1 sharpens the distribution
-    (towards the likeliest character), above 1 flattens it.
+
+def make_window_loss(net: Layer, *, batch_size: int = 64) -> Callable:
+    """``loss(params, x, t) -> mean cross-entropy in nats per id`` over windows ``(n, T)`` (from
+    ``consecutive_windows``), every position predicted, in evaluation mode, ``batch_size`` windows at a
+    time (the tail as one more static shape). Jit it."""
+
+    def chunk(params, xb, tb):
+        y, _, _ = apply(net, params, xb, train=False if "train" in net.uses else None)
+        return losses.softmax_cross_entropy.forward(y, tb)[0] * xb.shape[0]
+
+    def loss(params, x, t):
+        n = x.shape[0]
+        b = min(batch_size, n)
+        m = n // b * b
+        xs, ts = x[:m].reshape(n // b, b, -1), t[:m].reshape(n // b, b, -1)
+        total = jnp.sum(jax.lax.map(lambda xt: chunk(params, *xt), (xs, ts)))
+        if m < n:
+            total = total + chunk(params, x[m:], t[m:])
+        return total / n
+
+    return loss
+
+
+def generate(net: Layer, params, prompt: jax.Array, n: int, *, context: int, key: jax.Array,
+             temperature: float = 1.0, top_k: int | None = None) -> jax.Array:
+    """``n`` ids generated after ``prompt`` by a causal network of ids ``(1, T)`` to scores ``(1, T, V)``,
+    each drawn from ``softmax(logits / temperature)`` of the next position (only the ``top_k`` largest
+    logits, when given). No state: each step feeds the network the last ``context`` ids.
+
+    One compiled program whatever the prompt's length: the ids are kept in a window of ``context``
+    positions, filled from the left; while it is not full, the next id is read at the last filled
+    position, which a causal network computes without looking at the empty positions after it.
     """
-    if not prompt:
-        raise ValueError("sample: the prompt needs at least one character")
-    if not temperature > 0:
-        raise ValueError(f"sample: temperature must be positive, got {temperature}")
-    ids = jnp.asarray(encode(prompt, vocab))
-    run = _sampler(net, len(vocab), len(prompt), n)
-    return decode(run(params, ids, key, jnp.float32(temperature)), vocab)
+    prompt = jnp.asarray(prompt, jnp.int32)
+    return _generator(net, int(context), int(n), top_k)(params, prompt, key, jnp.float32(temperature))
 
 
-def _sampler(net: Layer, vocab_size: int, prompt_len: int, n: int):
-    def one(params, state, x):
-        y, _, state = apply(net, params, x.reshape(1, 1), train=False if "train" in net.uses else None,
-                            state=state)
-        return y[0, -1], state
-
+def _generator(net: Layer, context: int, n: int, top_k: int | None):
     @jax.jit
     def run(params, prompt, key, temperature):
-        state = net.init_state((1, 1))
-
-        def read(state, c):
-            logits, state = one(params, state, c)
-            return state, logits
-
-        state, logits = jax.lax.scan(read, state, prompt)
+        kept = prompt[-context:]
+        length = kept.shape[0]
+        window = jnp.zeros((context,), jnp.int32).at[:length].set(kept)
 
         def write(carry, k):
-            state, logits = carry
-            c = jax.random.categorical(k, logits / temperature)
-            logits, state = one(params, state, c)
-            return (state, logits), c
+            window, length = carry
+            y, _, _ = apply(net, params, window[None], train=False if "train" in net.uses else None)
+            logits = jax.lax.dynamic_index_in_dim(y[0], length - 1, keepdims=False) / temperature
+            if top_k is not None:
+                kth = jax.lax.top_k(logits, top_k)[0][-1]
+                logits = jnp.where(logits < kth, -jnp.inf, logits)
+            c = jax.random.categorical(k, logits).astype(jnp.int32)
+            full = length == context
+            window = jnp.where(full, jnp.roll(window, -1).at[-1].set(c), window.at[length].set(c))
+            return (window, jnp.where(full, length, length + 1)), c
 
-        _, out = jax.lax.scan(write, (state, logits[-1]), jax.random.split(key, n))
+        _, out = jax.lax.scan(write, (window, jnp.int32(length)), jax.random.split(key, n))
         return out
 
     return run
 
 
-def unigram_perplexity(train_ids: np.ndarray, val_ids: np.ndarray, vocab_size: int) -> float:
-    """The perplexity on ``val_ids`` of character frequencies counted in ``train_ids`` (add-one smoothed):
-    the baseline a model that ignores context reaches."""
+def sample(net: Layer, params, vocab: str, prompt: str, n: int, *, context: int, key: jax.Array,
+           temperature: float = 1.0, top_k: int | None = None) -> str:
+    """``n`` characters generated after ``prompt`` (``generate``), as text; the same key gives the
+    same text. ``temperature`` below 1 sharpens the distribution (towards the likeliest character),
+    above 1 flattens it; ``top_k`` keeps only the ``k`` likeliest.
+
+    **Raises:** ``ValueError`` for an empty prompt, characters the vocabulary lacks, a temperature
+    that is not positive, a ``top_k`` outside ``1 .. len(vocab)``.
+    """
+    if not prompt:
+        raise ValueError("sample: the prompt needs at least one character")
+    _args.positive("sample", "temperature", temperature)
+    if top_k is not None:
+        _args.interval("sample", "top_k", _args.count("sample", "top_k", top_k, 1), 1, len(vocab))
+    ids = generate(net, params, encode(prompt, vocab), n, context=context, key=key, temperature=temperature,
+                   top_k=top_k)
+    return decode(ids, vocab)
+
+
+def unigram_loss(train_ids: np.ndarray, val_ids: np.ndarray, vocab_size: int) -> float:
+    """The mean cross-entropy in nats per id on ``val_ids`` of the ids' frequencies counted in
+    ``train_ids`` (add-one smoothed): the baseline a model that ignores context reaches."""
     counts = np.bincount(train_ids, minlength=vocab_size) + 1.0
     logp = np.log(counts / counts.sum())
-    return math.exp(-float(np.mean(logp[val_ids])))
+    return -float(np.mean(logp[val_ids]))

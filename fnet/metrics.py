@@ -1,10 +1,11 @@
 """Metrics that ``fit`` evaluates beside the loss: ``accuracy``, ``top<k>``.
 
-A metric is a mean over examples of ``y: (N, C)`` outputs against the targets (class
-indices or one-hot rows). Which ones a run reports follows from its loss: a
-classification loss (``softmax_cross_entropy``) gets ``accuracy`` by default, a
-regression loss (``mean_squared_error``) none, so a regression's history holds no
-meaningless accuracy. ``fit(metrics=("accuracy", "top5"))`` asks for more.
+A metric is a mean over predictions of ``y: (N, C)`` outputs (or ``(N, T, C)`` for a
+sequence: per position) against the targets (class indices or one-hot rows). Which
+ones a run reports follows from its loss: a classification loss
+(``softmax_cross_entropy``) gets ``accuracy`` by default, a regression loss
+(``mean_squared_error``) none, so a regression's history holds no meaningless
+accuracy. ``fit(metrics=("accuracy", "top5"))`` asks for more.
 """
 
 from __future__ import annotations
@@ -24,13 +25,14 @@ Metric = tuple[str, Callable[[jax.Array, jax.Array], jax.Array]]  # (history key
 
 
 def top_k_accuracy(k: int) -> Callable[[jax.Array, jax.Array], jax.Array]:
-    """Fraction of rows whose label is among the ``k`` largest outputs."""
+    """Fraction of predictions (rows of ``(N, C)``, positions of ``(N, T, C)``) whose label is among the
+    ``k`` largest outputs."""
 
     def fn(y, t):
         t = jnp.asarray(t)
         labels = jnp.argmax(t, axis=-1) if t.shape == y.shape else t
         top = jax.lax.top_k(y, k)[1]
-        return jnp.mean(jnp.any(top == labels[:, None], axis=-1), dtype=jnp.float32)
+        return jnp.mean(jnp.any(top == labels[..., None], axis=-1), dtype=jnp.float32)
 
     return fn
 

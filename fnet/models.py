@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from fnet import _args
 from fnet import layers as L
 from fnet._trees import book_names
-from fnet.combinators import residual, sequential, time_distributed
+from fnet.combinators import residual, sequential, tied_embedding, time_distributed
 from fnet.core import Layer, output_shape
 
-__all__ = ["book_names", "multi_layer_net", "resnet", "rnnlm", "sequence_classifier", "simple_convnet",
-           "two_layer_net"]
+__all__ = ["book_names", "gpt", "multi_layer_net", "resnet", "rnnlm", "sequence_classifier", "simple_convnet",
+           "transformer_block", "two_layer_net"]
 
 
 def two_layer_net(input_size: int, hidden_size: int, output_size: int,
@@ -220,19 +221,85 @@ def sequence_classifier(cell: str = "lstm", hidden: int | Sequence[int] = 128,
 
 
 def rnnlm(vocab_size: int, wordvec_size: int = 64, hidden_size: int = 256, *, layers: int = 1,
-          dropout: float = 0.0, stateful: bool = True) -> Layer:
+          dropout: float = 0.0, stateful: bool = True, cell: str = "lstm") -> Layer:
     """The book's sequel's ``Rnnlm`` (``BetterRnnlm`` with ``layers=2`` and dropout): a language model.
 
-    ``embedding(vocab_size, wordvec_size)`` -> ``layers`` LSTMs of ``hidden_size``
-    (with ``dropout`` between them and before the output, when > 0) ->
-    ``time_distributed(affine(vocab_size))``: ids ``(N, T)`` -> scores ``(N, T,
-    vocab_size)`` for the next id at every step. ``stateful``: the LSTMs carry
-    their state between calls (truncated BPTT; ``fnet.language_model``).
+    ``embedding(vocab_size, wordvec_size)`` -> ``layers`` recurrent layers of ``hidden_size`` (``cell``:
+    ``"lstm"``, ``"gru"`` or ``"rnn"``; with ``dropout`` between them and before the output, when >
+    0) -> ``affine(vocab_size)`` on every position: ids ``(N, T)`` -> scores ``(N, T,
+    vocab_size)`` for the next id at every step. ``stateful``: the recurrent layers carry their
+    state between calls (truncated BPTT); ``stateful=False`` starts every call from zeros, as
+    ``fnet.language_model``'s training on random windows needs.
     """
     layers = _args.count("rnnlm", "layers", layers, 1)
+    if cell not in RECURRENT_CELLS:
+        raise ValueError(f"rnnlm: cell must be one of {sorted(RECURRENT_CELLS)}, got {cell!r}")
     parts: list[Layer] = [L.embedding(vocab_size, wordvec_size)]
     for _ in range(layers):
-        parts.append(L.lstm(hidden_size, stateful=stateful))
+        parts.append(RECURRENT_CELLS[cell](hidden_size, stateful=stateful))
         if dropout:
             parts.append(L.dropout(dropout))
     return sequential(*parts, time_distributed(L.affine(vocab_size)))
+
+
+def transformer_block(dim: int, heads: int, *, dropout: float = 0.0, std: float = 0.02,
+                      proj_std: float | None = None) -> Layer:
+    """A pre-LN transformer block (GPT-2, nanoGPT's ``Block``): two residual branches.
+
+    ``attn``: ``x + dropout(multi_head_attention(layer_norm(x)))`` (causal); ``mlp``: ``x +
+    dropout(affine(D)(gelu(affine(4D)(layer_norm(x)))))``, both affines on the last axis.
+    Weights ``N(0, std)``; the two projections back into the residual stream (the attention's
+    ``Wo`` and the MLP's second affine) ``N(0, proj_std)`` (default ``std``).
+
+    **Shapes:** ``(N, T, dim) -> (N, T, dim)``. Keys: ``attn/body/{ln_1, attn}``,
+    ``mlp/body/{ln_2, fc, gelu, proj}`` (and ``drop`` with dropout).
+    """
+    dim = _args.count("transformer_block", "dim", dim, 1)
+    proj_std = std if proj_std is None else proj_std
+    drop = [("drop", L.dropout(dropout))] if dropout else []
+    attn = sequential(("ln_1", L.layer_norm()),
+                      ("attn", L.multi_head_attention(heads, causal=True, dropout=dropout, W_init=std,
+                                                      out_init=proj_std)), *drop)
+    mlp = sequential(("ln_2", L.layer_norm()), ("fc", L.affine(4 * dim, W_init=std, flatten=False)),
+                     ("gelu", L.gelu()), ("proj", L.affine(dim, W_init=proj_std, flatten=False)), *drop)
+    return sequential(("attn", residual(attn)), ("mlp", residual(mlp)))
+
+
+def gpt(vocab_size: int, context: int, layers: int = 4, heads: int = 4, dim: int = 128, dropout: float = 0.0,
+        tie_weights: bool = True) -> Layer:
+    """A GPT language model in nanoGPT's layout (``model.py``) and initialisation.
+
+    ids ``(N, T)`` -> ``wte``, a token ``embedding(vocab_size, dim)`` -> ``trunk``: ``wpe``, a learned
+    ``positional_embedding(context)`` added, dropout, ``layers`` pre-LN transformer blocks
+    (``h_0``, ``h_1``, ...; causal attention with ``heads`` heads, a 4x MLP with GELU), a final
+    ``ln_f`` layer norm -> the output layer -> scores ``(N, T, vocab_size)`` for the next id at
+    every position (``T <= context``).
+
+    **Initialisation** (GPT-2's): every weight ``N(0, 0.02)``, biases zero, and the projections back
+    into the residual stream ``N(0, 0.02 / sqrt(2 * layers))``, so that the residual stream's
+    variance does not grow with depth.
+
+    **Output layer:** with ``tie_weights`` (default, as GPT-2) it is the token embedding's table
+    transposed (``combinators.tied_embedding``): no parameters of its own, and the table's
+    gradient is the sum of its two uses. Without, an ``affine(vocab_size, flatten=False,
+    bias=False)`` of its own (``lm_head``).
+
+    **Uses:** ``{"key", "train"}`` with ``dropout > 0`` (after the embeddings, on the attention
+    weights, after each residual branch), nothing otherwise.
+    """
+    vocab_size = _args.count("gpt", "vocab_size", vocab_size, 1)
+    context = _args.count("gpt", "context", context, 1)
+    layers = _args.count("gpt", "layers", layers, 1)
+    if not isinstance(tie_weights, bool):
+        raise TypeError(f"gpt: tie_weights must be True or False, got {tie_weights!r}")
+    std, proj_std = 0.02, 0.02 / math.sqrt(2 * layers)
+    trunk = sequential(("wpe", L.positional_embedding(context, W_init=std)),
+                       *([("drop", L.dropout(dropout))] if dropout else []),
+                       *[(f"h_{i}", transformer_block(dim, heads, dropout=dropout, std=std,
+                                                      proj_std=proj_std)) for i in range(layers)],
+                       ("ln_f", L.layer_norm()))
+    wte = L.embedding(vocab_size, dim, W_init=std)
+    if tie_weights:
+        return tied_embedding(wte, trunk)
+    return sequential(("wte", wte), ("trunk", trunk),
+                      ("lm_head", L.affine(vocab_size, W_init=std, flatten=False, bias=False)))

@@ -54,12 +54,16 @@ def accuracy(net: Layer, params: Params, x: jax.Array, t: jax.Array, *,
 
 
 def accuracy_of(y: jax.Array, t: jax.Array) -> jax.Array:
-    """Fraction of rows of ``y: (N, C)`` whose arg-max equals the label in ``t``."""
+    """Fraction of the predictions of ``y`` whose arg-max equals the label in ``t``.
+
+    ``y: (N, C)`` with labels ``(N,)``, or a sequence's scores ``y: (N, T, C)`` with labels ``(N, T)``
+    (per-position accuracy: every position counts once); or one-hot targets of ``y``'s shape.
+    """
     t = jnp.asarray(t)
     if t.shape == y.shape:
         t = jnp.argmax(t, axis=-1)
-    elif t.shape != y.shape[:1]:
+    elif t.shape != y.shape[:-1]:
         raise ShapeError("accuracy", f"labels of shape {shape_str(t.shape)} do not fit outputs of shape "
-                                     f"{shape_str(y.shape)}: pass ({y.shape[0]},) class indices or "
-                                     f"one-hot {shape_str(y.shape)}")
+                                     f"{shape_str(y.shape)}: pass class indices of shape "
+                                     f"{shape_str(y.shape[:-1])} or one-hot {shape_str(y.shape)}")
     return jnp.mean(jnp.argmax(y, axis=-1) == t, dtype=jnp.float32)

@@ -73,7 +73,8 @@ from fnet._trees import check_like, leaves_with_paths
 from fnet.schedules import Schedule
 
 __all__ = ["OPTIMIZERS", "DecayMask", "LearningRate", "OptState", "Optimizer", "Params", "adagrad", "adam",
-           "by_name", "clip_by_global_norm", "momentum", "nesterov", "rmsprop", "sgd", "weights_only"]
+           "adamw", "by_name", "clip_by_global_norm", "matrices_only", "momentum", "nesterov", "rmsprop",
+           "sgd", "weights_only"]
 
 
 # --------------------------------------------------------------------------- the record and lifting a rule
@@ -114,8 +115,13 @@ Rule = Callable[..., tuple[jax.Array, tuple[jax.Array, ...]]]
 
 
 def lift(name: str, hyper: tuple, lr, weight_decay, decay_mask, slots: tuple[str, ...],
-               rule: Rule) -> Optimizer:
-    """Lift a per-leaf ``rule`` onto parameter pytrees, with lr schedule and weight decay."""
+         rule: Rule, *, decoupled: bool = False) -> Optimizer:
+    """Lift a per-leaf ``rule`` onto parameter pytrees, with lr schedule and weight decay.
+
+    The decay is coupled (``g <- g + lambda * W`` before the rule: the book's L2 term), or with
+    ``decoupled`` the rule's step and the decay side by side (``W <- rule(W) - eta * lambda * W``:
+    AdamW's, Loshchilov and Hutter).
+    """
     lr = check_lr(name, lr)
     weight_decay = _args.number(name, "weight_decay", weight_decay)
     if weight_decay < 0:
@@ -162,10 +168,12 @@ def lift(name: str, hyper: tuple, lr, weight_decay, decay_mask, slots: tuple[str
         for i, ((path, w), g) in enumerate(zip(leaves, g_leaves, strict=True)):
             dtype = jnp.result_type(w)
             g = jnp.asarray(g).astype(dtype)
-            if decayed(path, w):
+            if decayed(path, w) and not decoupled:
                 g = g + weight_decay * w
             lr_w = lr_now if isinstance(lr_now, float) else lr_now.astype(dtype)
             w2, s2 = rule(w, g, tuple(sl[i] for sl in slot_leaves), lr_w, t)
+            if decayed(path, w) and decoupled:
+                w2 = w2 - lr_w * weight_decay * w
             new_w.append(jnp.asarray(w2).astype(dtype))
             for out, s in zip(new_slots, s2, strict=True):
                 out.append(jnp.asarray(s).astype(dtype))
@@ -222,6 +230,12 @@ def fmt(value) -> str:
     if isinstance(value, Schedule) or not callable(value):
         return repr(value)
     return getattr(value, "__qualname__", repr(value))
+
+
+def matrices_only(path: str, param: jax.Array) -> bool:
+    """``adamw``'s default ``decay_mask``: decay a parameter iff it has two or more dimensions (weight
+    matrices, convolution kernels, embedding tables), not biases or normalisation scales."""
+    return jnp.ndim(param) >= 2
 
 
 def weights_only(path: str, param: jax.Array) -> bool:
@@ -377,6 +391,39 @@ def adam(lr: LearningRate = 0.001, beta1: float = 0.9, beta2: float = 0.999, eps
                       decay_mask, ("m", "v"), rule)
 
 
+def adamw(lr: LearningRate = 0.001, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8, *,
+          weight_decay: float = 0.01, decay_mask: DecayMask = matrices_only) -> Optimizer:
+    """Adam with decoupled weight decay (Loshchilov and Hutter, arXiv:1711.05101): ``torch.optim.AdamW``.
+
+    ``adam``'s update, and beside it, not through the moments, ``W <- W - eta * lambda * W`` for
+    the parameters ``decay_mask`` selects::
+
+        W <- W - eta * (m_hat / (sqrt(v_hat) + eps) + lambda * W)
+
+    With ``adam(weight_decay=...)`` the decay is the book's L2 term, added to the gradient, and
+    so divided by ``sqrt(v_hat)`` like it: a weight with large gradients is hardly decayed.
+    Decoupled, every selected weight shrinks by the same factor ``1 - eta * lambda`` a step.
+
+    **Arguments:** as ``adam``; ``weight_decay`` ``lambda`` (default 0.01, PyTorch's); ``decay_mask``
+    (default ``matrices_only``: weights of two or more dimensions, as nanoGPT decays them: not
+    biases, not layer norm's ``gamma`` and ``beta``). **State:** ``{"step", "m", "v"}``.
+    """
+    b1 = _args.in_unit("adamw", "beta1", beta1)
+    b2 = _args.in_unit("adamw", "beta2", beta2)
+    eps = _args.positive("adamw", "eps", eps)
+
+    def rule(w, g, slots, lr, t):
+        m, v = slots
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        cdt = jnp.promote_types(w.dtype, jnp.float32)
+        m_hat, v_hat = m / one_minus_pow(b1, t, cdt), v / one_minus_pow(b2, t, cdt)
+        return w - lr * m_hat / (jnp.sqrt(v_hat) + eps), (m, v)
+
+    return lift("adamw", (("beta1", b1), ("beta2", b2), ("eps", eps)), lr, weight_decay, decay_mask,
+                ("m", "v"), rule, decoupled=True)
+
+
 def clip_by_global_norm(optimizer: Optimizer, max_norm: float) -> Optimizer:
     """``optimizer`` applied to gradients rescaled so that their global norm is at most ``max_norm``.
 
@@ -409,6 +456,7 @@ OPTIMIZERS: Mapping[str, Callable[..., Optimizer]] = MappingProxyType({
     "adagrad": adagrad,
     "rmsprop": rmsprop,
     "adam": adam,
+    "adamw": adamw,
 })
 """The constructors by name, for command lines (``--optimizer adam``). Read-only."""
 

@@ -144,6 +144,39 @@ LAYER_CASES = [
         L.embedding(9, 4), L.lstm(5, stateful=True), L.lstm(4, stateful=True),
         fnet.time_distributed(L.affine(9))),
          [(2, 5)], x_fn=ids(9), random_state=True),
+    # the transformer: GELU, positional embeddings, affine on the last axis, attention (heads 1 to 4,
+    # causal and not, T = 1, batch 1), a block, weight tying, whole GPTs (tied, untied, dropout, a
+    # prompt shorter than the context)
+    Case("gelu", L.gelu, [(1, 6), (4, 5), (2, 3, 4)], float32=[(12, 64, 512)]),
+    Case("gelu tanh", lambda: L.gelu(approximate=True), [(1, 6), (2, 3, 4)], float32=[(100, 50)]),
+    Case("positional_embedding", lambda: L.positional_embedding(64), [(1, 1, 4), (2, 5, 3), (3, 64, 2)],
+         float32=[(12, 64, 128)]),
+    Case("positional_embedding sinusoidal", lambda: L.positional_embedding(64, "sinusoidal"),
+         [(1, 1, 4), (2, 5, 6)], float32=[(12, 64, 128)]),
+    Case("affine last axis", lambda: L.affine(5, flatten=False), [(1, 1, 3), (2, 4, 3), (2, 3, 2, 4)],
+         float32=[(12, 64, 128)]),
+    Case("affine no bias", lambda: L.affine(4, bias=False), [(1, 3), (3, 2, 2)], float32=[(100, 50)]),
+    Case("multi_head_attention", lambda: L.multi_head_attention(2), [(1, 1, 4), (2, 5, 4)],
+         float32=[(12, 64, 128)]),
+    Case("multi_head_attention causal", lambda: L.multi_head_attention(4, causal=True),
+         [(1, 1, 8), (1, 6, 8), (3, 5, 4)], float32=[(12, 64, 128)]),
+    Case("multi_head_attention one head causal", lambda: L.multi_head_attention(1, causal=True),
+         [(1, 1, 3), (2, 4, 3)]),
+    Case("multi_head_attention three heads", lambda: L.multi_head_attention(3), [(2, 4, 6)]),
+    Case("multi_head_attention dropout", lambda: L.multi_head_attention(2, causal=True, dropout=0.3),
+         [(2, 5, 4)], eval_mode=[(2, 5, 4)]),
+    Case("transformer_block", lambda: fnet.models.transformer_block(8, 2), [(1, 1, 8), (2, 5, 8)]),
+    Case("tied_embedding", lambda: fnet.tied_embedding(L.embedding(9, 4), fnet.sequential(
+        L.positional_embedding(6), L.layer_norm(), L.affine(4, flatten=False))), [(1, 1), (2, 5)],
+         x_fn=ids(9)),
+    Case("gpt", lambda: fnet.models.gpt(11, 8, layers=2, heads=2, dim=8), [(1, 8), (2, 8)], x_fn=ids(11)),
+    Case("gpt prompt shorter than the context", lambda: fnet.models.gpt(11, 8, layers=1, heads=4, dim=8),
+         [(2, 3), (1, 1)], x_fn=ids(11)),
+    Case("gpt untied", lambda: fnet.models.gpt(11, 8, layers=2, heads=2, dim=8, tie_weights=False), [(2, 6)],
+         x_fn=ids(11)),
+    Case("gpt dropout", lambda: fnet.models.gpt(11, 8, layers=2, heads=2, dim=8, dropout=0.2), [(2, 6)],
+         eval_mode=[(2, 6)], x_fn=ids(11)),
+    Case("gpt nanogpt shapes", lambda: fnet.models.gpt(65, 64), float32=[(2, 64)], x_fn=ids(65)),
     Case("two_layer_net", lambda: fnet.two_layer_net(12, 6, 3, weight_init_std=0.5),
          [(1, 12), (5, 12), (2, 3, 4)]),
     Case("two_layer_net book", lambda: fnet.two_layer_net(784, 50, 10), float32=[(100, 784)]),
@@ -258,7 +291,7 @@ def test_every_layer_is_listed_in_every_column():
     assert not no_eval, f"these cases behave differently in evaluation; give them eval_mode: {no_eval}"
 
 
-COMBINATORS = ("sequential", "residual", "parallel", "time_distributed")
+COMBINATORS = ("sequential", "residual", "parallel", "time_distributed", "tied_embedding")
 
 
 def test_every_combinator_is_listed():

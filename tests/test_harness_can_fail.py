@@ -11,7 +11,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import pytest
-from harness import TOL32, TOL64, WRONG, compare_layer, compare_loss, compare_node, ties, worst
+from harness import TOL32, TOL64, WRONG, compare_layer, compare_loss, compare_node, ids, ties, worst
 from jax import lax
 
 import fnet
@@ -271,3 +271,49 @@ def test_harness_rejects_an_embedding_that_overwrites_repeated_ids():
     assert worst(compare_layer(layer, (6, 5), x_fn=ids(3))) <= TOL64
     wrong = dataclasses.replace(layer, backward=backward_set)
     assert worst(compare_layer(wrong, (6, 5), x_fn=ids(3))) > WRONG
+
+
+# ----------------------------------------------------------------------------- attention and the transformer
+
+
+def test_harness_rejects_an_attention_softmax_backward_without_the_row_sum(monkeypatch):
+    from fnet.layers import attention
+
+    layer = L.multi_head_attention(2, causal=True)
+    assert worst(compare_layer(layer, (2, 5, 4))) <= TOL64
+    monkeypatch.setattr(attention, "softmax_backward", lambda a, da: a * da)  # the diagonal term alone
+    assert worst(compare_layer(layer, (2, 5, 4))) > WRONG
+
+
+def test_causality_check_rejects_a_mask_that_lets_t_see_t_plus_1(monkeypatch):
+    # a leaky mask is no wrong backward (autodiff agrees with it): the causality check catches it
+    from test_attention import first_position_changed
+
+    from fnet.layers import attention
+
+    net = fnet.models.gpt(7, 6, layers=1, heads=2, dim=8)
+    assert first_position_changed(net, t=3) == 3
+    monkeypatch.setattr(attention, "causal_mask", lambda t: jnp.tril(jnp.ones((t, t), bool), 1))
+    assert first_position_changed(net, t=3) == 2  # position 2 now sees token 3
+    assert worst(compare_layer(net, (2, 6), x_fn=ids(7))) <= TOL64
+
+
+def test_harness_rejects_a_tied_embedding_that_drops_one_of_its_two_uses():
+    net = fnet.models.gpt(9, 6, layers=1, heads=2, dim=4)
+
+    def head_use(cache, dout):  # the output layer's share of the table's gradient: dy^T h
+        _, _, h, W, _ = cache
+        return dout.reshape(-1, W.shape[0]).T @ h.reshape(-1, W.shape[1])
+
+    def lookup_only(cache, dout):
+        grads, dx = net.backward(cache, dout)
+        W = grads["embedding"]["W"] - head_use(cache, dout)
+        return {**grads, "embedding": {"W": W}}, dx
+
+    def head_only(cache, dout):
+        grads, dx = net.backward(cache, dout)
+        return {**grads, "embedding": {"W": head_use(cache, dout)}}, dx
+
+    assert worst(compare_layer(net, (2, 6), x_fn=ids(9))) <= TOL64
+    for wrong in (lookup_only, head_only):
+        assert worst(compare_layer(dataclasses.replace(net, backward=wrong), (2, 6), x_fn=ids(9))) > WRONG

@@ -71,6 +71,11 @@ def ref_adam(w, g, s, t, b1=0.8, b2=0.95, eps=1e-3):
     return w - LR * m_hat / (np.sqrt(v_hat) + eps), {"m": m, "v": v}
 
 
+def ref_adamw(w, g, s, t, b1=0.8, b2=0.95, eps=1e-3, lam=0.0):
+    w_adam, slots = ref_adam(w, g, s, t, b1, b2, eps)
+    return w_adam - LR * lam * w, slots  # decoupled: beside the moments, on the weight itself
+
+
 CASES = {
     "sgd": (optim.sgd(LR), ref_sgd, ()),
     "momentum": (optim.momentum(LR, momentum=0.8), ref_momentum, ("v",)),
@@ -78,6 +83,7 @@ CASES = {
     "adagrad": (optim.adagrad(LR, eps=1e-3), ref_adagrad, ("h",)),
     "rmsprop": (optim.rmsprop(LR, decay=0.7, eps=1e-3), ref_rmsprop, ("h",)),
     "adam": (optim.adam(LR, beta1=0.8, beta2=0.95, eps=1e-3), ref_adam, ("m", "v")),
+    "adamw": (optim.adamw(LR, beta1=0.8, beta2=0.95, eps=1e-3, weight_decay=0.0), ref_adamw, ("m", "v")),
 }
 
 
@@ -207,6 +213,7 @@ CONVERGE = {
     "adagrad": (optim.adagrad(0.5), 300),
     "rmsprop": (optim.rmsprop(schedules.cosine(0.05, total_steps=300)), 300),
     "adam": (optim.adam(0.1), 300),
+    "adamw": (optim.adamw(0.1, weight_decay=0.0), 300),
 }
 
 
@@ -250,6 +257,44 @@ def test_sgd_weight_decay_is_coupled_l2_on_weights_only():
         gW, gb = np.asarray(grads[layer]["W"]), np.asarray(grads[layer]["b"])
         np.testing.assert_allclose(p[layer]["W"], W - LR * (gW + lam * W), rtol=1e-13)
         np.testing.assert_allclose(p[layer]["b"], b - LR * gb, rtol=1e-13)  # biases not decayed
+
+
+def test_adamw_decays_the_weight_beside_the_moments():
+    # three steps against the hand computation with decay on, the default mask: matrices only
+    lam = 0.3
+    opt = optim.adamw(LR, beta1=0.8, beta2=0.95, eps=1e-3, weight_decay=lam)
+    params, grads_seq = tree(), [tree(seed=s) for s in (1, 2, 3)]
+    (p, st), = run_fnet(opt, params, grads_seq)[-1:]
+    ws = leaves64(params)
+    slots = [{"m": np.zeros_like(w), "v": np.zeros_like(w)} for w in ws]
+    for t, grads in enumerate(grads_seq, start=1):
+        for i, g in enumerate(leaves64(grads)):
+            ws[i], slots[i] = ref_adamw(ws[i], g, slots[i], t, lam=lam if ws[i].ndim >= 2 else 0.0)
+    for got, want in zip(leaves64(p), ws, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+    # the moments never see the decay: the same as adam's without decay
+    (_, st_adam), = run_fnet(optim.adam(LR, beta1=0.8, beta2=0.95, eps=1e-3), params, grads_seq)[-1:]
+    for a, b in zip(leaves64(st["m"]), leaves64(st_adam["m"]), strict=True):
+        np.testing.assert_array_equal(a, b)
+    # coupled decay (adam's) differs: it goes through the moments
+    (p_coupled, _), = run_fnet(optim.adam(LR, beta1=0.8, beta2=0.95, eps=1e-3, weight_decay=lam), params,
+                               grads_seq)[-1:]
+    assert not np.allclose(leaves64(p_coupled)[0], leaves64(p)[0])  # affine_0/W, decayed by both
+
+
+def test_adamw_matches_torch_adamw():
+    torch = pytest.importorskip("torch")
+    params, grads_seq = tree(), [tree(seed=s) for s in (1, 2, 3)]
+    (p, _), = run_fnet(optim.adamw(LR, beta1=0.9, beta2=0.99, eps=1e-8, weight_decay=0.1,
+                                   decay_mask=lambda path, w: True), params, grads_seq)[-1:]
+    tensors = [torch.tensor(np.asarray(w), requires_grad=True) for w in jax.tree.leaves(params)]
+    opt = torch.optim.AdamW(tensors, lr=LR, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.1)
+    for grads in grads_seq:
+        for t, g in zip(tensors, jax.tree.leaves(grads), strict=True):
+            t.grad = torch.tensor(np.asarray(g))
+        opt.step()
+    for got, want in zip(leaves64(p), tensors, strict=True):
+        np.testing.assert_allclose(got, want.detach().numpy(), rtol=1e-12)
 
 
 @pytest.mark.parametrize("name", ["momentum", "adam"])
@@ -481,8 +526,10 @@ def test_book_defaults():
         {"lr": 0.01, "eps": 1e-7},
         {"lr": 0.01, "decay": 0.99, "eps": 1e-7},
         {"lr": 0.001, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8},
+        {"lr": 0.001, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.01,
+         "decay_mask": optim.matrices_only},
     ]
-    assert NAMES == ["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam"]
+    assert NAMES == ["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw"]
 
 
 @pytest.mark.parametrize("given, name", [("adam", "adam"), ("AdaGrad", "adagrad"), (" SGD ", "sgd"),
@@ -498,9 +545,9 @@ def test_by_name_passes_hyperparameters_and_drops_none():
 
 
 def test_by_name_unknown_name_lists_valid_names():
-    with pytest.raises(ValueError, match=r"unknown optimizer 'adamw'; valid names are "
-                                         r"sgd, momentum, nesterov, adagrad, rmsprop, adam"):
-        optim.by_name("adamw")
+    with pytest.raises(ValueError, match=r"unknown optimizer 'lion'; valid names are "
+                                         r"sgd, momentum, nesterov, adagrad, rmsprop, adam, adamw"):
+        optim.by_name("lion")
 
 
 def test_by_name_unknown_hyperparameter_lists_accepted_ones():

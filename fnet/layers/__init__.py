@@ -1,19 +1,22 @@
 """Layers: constructors that return ``fnet.Layer`` records.
 
 Every layer's docstring states its shapes, what its cache holds and its derivative.
-Images are channels-last: ``(N, H, W, C)``; sequences batch-major: ``(N, T, D)``.
+Images are channels-last: ``(N, H, W, C)``; sequences batch-major: ``(N, T, D)``. A transformer
+block is built from ``layer_norm``, ``multi_head_attention``, ``affine(..., flatten=False)`` and
+``gelu`` (``fnet.models.gpt``).
 """
 
-from fnet.layers.activations import identity, relu, sigmoid, softmax, tanh
+from fnet.layers.activations import gelu, identity, relu, sigmoid, softmax, tanh
 from fnet.layers.affine import affine
+from fnet.layers.attention import multi_head_attention
 from fnet.layers.conv import conv2d
 from fnet.layers.dropout import dropout
-from fnet.layers.embedding import embedding
+from fnet.layers.embedding import embedding, positional_embedding
 from fnet.layers.normalization import batch_norm, layer_norm
 from fnet.layers.pooling import avg_pool2d, global_avg_pool2d, max_pool2d
 from fnet.layers.recurrent import gru, lstm, rnn
 from fnet.layers.shape import flatten
 
-__all__ = ["affine", "avg_pool2d", "batch_norm", "conv2d", "dropout", "embedding", "flatten",
-           "global_avg_pool2d", "gru", "identity", "layer_norm", "lstm", "max_pool2d", "relu", "rnn",
-           "sigmoid", "softmax", "tanh"]
+__all__ = ["affine", "avg_pool2d", "batch_norm", "conv2d", "dropout", "embedding", "flatten", "gelu",
+           "global_avg_pool2d", "gru", "identity", "layer_norm", "lstm", "max_pool2d", "multi_head_attention",
+           "positional_embedding", "relu", "rnn", "sigmoid", "softmax", "tanh"]

@@ -5,8 +5,11 @@ Each works on any input shape and returns ``y`` of the same shape.
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 from fnet.core import Layer, check_shape
 from fnet.layers._checks import float_input, min_rank
@@ -115,3 +118,38 @@ def softmax() -> Layer:
         return {}, y * (dout - jnp.sum(dout * y, axis=-1, keepdims=True))
 
     return Layer("softmax", init, forward, backward)
+
+
+def gelu(approximate: bool = False) -> Layer:
+    """The Gaussian error linear unit (Hendrycks and Gimpel 2016): ``y = x * Phi(x)``, ``Phi`` the
+    standard normal's distribution function; the activation of the transformer's MLP.
+
+    ``approximate=False`` (default; ``torch.nn.GELU()`` and nanoGPT): the exact
+    ``Phi(x) = (1 + erf(x / sqrt(2))) / 2``. ``approximate=True``: GPT-2's tanh form,
+    ``y = x (1 + tanh(u)) / 2`` with ``u = sqrt(2/pi) (x + 0.044715 x^3)``.
+
+    **Shapes:** any; ``y`` has ``x``'s shape. **Cache:** ``x``.
+
+    **Derivative:** exact: ``dy/dx = Phi(x) + x phi(x)``, ``phi(x) = exp(-x^2/2) / sqrt(2 pi)``
+    the normal's density; tanh form: ``dy/dx = (1 + tanh(u)) / 2 + x (1 - tanh(u)^2) / 2 *
+    sqrt(2/pi) (1 + 3 * 0.044715 x^2)``.
+    """
+    if not isinstance(approximate, bool):
+        raise TypeError(f"gelu: approximate must be True or False, got {approximate!r}")
+    c = math.sqrt(2 / math.pi)
+
+    def forward(params, x):
+        x = float_input("gelu", x)
+        if approximate:
+            return 0.5 * x * (1 + jnp.tanh(c * (x + 0.044715 * x ** 3))), x
+        return 0.5 * x * (1 + lax.erf(x / math.sqrt(2))), x
+
+    def backward(x, dout):
+        if approximate:
+            t = jnp.tanh(c * (x + 0.044715 * x ** 3))
+            return {}, dout * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * c * (1 + 3 * 0.044715 * x * x))
+        cdf = 0.5 * (1 + lax.erf(x / math.sqrt(2)))
+        pdf = jnp.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+        return {}, dout * (cdf + x * pdf)
+
+    return Layer("gelu", _same_shape("gelu"), forward, backward)

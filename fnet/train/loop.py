@@ -201,9 +201,10 @@ def _finisher(run: Settings, history: dict, run_key, t_loop: float) -> Callable:
 
 
 def format_record(rec: dict, total_epochs: int) -> str:
-    """The log line of one epoch's record."""
+    """The log line of one epoch's record: the training loss (the mean over the epoch's minibatches),
+    the training set's metrics, and the held-out sets' loss and metrics."""
     width = len(str(total_epochs))
-    shown = [(k, v) for k, v in rec.items() if k.startswith(("train_", "test_")) and not k.endswith("_loss")]
+    shown = [(k, v) for k, v in rec.items() if k.startswith(("train_", "test_")) and k != "train_loss"]
     metrics = "".join(f"  {k.replace('_', ' ')} {v:.4f}" for k, v in shown if not math.isnan(v))
     return (f"epoch {rec['epoch']:{width}d}/{total_epochs}  loss {rec['loss']:.4f}{metrics}"
             f"  {rec['elapsed']:6.1f}s  {rec['samples_per_s']:,.0f} samples/s")

@@ -16,8 +16,8 @@ from fnet import _args
 from fnet._trees import first_non_finite, leaves_with_paths
 from fnet.metrics import history_keys
 
-__all__ = ["HISTORY_KEYS", "DivergenceError", "NonFiniteLossError", "check_divergence", "early_stopping",
-           "metric_mode"]
+__all__ = ["HISTORY_KEYS", "DivergenceError", "NonFiniteLossError", "check_divergence", "diverged",
+           "early_stopping", "metric_mode"]
 
 HISTORY_KEYS = history_keys(("acc",))
 """The keys of an epoch's record with the default metric of a classification loss (accuracy):
@@ -43,7 +43,7 @@ class NonFiniteLossError(DivergenceError):
 
 
 def check_divergence(e: int, losses: np.ndarray, new_params, carry, history: dict, divergence,
-                      checkpoint, finite: Sequence[bool] | None = None) -> None:
+                     checkpoint, finite: Sequence[bool] | None = None) -> None:
     """Stop when the epoch's mean loss is ``divergence`` times the reference, or parameters are not finite.
 
     The reference is the first epoch's mean loss; during the first epoch, its first step's
@@ -52,15 +52,7 @@ def check_divergence(e: int, losses: np.ndarray, new_params, carry, history: dic
     ``None``: checked here, leaf by leaf.
     """
     reference = history["loss"][0] if history["loss"] else float(losses[0])
-    mean = float(losses.mean())
-    why = None
-    if divergence is not None and mean > divergence * reference:
-        why = (f"the mean training loss {mean:.4g} is over {divergence:g} times the starting loss "
-               f"{reference:.4g} (the divergence rule: fit(divergence=), --divergence)")
-    elif (bad := first_non_finite(new_params) if finite is None else
-          next((path for (path, _), ok in zip(leaves_with_paths(new_params), finite, strict=True) if not ok),
-               None)) is not None:
-        why = f"the parameter {bad} became NaN or infinite, although the loss stayed finite"
+    why = diverged(losses, reference, new_params, divergence, finite)
     if why is not None:
         kept = f"; the checkpoint {checkpoint} holds epoch {e}" if checkpoint and e > 0 else ""
         kept_params = f"the parameters from the end of epoch {e}" if e else "the starting parameters"
@@ -69,6 +61,24 @@ def check_divergence(e: int, losses: np.ndarray, new_params, carry, history: dic
             f"kept{kept}. Try a smaller learning rate, or check the inputs.",
             epoch=e + 1, params=carry[0], opt_state=carry[1], state=carry[2],
             history={k: np.asarray(v) for k, v in history.items()})
+
+
+def diverged(losses: np.ndarray, reference: float, new_params, divergence: float | None,
+             finite: Sequence[bool] | None = None) -> str | None:
+    """The divergence rule: why a stretch of training with these minibatch ``losses`` diverged, or
+    ``None``. It diverged when their mean is over ``divergence`` times the ``reference`` (the
+    starting loss; ``None``: no such rule), or when a parameter of ``new_params`` is no longer
+    finite (``finite``: each leaf's flag, in ``jax.tree.leaves`` order, when already computed).
+    ``fit`` (``check_divergence``) and ``scripts/char_lm.py`` share it."""
+    mean = float(np.mean(losses))
+    if divergence is not None and mean > divergence * reference:
+        return (f"the mean training loss {mean:.4g} is over {divergence:g} times the starting loss "
+                f"{reference:.4g} (the divergence rule: fit(divergence=), --divergence)")
+    bad = first_non_finite(new_params) if finite is None else next(
+        (path for (path, _), ok in zip(leaves_with_paths(new_params), finite, strict=True) if not ok), None)
+    if bad is not None:
+        return f"the parameter {bad} became NaN or infinite, although the loss stayed finite"
+    return None
 
 
 def metric_mode(metric: str) -> str:

@@ -9,7 +9,15 @@ tape's pictures (``fnet.graph.draw``), whose ``render`` turns it into SVG.
 
 from __future__ import annotations
 
-from fnet.core import Layer, check_shape, concat_shape, fold_time, output_shape, unfold_time
+from fnet.core import (
+    Layer,
+    check_shape,
+    concat_shape,
+    fold_time,
+    output_shape,
+    param_shapes,
+    unfold_time,
+)
 from fnet.graph.draw import FONT, GRADIENT_COLOR, quote
 
 __all__ = ["draw_network"]
@@ -147,6 +155,14 @@ class _NetWalk:
 
     def concat(self, *xs):
         return self.g.merge("concat", xs, self.frames, concat_shape([self.g.values[x]["shape"] for x in xs]))
+
+    def transposed(self, key, x):
+        """One box for the output layer that reuses the embedding ``key``'s table ``(V, D)``, transposed."""
+        table, _ = param_shapes(self.children[key], (None, 1))
+        node_id = f"layer:{self.prefix}{key}^T"
+        self.g.node(node_id, "box", f"{key}^T\nthe table, transposed (tied)", self.frames)
+        self.g.consume(x, node_id)
+        return self.g.value(node_id, (*self.g.values[x]["shape"][:-1], table["W"].shape[0]))
 
     def each_step(self, key, x):
         """One box for the child run on every time step (its inside is not drawn)."""

@@ -129,9 +129,15 @@ class _ShapeWalk:
     def __init__(self, layer: Layer, prefix: str, depth: int, rows: list, notes: list):
         self.children, self.prefix, self.depth, self.rows, self.notes = (
             dict(layer.children), prefix, depth, rows, notes)
+        self.inputs: dict[str, Shape] = {}
 
     def call(self, key, shape):
+        self.inputs[key] = shape
         return _visit(self.children[key], self.prefix + key, self.depth, shape, self.rows, self.notes)
+
+    def transposed(self, key, shape):
+        params, _ = param_shapes(self.children[key], self.inputs[key])
+        return (*shape[:-1], params["W"].shape[0])
 
     def add(self, *shapes):
         return shapes[0]
@@ -180,7 +186,7 @@ def _caches(net: Layer, rows: list, input_shape: Shape, batch_size: int, dtype) 
             return y
 
         if _expands(net):
-            return net.wiring(_TraceWalk(net, "", leaf), x)
+            return net.wiring(_TraceWalk(net, "", leaf, params), x)
         return leaf(net.name, x)
 
     jax.eval_shape(run, params, x)
@@ -190,14 +196,17 @@ def _caches(net: Layer, rows: list, input_shape: Shape, batch_size: int, dtype) 
 class _TraceWalk:
     """``Wiring`` over traced arrays: a leaf ``call`` runs the layer and records its cache."""
 
-    def __init__(self, layer: Layer, prefix: str, leaf):
-        self.children, self.prefix, self.leaf = dict(layer.children), prefix, leaf
+    def __init__(self, layer: Layer, prefix: str, leaf, params: dict):
+        self.children, self.prefix, self.leaf, self.params = dict(layer.children), prefix, leaf, params
 
     def call(self, key, x):
         child, path = self.children[key], self.prefix + key
         if _expands(child):
-            return child.wiring(_TraceWalk(child, f"{path}/", self.leaf), x)
+            return child.wiring(_TraceWalk(child, f"{path}/", self.leaf, self.params), x)
         return self.leaf(path, x)
+
+    def transposed(self, key, x):
+        return x @ self.params[self.prefix + key]["W"].T
 
     def add(self, *xs):
         return sum(xs[1:], xs[0])
