@@ -120,9 +120,9 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", choices=[*CONFIGS, "all"], default=None,
-                   help="which configuration (default: book and wide; all adds convnet and resnet)")
+                   help="which configuration (default: book and wide; all: every one)")
     p.add_argument("--steps", type=int, help="steps per timed epoch (default per config: book 600, wide 20, "
-                                             "convnet 50, resnet 20)")
+                                             "convnet 50, resnet 20, lstm 20, gpt 50)")
     p.add_argument("--repeats", type=int, help="timed repeats (default: book 7, wide 5, convnet 5, resnet 3)")
     p.add_argument("--quick", action="store_true", help="few steps and repeats: a smoke test under a minute")
     p.add_argument("--contenders", default=",".join(DEFAULT_CONTENDERS),

@@ -314,10 +314,14 @@ def train(a, net, optimizer, carry, data, key, done: int, history: dict, config:
     log(f"{a.model}: {n_params:,} parameters; {a.iters} steps of {a.batch_size} x {a.context}; {optimizer!r}")
     ids = jax.device_put(data["train"])
     val = tuple(jax.device_put(v) for v in data["val"])
+    t_compile = time.perf_counter()  # ahead of time, so that the steps' times are the steps'
     steps = jax.jit(lm.make_window_steps(net, losses.softmax_cross_entropy, optimizer,
                                          batch_size=a.batch_size, context=a.context,
-                                         n_steps=min(a.eval_every, a.iters)))
-    val_loss = jax.jit(lm.make_window_loss(net))
+                                         n_steps=min(a.eval_every, a.iters))
+                    ).lower(*carry, ids, key, np.int32(0), np.int32(0)).compile()
+    val_loss = jax.jit(lm.make_window_loss(net)).lower(carry[0], *val).compile()
+    compile_s = time.perf_counter() - t_compile
+    log(f"compiled in {compile_s:.1f}s")
     t_train, trained, reference = 0.0, 0, None
     while done < a.iters:
         count = min(a.eval_every, a.iters - done)
@@ -350,7 +354,8 @@ def train(a, net, optimizer, carry, data, key, done: int, history: dict, config:
             f"{1000 * seconds / count:.1f} ms/step  {count * a.batch_size * a.context / seconds:,.0f} "
             f"tokens/s  ETA {eta:.0f}s")
     final = history["val_loss"][-1] if history["val_loss"] else float(val_loss(carry[0], *val))
-    return {"params": carry[0], "ms_per_iter": 1000 * t_train / trained if trained else None,
+    return {"params": carry[0], "compile_seconds": compile_s,
+            "ms_per_iter": 1000 * t_train / trained if trained else None,
             "tokens_per_s": trained * a.batch_size * a.context / t_train if trained else None,
             "val_loss": final, "val_perplexity": _exp(final), "unigram_loss": data["unigram_loss"],
             "unigram_perplexity": _exp(data["unigram_loss"]), "history": history, "train_seconds": t_train}

@@ -6,6 +6,7 @@ losses from the same start and the same shuffle (a contender doing different,
 cheaper work would be caught here).
 """
 
+import importlib.util
 import json
 import math
 import os
@@ -202,3 +203,26 @@ def test_cold_start_runs_the_books_script_and_checks_the_targets(tmp_path):
     assert [c["status"] for c in cold_start.report(result)[1]] == ["PASS", "PASS"]  # 8x, 11.4x
     del result["runs"]["book"]
     assert [c["status"] for c in cold_start.report(result)[1]] == ["SKIP", "SKIP"]
+
+
+def test_the_gpt_config_trains_with_adamw_beside_nanogpt_in_torch(tmp_path):
+    path = tmp_path / "gpt.json"
+    torch_there = importlib.util.find_spec("torch") is not None
+    contenders = "fnet,autodiff" + (",torch" if torch_there else "")
+    proc = run_script("scripts/bench.py", "--quick", "--config", "gpt", "--contenders", contenders,
+                      "--json", str(path))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    res = json.loads(path.read_text())["configs"]["gpt"]
+    fnet, autodiff = res["contenders"]["fnet"], res["contenders"]["autodiff"]
+    assert fnet["tokens_per_s"] == pytest.approx(fnet["samples_per_s"] * 64)
+    # AdamW, not SGD: the first step's loss is the same, the second already lower
+    assert fnet["check_losses"][:5] == pytest.approx(autodiff["check_losses"][:5], abs=1e-4)
+    assert fnet["check_losses"][1] < fnet["check_losses"][0]
+    # per token: the four blocks' 12 D^2 matmuls and the tied head, forward and backward
+    B, T, D, V, L = 12, 64, 128, 100, 4
+    dense = 2 * B * T * (L * 12 * D * D + D * V)
+    attention = L * 2 * 2 * B * T * T * D  # scores and the weighted sum
+    assert res["flops_per_step"] == 3 * (dense + attention)
+    if torch_there:  # nanoGPT's model.py from fnet's initial weights computes fnet's losses
+        torch_losses = res["contenders"]["torch"]["check_losses"][:5]
+        assert torch_losses == pytest.approx(fnet["check_losses"][:5], abs=1e-4)

@@ -13,7 +13,7 @@ TEXT_DIR = "/usr/share/common-licenses"  # plain English text on every Debian sy
 
 
 # torch, torch1, torch_compile: PyTorch eager (all cores / one thread) and torch.compile, on the MLP
-# configs, skipped with a note when torch is not installed (pip install -e ".[bench]")
+# configs and gpt, skipped with a note when torch is not installed (pip install -e ".[bench]")
 DEFAULT_CONTENDERS = ("fnet", "autodiff", "numpy", "numpy1", "torch", "torch1", "torch_compile", "roof")
 CONTENDERS = (*DEFAULT_CONTENDERS, "progress")  # progress: fnet's epoch in 10 pieces (fit(progress=)), opt-in
 
@@ -36,6 +36,10 @@ ROOF_N = 2048  # side of the square matmul that defines the roof
 LR = 0.1
 
 
+ADAMW = {"lr": 1e-3, "betas": (0.9, 0.99), "eps": 1e-8, "weight_decay": 0.1, "clip": 1.0}
+"""The gpt config's optimizer, nanoGPT's CPU recipe's (at its peak rate, without the schedule)."""
+
+
 FLOP_RULE = ("matmul FLOPs only (bias, activations, softmax, gather, update not counted): "
              "forward 2*B*in*out per affine (2*B*Ho*Wo*Cout*Cin*kh*kw per conv); backward = dW + dx, "
              "each as much as the forward, except dx of the first layer, which XLA removes "
@@ -54,6 +58,7 @@ class Config:
     image: bool = False  # (N, 28, 28, 1) inputs instead of (N, 784)
     sequence: int = 0  # > 0: character windows of this many steps (ids (N, T), next-character targets)
     first_steps_tol: float = FIRST_STEPS_TOL  # the loss check's bound over the first steps
+    optimizer: str = "sgd"  # "sgd": SGD at LR; "adamw": nanoGPT's (ADAMW), clipped at 1
 
 
 CONFIGS = {
@@ -67,4 +72,9 @@ CONFIGS = {
                      first_steps_tol=1e-4),
     "lstm": Config("lstm", "character LSTM: embedding 100->64, lstm 256, time_distributed affine 100; "
                            "windows of 100 characters", 64, 20, 3, 3, 2, sequence=100),
+    "gpt": Config("gpt", "fnet.models.gpt: nanoGPT's CPU recipe, 4 layers, 4 heads, width 128, context 64, "
+                         "weights tied; AdamW (0.9, 0.99), weight decay 0.1, clip 1", 12, 50, 5, 5, 2,
+                  sequence=64, optimizer="adamw",
+                  # a float32 transformer: the contenders' losses differ by a few 1e-6 after 5 steps
+                  first_steps_tol=1e-4),
 }

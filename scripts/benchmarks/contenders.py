@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.config import LR, Config
+from benchmarks.config import ADAMW, LR, Config
 from benchmarks.hlo import MATMUL_OPS, hlo_op_counts, profile_ops
 
 
@@ -43,11 +43,22 @@ def check_run(seed: int, n: int, reset: Callable[[], None],
     return losses, time.perf_counter() - t0
 
 
+def optimizer(config: Config):
+    """The config's optimizer in fnet: SGD at ``LR``, or nanoGPT's AdamW (``ADAMW``), clipped."""
+    from fnet import optim
+
+    if config.optimizer == "sgd":
+        return optim.sgd(LR)
+    b1, b2 = ADAMW["betas"]
+    adamw = optim.adamw(ADAMW["lr"], beta1=b1, beta2=b2, eps=ADAMW["eps"], weight_decay=ADAMW["weight_decay"])
+    return optim.clip_by_global_norm(adamw, ADAMW["clip"])
+
+
 def prepare_jax(name: str, net, params, x: np.ndarray, t: np.ndarray, config: Config, steps: int,
                 seed: int, xla_options: dict | None = None, profile: bool = False) -> Runner:
     import jax
 
-    from fnet import apply, losses, optim, train
+    from fnet import apply, losses, train
 
     loss = losses.softmax_cross_entropy
     grad_fn = None
@@ -62,7 +73,7 @@ def prepare_jax(name: str, net, params, x: np.ndarray, t: np.ndarray, config: Co
             (value, new_state), grads = jax.value_and_grad(f, has_aux=True)(params)
             return (value, grads, new_state) if stateful else (value, grads)
 
-    opt = optim.sgd(LR)
+    opt = optimizer(config)
     opt_state = opt.init(params)
     if name == "progress":
         return _prepare_pieces(net, params, x, t, config, steps, seed, xla_options, opt)

@@ -83,7 +83,10 @@ def bench_config(config: Config, args: argparse.Namespace, contenders: Sequence[
                 runners[name] = r
         elif name == "roof":
             runners[name] = prepare_roof(args.roof_n)
-    if "roof" in contenders and any(op["op"] == "dot" for op in ops) and not args.quick:
+    # the model's own matmul shapes, timed alone: those of affine layers (x (B, in) @ W), not the batched
+    # products of a sequence model
+    affines = any(op["op"] == "dot" for op in ops) and not config.sequence
+    if "roof" in contenders and affines and not args.quick:
         result["shape_roofs"] = shape_roofs(ops, config.batch_size)
 
     # Interleaved timing: every repeat runs every contender once, the order rotated.

@@ -75,6 +75,8 @@ def build_net(config: Config):
         if not hasattr(L, "lstm"):
             return None
         return fnet.sequential(L.embedding(VOCAB, 64), L.lstm(256), fnet.time_distributed(L.affine(VOCAB)))
+    if config.name == "gpt":
+        return fnet.models.gpt(VOCAB, config.sequence) if hasattr(fnet.models, "gpt") else None
     raise ValueError(config.name)
 
 
