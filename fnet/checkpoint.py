@@ -98,6 +98,7 @@ def save(path: str | os.PathLike, ckpt: Checkpoint) -> Path:
     except OSError as e:
         raise CheckpointWriteError(f"{path}: cannot write the checkpoint: {e.strerror or e}") from None
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600: give the file the mode open() would
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
             f.flush()
@@ -110,6 +111,35 @@ def save(path: str | os.PathLike, ckpt: Checkpoint) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask() -> int:
+    """The process's umask (reading it means setting it: set it straight back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def restore(path: str | os.PathLike, net, input_shape: tuple, *, optimizer=None) -> Checkpoint:
+    """A checkpoint read for ``net``, in one call: its parameters, network state (batch norm's running
+    statistics) and, given the ``optimizer``, its state, each checked against what ``net.init`` (and
+    ``optimizer.init``) make for ``input_shape`` (e.g. ``(None, 28, 28, 1)``).
+
+    ``predict(net, ck.params, x, state=ck.state)`` then uses the saved model; ``fit(params=ck.params)``
+    starts from it. **Raises:** ``CheckpointError`` naming the file and the first entry that does not fit.
+    """
+    from fnet.core import param_shapes
+
+    params_like, _ = param_shapes(net, input_shape)
+    state_like = net.init_state(input_shape) if "state" in net.uses else None
+    opt_like = None if optimizer is None else jax.eval_shape(optimizer.init, params_like)
+    return load(path, params_like=params_like, opt_state_like=opt_like, state_like=state_like)
+
+
+def best_path(checkpoint: str | os.PathLike) -> Path:
+    """Where ``fit(keep_best=)`` saves the best epoch: ``runs/book.npz`` -> ``runs/book.best.npz``."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_name(f"{checkpoint.stem}.best{checkpoint.suffix or '.npz'}")
 
 
 _META_FIELDS = {"format": str, "version": int, "epoch": int, "key_impl": str, "history": dict, "config": dict}

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 from fnet.losses import Loss, softmax_cross_entropy
 from fnet.net import accuracy_of
 
-__all__ = ["Metric", "history_keys", "resolve", "top_k_accuracy"]
+__all__ = ["SETS", "Metric", "history_keys", "resolve", "top_k_accuracy"]
 
 Metric = tuple[str, Callable[[jax.Array, jax.Array], jax.Array]]  # (history key, fn(y, t) -> mean)
 
@@ -58,7 +58,12 @@ def resolve(metrics: Sequence[str] | None, loss: Loss) -> tuple[Metric, ...]:
     return tuple(out)
 
 
+SETS = ("train", "val", "test")
+"""The sets an epoch is evaluated on, in the order of a record: training, validation, test."""
+
+
 def history_keys(keys: Sequence[str]) -> tuple[str, ...]:
-    """The keys of an epoch's record for metrics with history keys ``keys`` (``"acc"``, ``"top5"``)."""
-    return ("epoch", "steps", "loss", "train_loss", *(f"train_{k}" for k in keys), "test_loss",
-            *(f"test_{k}" for k in keys), "seconds", "samples_per_s", "elapsed")
+    """The keys of an epoch's record for metrics with history keys ``keys`` (``"acc"``, ``"top5"``):
+    the loss and each metric on each of ``SETS`` (NaN for a set a run does not evaluate)."""
+    measured = [f"{s}_{k}" for s in SETS for k in ("loss", *keys)]
+    return ("epoch", "steps", "loss", *measured, "seconds", "samples_per_s", "elapsed")

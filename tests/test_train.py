@@ -203,6 +203,7 @@ def test_train_result_repr_is_a_short_summary(fashion_small):
 # ---------------------------------------------------------------- callbacks, early stopping, keep_best
 
 
+@pytest.mark.filterwarnings("ignore::fnet.train.SelectionWarning")  # choosing on the test set, on purpose
 def test_early_stopping_stops_after_patience_epochs_without_improvement():
     stop = train.early_stopping("test_loss", patience=2)
     records = [{"epoch": i + 1, "test_loss": v} for i, v in enumerate([1.0, 0.8, 0.85, 0.9, 0.7])]
@@ -212,11 +213,12 @@ def test_early_stopping_stops_after_patience_epochs_without_improvement():
     assert acc({"epoch": 1, "test_acc": 0.5}) is None
     assert acc({"epoch": 2, "test_acc": 0.4}).startswith("test_acc has not improved for 1 epochs")
     with pytest.raises(ValueError, match="early_stopping: monitor must be a history key"):
-        train.early_stopping("val_loss")
+        train.early_stopping("valid_loss")
     with pytest.raises(ValueError, match=r"test_loss was not measured \(NaN\) in epoch 1"):
         train.early_stopping()({"epoch": 1, "test_loss": float("nan")})
 
 
+@pytest.mark.filterwarnings("ignore::fnet.train.SelectionWarning")  # choosing on the test set, on purpose
 @pytest.mark.parametrize("beside", [False, True])
 def test_callbacks_stop_training_and_keep_best_saves_the_best_epoch(fashion_small, tmp_path, beside):
     # beside: with an evaluation device and callbacks, the loop waits for each evaluation (a callback
@@ -246,12 +248,15 @@ def test_hook_arguments_are_checked(fashion_small, tmp_path):
         _fit(fashion_small, callbacks=print)
     with pytest.raises(ValueError, match=r"^fit: keep_best='test_acc' saves the best epoch beside the "):
         _fit(fashion_small, keep_best="test_acc")
-    with pytest.raises(ValueError, match=r"^fit: keep_best must be one of"):
+    with pytest.raises(ValueError, match=r"^fit: keep_best must be True or one of"):
+        _fit(fashion_small, keep_best="valid_acc", checkpoint=tmp_path / "a.npz")
+    with pytest.raises(ValueError, match=r"^fit: keep_best='val_acc' is not measured in this run"):
         _fit(fashion_small, keep_best="val_acc", checkpoint=tmp_path / "a.npz")
     with pytest.raises(ValueError, match=r"^fit: keep_best='train_acc' is not measured in this run"):
         _fit(fashion_small, keep_best="train_acc", eval_train=False, checkpoint=tmp_path / "b.npz")
 
 
+@pytest.mark.filterwarnings("ignore::fnet.train.SelectionWarning")  # choosing on the test set, on purpose
 def test_metrics_fit_the_loss(fashion_small):
     (xtr, ttr), (xte, tte) = fashion_small
     one_hot = np.eye(10, dtype=np.float32)
@@ -262,7 +267,8 @@ def test_metrics_fit_the_loss(fashion_small):
     top = _fit(fashion_small, epochs=1, metrics=("accuracy", "top3"), log=lines.append)
     h = top.history
     assert {"train_top3", "test_top3", "test_acc"} <= set(h) and h["test_top3"][-1] >= h["test_acc"][-1]
-    assert "test top3 0." in lines[0] and "train acc 0." in lines[0]
+    assert lines[0] == "devices: 1 x cpu (cpu:0)"  # fit says where it trains, then the epochs
+    assert "test top3 0." in lines[1] and "train acc 0." in lines[1]
     assert train.early_stopping("test_top3")({"epoch": 1, "test_top3": 0.5}) is None
     with pytest.raises(ValueError, match=r"^fit: unknown metric 'f1'; fnet has 'accuracy' and 'top<k>'"):
         _fit(fashion_small, metrics=["f1"])
@@ -293,13 +299,15 @@ def test_progress_runs_the_same_epoch_in_pieces(fashion_small):
 # devices, and tests/test_cli.py the command line's second CPU device.
 
 
+@pytest.mark.filterwarnings("ignore::fnet.train.SelectionWarning")  # choosing on the test set, on purpose
 def test_the_evaluation_beside_the_next_epoch_changes_nothing(fashion_small, tmp_path):
     runs = {}
     for name, device in (("plain", None), ("beside", jax.devices()[0])):
         lines = []
         result = _fit(fashion_small, epochs=3, log=lines.append, checkpoint=tmp_path / f"{name}.npz",
                       keep_best="test_acc", eval_device=device)
-        runs[name] = result, [line.split("  ")[:5] for line in lines]  # the lines but their timings
+        epochs = [line for line in lines if line.startswith("epoch ")]
+        runs[name] = result, [line.split("  ")[:5] for line in epochs]  # the lines but their timings
     (plain, plain_lines), (beside, beside_lines) = runs["plain"], runs["beside"]
     assert _same(plain.params, beside.params) and plain_lines == beside_lines and len(beside_lines) == 3
     for k in ("loss", "train_loss", "train_acc", "test_loss", "test_acc"):

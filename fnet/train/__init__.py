@@ -14,6 +14,7 @@ One concept per module:
 - ``augment``: random crops and flips inside the compiled epoch.
 """
 
+from fnet.checkpoint import best_path
 from fnet.train.checks import RESUME_MAY_DIFFER, check_batch_size, check_checkpoint_path, check_resume, plan
 from fnet.train.epoch import (
     PROGRESS_CHUNKS,
@@ -23,9 +24,14 @@ from fnet.train.epoch import (
 )
 from fnet.train.evaluate import make_evaluate
 from fnet.train.fit import TrainResult, fit
-from fnet.train.loop import best_path
 from fnet.train.settings import DEFAULT_DIVERGENCE, SAMPLING, Plan, Settings
-from fnet.train.stopping import HISTORY_KEYS, DivergenceError, NonFiniteLossError, early_stopping
+from fnet.train.stopping import (
+    HISTORY_KEYS,
+    DivergenceError,
+    NonFiniteLossError,
+    SelectionWarning,
+    early_stopping,
+)
 
 __all__ = [
     "DEFAULT_DIVERGENCE",
@@ -36,6 +42,7 @@ __all__ = [
     "DivergenceError",
     "NonFiniteLossError",
     "Plan",
+    "SelectionWarning",
     "Settings",
     "TrainResult",
     "best_path",

@@ -29,14 +29,15 @@ from jax.sharding import Mesh
 from fnet import _args, distributed, optim
 from fnet import checkpoint as ckpt_lib
 from fnet._trees import check_like, first_non_finite
-from fnet.core import Layer, param_shapes
+from fnet.core import Layer, param_shapes, reads_ids
 from fnet.errors import shape_str
 from fnet.losses import Loss
-from fnet.metrics import history_keys
+from fnet.metrics import SETS, history_keys
 from fnet.metrics import resolve as resolve_metrics
 from fnet.optim import Optimizer
 from fnet.train import augment as augmentation
 from fnet.train.settings import SAMPLING, Data, Plan, Settings
+from fnet.train.stopping import warn_test_selection
 
 __all__ = [
     "RESUME_MAY_DIFFER",
@@ -45,6 +46,7 @@ __all__ = [
     "check_data",
     "check_eval_device",
     "check_hooks",
+    "check_ids",
     "check_inputs",
     "check_params",
     "check_progress",
@@ -53,6 +55,7 @@ __all__ = [
     "plan",
     "resolve_mesh",
     "settle",
+    "split_validation",
 ]
 
 
@@ -68,25 +71,29 @@ def settle(net: Layer, loss: Loss, optimizer: Optimizer, train_data, test_data, 
     check_run_args(net, loss, optimizer, a)
     if a.clip_norm is not None:
         optimizer = optim.clip_by_global_norm(optimizer, a.clip_norm)
-    data, input_shape = check_inputs(net, train_data, test_data, a.params, a.xla_options)
+    train_data, val_data = split_validation(train_data, a.val_data, a.val_fraction, a.seed)
+    data, input_shape = check_inputs(net, loss, {"train": train_data, "val": val_data, "test": test_data},
+                                     a.params, a.xla_options)
     augment = augmentation.parse(a.augment, x_shape=data.x_train.shape)
-    checkpoint = check_checkpoint_path(a.checkpoint, resume=a.resume, overwrite=a.overwrite)
     keys = history_keys([k for k, _ in resolve_metrics(a.metrics, loss)])
-    check_hooks(a.callbacks, a.keep_best, keys, checkpoint=checkpoint, has_test=data.x_test is not None,
-                eval_train=a.eval_train)
+    eval_sets = tuple(s for s in data.sets() if s != "train" or a.eval_train)
+    keep_best = check_hooks(a.callbacks, a.keep_best, keys, checkpoint=a.checkpoint, measured=eval_sets)
+    checkpoint = check_checkpoint_path(a.checkpoint, resume=a.resume, overwrite=a.overwrite,
+                                       keep_best=keep_best is not None)
     mesh = resolve_mesh(a.mesh, a.progress, a.eval_device)
     config = {**(a.config or {}), "seed": a.seed, "batch_size": a.batch_size, "sampling": a.sampling,
               "n_train": len(data.x_train), **({"xla_options": dict(a.xla_options)} if a.xla_options else {}),
-              **({"augment": str(augment)} if augment is not None else {})}
+              **({"augment": str(augment)} if augment is not None else {}),
+              **({"val_fraction": a.val_fraction} if a.val_fraction is not None else {})}
     return Settings(
         net=net, loss=loss, optimizer=optimizer, input_shape=input_shape,
         plan=plan(len(data.x_train), a.batch_size, epochs=a.epochs, iters=a.iters, mesh=mesh),
         batch_size=a.batch_size, sampling=a.sampling, seed=a.seed,
         first_epoch=resumed_epoch(checkpoint, config) if a.resume else 0, augment=augment, mesh=mesh,
         eval_device=a.eval_device, xla_options=dict(a.xla_options) if a.xla_options else None,
-        eval_sets=tuple(s for s in data.sets() if s == "test" or a.eval_train), metrics=a.metrics,
+        eval_sets=eval_sets, metrics=a.metrics,
         history_keys=keys, eval_batch_size=a.eval_batch_size, divergence=a.divergence,
-        callbacks=tuple(a.callbacks), checkpoint=checkpoint, resume=a.resume, keep_best=a.keep_best,
+        callbacks=tuple(a.callbacks), checkpoint=checkpoint, resume=a.resume, keep_best=keep_best,
         config=config, log=a.log, progress=a.progress), data
 
 
@@ -107,10 +114,37 @@ def plan(n_train: int, batch_size: int, *, epochs: int | None, iters: int | None
     return Plan(steps_per_epoch, epochs, steps_per_epoch)
 
 
+def split_validation(train_data, val_data, val_fraction, seed: int) -> tuple:
+    """``(train_data, val_data)``: as given, or with ``val_fraction`` a share of the training set held
+    out for validation, the same examples for the same seed (a permutation drawn from it; both sets
+    keep the order of the examples)."""
+    if val_fraction is None:
+        return train_data, val_data
+    if val_data is not None:
+        raise ValueError("fit: give val_data= or val_fraction=, not both")
+    _args.interval("fit", "val_fraction", val_fraction, 0, 1, closed=False,
+                   about="the share of the training set held out for validation")
+    if not (isinstance(train_data, (tuple, list)) and len(train_data) == 2):
+        return train_data, None  # check_inputs names what is wrong with it
+    x, t = train_data
+    n = len(x)
+    n_val = round(n * val_fraction)
+    if not 1 <= n_val < n:
+        raise ValueError(f"fit: val_fraction={val_fraction:g} of {n} training examples holds out {n_val}; "
+                         "it must leave at least one example for each set")
+    held = np.zeros(n, bool)
+    held[np.random.default_rng(seed).permutation(n)[:n_val]] = True
+    val_idx, train_idx = np.flatnonzero(held), np.flatnonzero(~held)
+    pick = (lambda a, i: a[i]) if isinstance(x, jax.Array) else (lambda a, i: np.asarray(a)[i])
+    return (pick(x, train_idx), pick(t, train_idx)), (pick(x, val_idx), pick(t, val_idx))
+
+
 def resumed_epoch(checkpoint: Path, config: Mapping[str, Any]) -> int:
     """The epochs ``checkpoint`` holds, once ``check_resume`` accepts it for this run."""
     try:
         check_resume(checkpoint, config)
+    except ckpt_lib.CheckpointError as e:  # an unreadable file: the same class, named by fit
+        raise ckpt_lib.CheckpointError(f"fit: {e}") from None
     except ValueError as e:
         raise ValueError(f"fit: {e}") from None
     return ckpt_lib.read_config(checkpoint)["epoch"]
@@ -177,13 +211,6 @@ def check_run_args(net, loss, optimizer, a: types.SimpleNamespace) -> None:
                              f"to turn the check off), got {divergence}")
 
 
-def reads_ids(net: Layer) -> bool:
-    """Whether ``net``'s first layer is an ``embedding``: its inputs are integer ids, not floats."""
-    while net.children:
-        net = net.children[0][1]
-    return net.name == "embedding"
-
-
 def check_data(x, t, what: str, ids: bool = False):
     """Validate one ``(x, t)`` pair; arrays stay where they are (host or device).
 
@@ -224,9 +251,10 @@ def _check_finite(a, name: str) -> None:
                          "NaN weights with a normal-looking loss)")
 
 
-def check_targets(t, what: str, out_shape: tuple) -> None:
+def check_targets(t, what: str, out_shape: tuple, ignore: int | None = None) -> None:
     """Labels against the network's outputs ``out_shape`` (``(None, C)``): class indices in
-    ``[0, C)`` of shape ``(N,)``, or float targets of the outputs' shape."""
+    ``[0, C)`` of shape ``(N,)`` (or ``ignore``, the loss's padding label, which it skips), or float
+    targets of the outputs' shape."""
     n_out = out_shape[-1]
     if jnp.issubdtype(t.dtype, jnp.integer) or t.dtype == bool:
         if tuple(t.shape[1:]) != tuple(out_shape[1:-1]):
@@ -234,12 +262,13 @@ def check_targets(t, what: str, out_shape: tuple) -> None:
                              f"network gives outputs of shape {shape_str(out_shape)}: pass labels of shape "
                              f"{shape_str((t.shape[0], *out_shape[1:-1]))}")
         host = np.asarray(t)
-        bad = (host < 0) | (host >= n_out)
+        bad = ((host < 0) | (host >= n_out)) & (host != ignore if ignore is not None else True)
         if bad.any():
             i = int(np.argmax(bad.reshape(len(host), -1).any(axis=1)))
             value = host[i] if host.ndim == 1 else host[i][bad[i]].flat[0]
-            raise ValueError(f"fit: t_{what} has {int(bad.sum())} labels outside 0..{n_out - 1} (the network "
-                             f"has {n_out} outputs), the first {value} at index {i}")
+            padding = f" or the loss's ignore_index {ignore}" if ignore is not None else ""
+            raise ValueError(f"fit: t_{what} has {int(bad.sum())} labels outside 0..{n_out - 1}{padding} "
+                             f"(the network has {n_out} outputs), the first {value} at index {i}")
     elif tuple(t.shape[1:]) != tuple(out_shape[1:]):
         raise ValueError(f"fit: t_{what} has shape {shape_str(t.shape)}, but the network gives outputs of "
                          f"shape {shape_str(out_shape)}: pass integer class indices of shape "
@@ -247,13 +276,14 @@ def check_targets(t, what: str, out_shape: tuple) -> None:
                          f"{shape_str((t.shape[0], *out_shape[1:]))}")
 
 
-def check_inputs(net: Layer, train_data, test_data, params, xla_options) -> tuple[Data, tuple]:
-    """The data (finite, labels in range for the network's outputs) and ``params=``: the ``Data`` and
-    the input shape ``(None, *example)``."""
+def check_inputs(net: Layer, loss: Loss, sets: Mapping[str, Any], params, xla_options) -> tuple[Data, tuple]:
+    """The data (finite, ids in the embedding's vocabulary, labels in range for the network's outputs
+    and the loss's padding) and ``params=``: the ``Data`` and the input shape ``(None, *example)``.
+
+    ``sets``: ``{"train": pair, "val": pair or None, "test": pair or None}``."""
     if xla_options is not None and (not isinstance(xla_options, Mapping)
                                     or not all(isinstance(k, str) for k in xla_options)):
         raise TypeError(f"fit: xla_options must be a dict of XLA option name -> value, got {xla_options!r}")
-    sets = {"train": train_data, "test": test_data}
     for what, pair in sets.items():
         if pair is not None and not (isinstance(pair, (tuple, list)) and len(pair) == 2):
             raise TypeError(f"fit: {what}_data must be a pair (x_{what}, t_{what}), "
@@ -261,16 +291,42 @@ def check_inputs(net: Layer, train_data, test_data, params, xla_options) -> tupl
     ids = reads_ids(net)
     checked = {w: None if p is None else check_data(*p, w, ids) for w, p in sets.items()}
     input_shape = (None, *checked["train"][0].shape[1:])
-    if checked["test"] is not None and checked["test"][0].shape[1:] != input_shape[1:]:
-        raise ValueError(f"fit: x_test has examples of shape {checked['test'][0].shape[1:]}, but x_train "
-                         f"has {input_shape[1:]}; both sets must have the same kind of examples")
-    _, out_shape = param_shapes(net, input_shape)
+    for what, pair in checked.items():
+        if pair is not None and pair[0].shape[1:] != input_shape[1:]:
+            raise ValueError(f"fit: x_{what} has examples of shape {pair[0].shape[1:]}, but x_train has "
+                             f"{input_shape[1:]}; every set must have the same kind of examples")
+    params_like, out_shape = param_shapes(net, input_shape)
+    vocab = _vocab(net, params_like) if ids else None
     for what, pair in checked.items():
         if pair is not None:
-            check_targets(pair[1], what, out_shape)
+            if vocab is not None:
+                check_ids(pair[0], what, vocab)
+            check_targets(pair[1], what, out_shape, ignore=loss.fixed.get("ignore_index"))
     if params is not None:
         check_params(params, net, input_shape)
-    return Data(*checked["train"], *(checked["test"] or (None, None))), input_shape
+    data = {f"{part}_{w}": None if p is None else p[i]
+            for w, p in checked.items() for i, part in enumerate("xt")}
+    return Data(**data), input_shape
+
+
+def _vocab(net: Layer, params_like) -> int:
+    """The vocabulary of the embedding ``net`` starts with: the rows of its table."""
+    while net.children:
+        key, net = net.children[0]
+        params_like = params_like[key]
+    return params_like["W"].shape[0]
+
+
+def check_ids(x, what: str, vocab: int) -> None:
+    """Integer ids for an embedding of ``vocab`` rows: every one in ``[0, vocab)`` (an id out of range
+    would look up a NaN row: a NaN loss, or a silently NaN evaluation)."""
+    host = np.asarray(x)
+    bad = (host < 0) | (host >= vocab)
+    if bad.any():
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(f"fit: x_{what} has {int(bad.sum())} ids outside 0..{vocab - 1} (the embedding's "
+                         f"vocabulary of {vocab}), the first {host[where]} at index {where[0]}"
+                         f"{list(where[1:]) if len(where) > 1 else ''}")
 
 
 def check_params(params, net: Layer, input_shape: tuple) -> None:
@@ -320,8 +376,10 @@ def check_resume(checkpoint: str | Path, config: Mapping[str, Any], *,
 
 
 def check_checkpoint_path(checkpoint, *, resume: bool, overwrite: bool, where: str = "fit",
-                          spell: Callable[[str], str] = str) -> Path | None:
-    """The checkpoint path, writable; an existing checkpoint is never replaced by a new run by accident."""
+                          spell: Callable[[str], str] = str, keep_best: bool = False) -> Path | None:
+    """The checkpoint path, writable; an existing checkpoint is never replaced by a new run by accident.
+    With ``keep_best``, neither is the best epoch's checkpoint beside it (``checkpoint.best_path``),
+    which may outlive the main one."""
     named = f"{where}: " if where else ""
     if checkpoint is None:
         if resume:
@@ -330,7 +388,7 @@ def check_checkpoint_path(checkpoint, *, resume: bool, overwrite: bool, where: s
     path = _args.writable_path(where, spell("checkpoint"), checkpoint)
     if resume:
         if not path.exists():
-            raise ValueError(f"{named}{spell('resume')}: no checkpoint at {path}")
+            raise ckpt_lib.CheckpointError(f"{named}{spell('resume')}: no checkpoint at {path}")
     elif path.exists() and not overwrite:
         try:
             held = f" (a run saved after epoch {ckpt_lib.read_config(path)['epoch']})"
@@ -339,26 +397,42 @@ def check_checkpoint_path(checkpoint, *, resume: bool, overwrite: bool, where: s
         raise ValueError(f"{named}{spell('checkpoint')} {path} already exists{held}; pass "
                          f"{spell('resume')} to continue that run, or {spell('overwrite')} to start "
                          "over and replace it")
+    best = ckpt_lib.best_path(path)
+    if keep_best and not resume and not overwrite and best.exists():
+        raise ValueError(f"{named}{spell('keep_best').replace('_', '-')} would replace {best}, the best "
+                         f"epoch of an earlier run; pass {spell('overwrite')} to start over and replace it, "
+                         f"or choose another {spell('checkpoint')}")
+    if keep_best:
+        _args.writable_path(where, spell("checkpoint"), best)
     return path
 
 
-def check_hooks(callbacks, keep_best, keys: tuple[str, ...], *, checkpoint, has_test: bool,
-                eval_train: bool) -> None:
-    """``callbacks`` (functions of a record) and ``keep_best`` (a measured history key, with a checkpoint)."""
+def check_hooks(callbacks, keep_best, keys: tuple[str, ...], *, checkpoint,
+                measured: tuple[str, ...]) -> str | None:
+    """``callbacks`` (functions of a record) and ``keep_best`` (a measured history key, with a
+    checkpoint; ``True``: the validation set's accuracy, or loss, when the run has one, else the test
+    set's). Returns the key ``keep_best`` resolves to. Choosing on the test set warns
+    (``SelectionWarning``): the test figures of the model chosen are then optimistic."""
     if not isinstance(callbacks, (list, tuple)) or not all(callable(c) for c in callbacks):
         raise TypeError(f"fit: callbacks must be a list of functions record -> stop reason or None, e.g. "
-                        f"[train.early_stopping('test_loss', patience=3)]; got {callbacks!r}")
-    if keep_best is None:
-        return
+                        f"[train.early_stopping(patience=3)]; got {callbacks!r}")
+    if keep_best is None or keep_best is False:
+        return None
+    if keep_best is True:
+        held = "val" if "val" in measured else "test"
+        keep_best = f"{held}_acc" if f"{held}_acc" in keys else f"{held}_loss"
     if keep_best not in keys:
-        raise ValueError(f"fit: keep_best must be one of {keys}, got {keep_best!r}")
+        raise ValueError(f"fit: keep_best must be True or one of {keys}, got {keep_best!r}")
     if checkpoint is None:
         raise ValueError(f"fit: keep_best={keep_best!r} saves the best epoch beside the checkpoint; pass "
                          "checkpoint=PATH as well")
-    unmeasured = keep_best.startswith("test_") and not has_test
-    if unmeasured or (keep_best.startswith("train_") and not eval_train):
-        raise ValueError(f"fit: keep_best={keep_best!r} is not measured in this run (test_* needs test_data, "
-                         "train_* eval_train=True)")
+    prefix = keep_best.split("_")[0]
+    if prefix in SETS and prefix not in measured:
+        raise ValueError(f"fit: keep_best={keep_best!r} is not measured in this run (val_* needs val_data or "
+                         "val_fraction, test_* test_data, train_* eval_train=True)")
+    if prefix == "test":
+        warn_test_selection(f"keep_best={keep_best!r}", stacklevel=5)  # at the user's call of fit
+    return keep_best
 
 
 def check_progress(progress, mesh) -> None:
@@ -388,10 +462,13 @@ def check_eval_device(eval_device, mesh) -> None:
 
 
 def resolve_mesh(mesh: Mesh | str | None, progress, eval_device=None) -> Mesh | None:
-    """``fit(mesh=)`` as a ``Mesh`` or ``None``: ``"auto"`` is every device (one: ``None``), but one
-    device with ``progress`` or an ``eval_device`` (checked here too)."""
+    """``fit(mesh=)`` as a ``Mesh`` or ``None``: ``"auto"`` is every GPU or TPU when there are several,
+    but one device with ``progress`` or an ``eval_device`` (checked here too), and one device on a
+    CPU: simulated CPU devices (``jax_num_cpu_devices``, ``--xla_force_host_platform_device_count``)
+    share the same cores, so data parallelism over them is only done on request (a ``Mesh``)."""
     if isinstance(mesh, str) and mesh == "auto":
-        mesh = None if progress is not None or eval_device is not None else distributed.default_mesh()
+        one = progress is not None or eval_device is not None or jax.default_backend() == "cpu"
+        mesh = None if one else distributed.default_mesh()
     check_eval_device(eval_device, mesh)
     if progress is not None and isinstance(mesh, Mesh) and mesh.size == 1:
         mesh = None  # one device: the same run without shard_map

@@ -70,7 +70,8 @@ class TrainResult:
 
     def __repr__(self) -> str:
         n_params = sum(int(np.size(p)) for p in jax.tree.leaves(self.params))
-        last = {k: float(v[-1]) for k, v in self.history.items() if len(v) and k in ("loss", "test_acc")}
+        shown = ("loss", "val_acc", "test_acc")
+        last = {k: float(v[-1]) for k, v in self.history.items() if len(v) and k in shown}
         metrics = "".join(f", {k} {v:.4f}" for k, v in last.items() if not math.isnan(v))
         return (f"TrainResult(epochs={self.epochs}, {n_params:,} parameters{metrics}, "
                 f"train {self.train_seconds:.1f}s, compile {self.compile_seconds:.1f}s)")
@@ -85,11 +86,17 @@ def fit(net: Layer, loss: Loss, optimizer: Optimizer, train_data: tuple, test_da
         divergence: float | None = DEFAULT_DIVERGENCE, clip_norm: float | None = None,
         callbacks: Sequence[Callable[[dict], Any]] = (), keep_best: str | None = None,
         metrics: Sequence[str] | None = None, progress: Callable[[dict], Any] | None = None,
-        augment: str | Sequence[str] | None = None, eval_device: jax.Device | None = None) -> TrainResult:
+        augment: str | Sequence[str] | None = None, eval_device: jax.Device | None = None,
+        val_data: tuple | None = None, val_fraction: float | None = None) -> TrainResult:
     """Train ``net`` with ``loss`` and ``optimizer`` on ``train_data = (x, t)``.
 
     **Arguments:**
 
+    - ``val_data = (x_val, t_val)`` or ``val_fraction``: a validation set, given, or held out of
+      ``train_data`` (that share of it, the same examples for the same seed). It is evaluated after
+      every epoch (``val_loss``, ``val_acc`` in the history and every log line), and it is what
+      ``keep_best=True`` and ``early_stopping()`` choose on; choosing on the test set warns
+      (``stopping.SelectionWarning``).
     - ``epochs`` or ``iters`` (exactly one): passes over the data, or minibatch
       updates (the book's ``iters_num``; an epoch is ``n_train // batch_size`` steps).
     - ``sampling``: ``"shuffle"`` (default) or ``"replacement"`` (the book's ``np.random.choice``);
@@ -98,17 +105,20 @@ def fit(net: Layer, loss: Loss, optimizer: Optimizer, train_data: tuple, test_da
     - ``checkpoint``: written atomically after every epoch. An existing file is refused unless
       ``resume=True`` (continue it: the seed, batch size, sampling, training-set size and ``config``
       must equal the checkpoint's, but ``RESUME_MAY_DIFFER``) or ``overwrite=True`` (replace it).
-    - ``config``: JSON-able, saved in checkpoints; ``log``: one line per epoch (``None``: silent).
-    - ``mesh``: data-parallel over ``distributed.make_mesh()`` (``"auto"``: every device when
-      there are several); ``batch_size`` is global. With several processes the data are this
-      process's shards (``distributed.host_shard``); process 0 writes the checkpoint.
+    - ``config``: JSON-able, saved in checkpoints; ``log``: the devices, then one line per epoch
+      (``None``: silent).
+    - ``mesh``: data-parallel over ``distributed.make_mesh()`` (``"auto"``: every GPU or TPU when
+      there are several, one device on a CPU); ``batch_size`` is global. With several processes
+      the data are this process's shards (``distributed.host_shard``); process 0 writes the
+      checkpoint. The first line logged names the devices.
     - ``xla_options``: XLA compiler options, e.g. ``{"xla_cpu_experimental_ynn_fusion_type": ""}``
       (``docs/speed.md``); an option XLA does not know raises ``ValueError`` before training.
     - ``divergence``: stop when an epoch's mean loss exceeds this factor times the starting loss
       (``stopping.check_divergence``); ``None`` turns the check off.
     - ``callbacks``: called with each epoch's record (``HISTORY_KEYS``) after its checkpoint; a
       truthy return (a reason, e.g. from ``early_stopping``) stops.
-    - ``keep_best``: a history key (``"test_acc"``): its best epoch also goes to ``<stem>.best.npz``;
+    - ``keep_best``: a history key (``"val_acc"``) or ``True`` (the validation accuracy, else the
+      test set's): its best epoch also goes to ``<stem>.best.npz`` (``checkpoint.best_path``);
       ``metrics``: beside the loss (``"accuracy"``, ``"top5"``; default: accuracy for cross-entropy,
       label-smoothed or not, but none where ``mask``/``ignore_index`` padding is fixed).
     - ``progress``: called ``PROGRESS_CHUNKS`` times an epoch with ``{epoch, step, steps, seconds}``;
@@ -127,9 +137,12 @@ def fit(net: Layer, loss: Loss, optimizer: Optimizer, train_data: tuple, test_da
         seed=seed, sampling=sampling, eval_batch_size=eval_batch_size, eval_train=eval_train, params=params,
         checkpoint=checkpoint, resume=resume, overwrite=overwrite, config=config, log=log, mesh=mesh,
         xla_options=xla_options, divergence=divergence, clip_norm=clip_norm, callbacks=callbacks,
-        keep_best=keep_best, metrics=metrics, progress=progress, augment=augment, eval_device=eval_device)
+        keep_best=keep_best, metrics=metrics, progress=progress, augment=augment, eval_device=eval_device,
+        val_data=val_data, val_fraction=val_fraction)
     placed = _place(run, data)
     programs, compile_seconds = compile_run(run, placed, params)
+    if run.log:  # once the programs compiled: a run rejected before training logs nothing
+        run.log(f"devices: {describe_devices(run)}")
     start = _start(run, programs["init"], params)
     if run.resume and run.first_epoch >= run.plan.total_epochs and run.log:
         run.log(f"checkpoint {run.checkpoint} already holds {run.first_epoch} epochs; nothing to do")
@@ -137,6 +150,17 @@ def fit(net: Layer, loss: Loss, optimizer: Optimizer, train_data: tuple, test_da
     history = {k: np.asarray(v) for k, v in end.history.items()}
     return TrainResult(*end.carry, history, len(history["epoch"]), compile_seconds, end.train_seconds,
                        time.perf_counter() - t_start, end.stopped)
+
+
+def describe_devices(run: Settings) -> str:
+    """Where the run trains and evaluates: ``1 x cpu (cpu:0), evaluating on cpu:1 beside it``."""
+    devices = list(run.mesh.devices.flat) if run.mesh is not None else [jax.devices()[0]]
+    kind = f"{len(devices)} x {devices[0].device_kind} ({', '.join(str(d) for d in devices[:4])}"
+    kind += ", ...)" if len(devices) > 4 else ")"
+    hosts = f" on {jax.process_count()} hosts" if jax.process_count() > 1 else ""
+    parallel = ", data parallel" if len(devices) > 1 else ""
+    beside = f", evaluating on {run.eval_device} beside it" if run.eval_device is not None else ""
+    return f"{kind}{hosts}{parallel}{beside}"
 
 
 def _place(run: Settings, data: Data) -> Placed:
@@ -169,7 +193,8 @@ def _start(run: Settings, initial: Callable, params) -> Start:
         ck = ckpt_lib.load(run.checkpoint, params_like=params_like,
                            opt_state_like=jax.eval_shape(run.optimizer.init, params_like), state_like=state)
         params, opt_state, state = ck.params, ck.opt_state, ck.state
-        history = {k: list(ck.history.get(k, [])) for k in run.history_keys}
+        # a key the checkpoint lacks (a set it did not evaluate) holds NaN for each of its epochs
+        history = {k: list(ck.history.get(k, [np.nan] * ck.epoch)) for k in run.history_keys}
     carry = (params, opt_state, state)
     if run.mesh is not None:
         carry = distributed.replicate(run.mesh, carry)

@@ -28,18 +28,18 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
 
 from fnet import checkpoint as ckpt_lib
+from fnet.metrics import SETS
 from fnet.train.epoch import run_in_pieces
 from fnet.train.settings import Placed, Settings
 from fnet.train.stopping import NonFiniteLossError, check_divergence, metric_mode
 
-__all__ = ["Finished", "Start", "best_path", "format_record", "run_epochs"]
+__all__ = ["Finished", "Start", "format_record", "run_epochs"]
 
 
 @dataclasses.dataclass
@@ -125,21 +125,15 @@ def record(trained: _Trained, losses: np.ndarray, seconds: float, results: list,
     """Epoch ``trained.e``'s history record, once its evaluation ``results`` are in (this waits).
 
     ``results`` hold ``(loss, *metrics)`` for each set of ``run.eval_sets``; a set not evaluated
-    (the training set without ``eval_train``, a missing test set) records NaN."""
+    (the training set without ``eval_train``, a missing validation or test set) records NaN."""
     measured = {}
     names = [k.removeprefix("test_") for k in run.history_keys if k.startswith("test_")]  # loss, metrics
     by_set = dict(zip(run.eval_sets, results, strict=True))
-    for prefix in ("train", "test"):
+    for prefix in SETS:
         values = by_set.get(prefix, (np.nan,) * len(names))
         measured |= {f"{prefix}_{k}": float(v) for k, v in zip(names, values, strict=True)}
     return {"epoch": trained.e + 1, "steps": trained.steps, "loss": float(losses.mean()), **measured,
             "seconds": seconds, "samples_per_s": trained.steps * run.batch_size / seconds}
-
-
-def best_path(checkpoint: str | Path) -> Path:
-    """Where ``keep_best`` saves: ``runs/book.npz`` -> ``runs/book.best.npz``."""
-    checkpoint = Path(checkpoint)
-    return checkpoint.with_name(f"{checkpoint.stem}.best{checkpoint.suffix or '.npz'}")
 
 
 def run_epochs(run: Settings, programs: dict, start: Start, data: Placed) -> Finished:
@@ -191,7 +185,7 @@ def _finisher(run: Settings, history: dict, run_key, t_loop: float) -> Callable:
             ckpt_lib.save(run.checkpoint, saved)
             if run.keep_best and sign * rec[run.keep_best] < best:
                 best = sign * rec[run.keep_best]
-                ckpt_lib.save(best_path(run.checkpoint), saved)
+                ckpt_lib.save(ckpt_lib.best_path(run.checkpoint), saved)
         reasons = [r for r in [cb(dict(rec)) for cb in run.callbacks] if r]  # every callback sees every epoch
         if not reasons or isinstance(reasons[0], str):
             return reasons[0] if reasons else None
@@ -202,9 +196,10 @@ def _finisher(run: Settings, history: dict, run_key, t_loop: float) -> Callable:
 
 def format_record(rec: dict, total_epochs: int) -> str:
     """The log line of one epoch's record: the training loss (the mean over the epoch's minibatches),
-    the training set's metrics, and the held-out sets' loss and metrics."""
+    the training set's metrics, and the held-out sets' loss and metrics (validation, then test)."""
     width = len(str(total_epochs))
-    shown = [(k, v) for k, v in rec.items() if k.startswith(("train_", "test_")) and k != "train_loss"]
+    shown = [(k, v) for k, v in rec.items()
+             if k.startswith(("train_", "val_", "test_")) and k != "train_loss"]
     metrics = "".join(f"  {k.replace('_', ' ')} {v:.4f}" for k, v in shown if not math.isnan(v))
     return (f"epoch {rec['epoch']:{width}d}/{total_epochs}  loss {rec['loss']:.4f}{metrics}"
             f"  {rec['elapsed']:6.1f}s  {rec['samples_per_s']:,.0f} samples/s")

@@ -65,7 +65,7 @@ class Settings:
     ``eval_device`` beside it; ``xla_options`` for every program.
 
     **What is measured:** ``eval_sets``, the names of the sets evaluated after every
-    epoch, in order (``"train"``, ``"test"``); ``metrics`` (names; ``None``: what the
+    epoch, in order (``"train"``, ``"val"``, ``"test"``); ``metrics`` (names; ``None``: what the
     loss calls for) and the ``history_keys`` they make; ``eval_batch_size``.
 
     **When it stops and what is kept:** ``divergence``, ``callbacks``; ``checkpoint``,
@@ -115,19 +115,22 @@ class Settings:
 
 @dataclasses.dataclass(frozen=True)
 class Data:
-    """A run's data, checked: the training set, and the test set (or ``None``)."""
+    """A run's data, checked: the training set, the validation set (held out to choose a model:
+    when to stop, which epoch to keep) and the test set (to report on), each ``None`` but the
+    first when the run has none."""
 
     x_train: Any
     t_train: Any
+    x_val: Any = None
+    t_val: Any = None
     x_test: Any = None
     t_test: Any = None
 
     def sets(self) -> dict[str, tuple]:
-        """``{"train": (x, t), "test": (x, t)}``, the test set when there is one."""
-        sets = {"train": (self.x_train, self.t_train)}
-        if self.x_test is not None:
-            sets["test"] = (self.x_test, self.t_test)
-        return sets
+        """``{"train": (x, t), "val": (x, t), "test": (x, t)}``, those the run has, in that order."""
+        pairs = {"train": (self.x_train, self.t_train), "val": (self.x_val, self.t_val),
+                 "test": (self.x_test, self.t_test)}
+        return {k: xt for k, xt in pairs.items() if xt[0] is not None}
 
 
 @dataclasses.dataclass(frozen=True)

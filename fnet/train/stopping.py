@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -16,8 +17,8 @@ from fnet import _args
 from fnet._trees import first_non_finite, leaves_with_paths
 from fnet.metrics import history_keys
 
-__all__ = ["HISTORY_KEYS", "DivergenceError", "NonFiniteLossError", "check_divergence", "diverged",
-           "early_stopping", "metric_mode"]
+__all__ = ["HISTORY_KEYS", "DivergenceError", "NonFiniteLossError", "SelectionWarning", "check_divergence",
+           "diverged", "early_stopping", "metric_mode", "warn_test_selection"]
 
 HISTORY_KEYS = history_keys(("acc",))
 """The keys of an epoch's record with the default metric of a classification loss (accuracy):
@@ -86,31 +87,42 @@ def metric_mode(metric: str) -> str:
     return "max" if metric.endswith("acc") or re.search(r"_top\d+$", metric) else "min"
 
 
-def early_stopping(monitor: str = "test_loss", patience: int = 3, *, min_delta: float = 0.0) -> Callable:
+def early_stopping(monitor: str | None = None, patience: int = 3, *, min_delta: float = 0.0) -> Callable:
     """A ``fit`` callback: stop when ``monitor`` has not improved for ``patience`` epochs.
 
-    ``monitor`` is a history key (``"test_loss"``, ``"test_acc"``, ``"train_loss"``,
-    ``"loss"``); lower is better for losses, higher for accuracies. An improvement must
-    beat the best value so far by more than ``min_delta``. The callback keeps its count
-    between calls: make a new one for each run (a resumed run starts counting afresh).
+    ``monitor`` is a history key (``"val_loss"``, ``"val_acc"``, ``"test_loss"``, ``"train_loss"``,
+    ``"loss"``); lower is better for losses, higher for accuracies. ``None`` (the default): the
+    validation loss when the run has a validation set, else the test loss. Monitoring the test
+    set warns (``SelectionWarning``): the stop then depends on the test set, and so do the test
+    figures reported. An improvement must beat the best value so far by more than ``min_delta``.
+    The callback keeps its count between calls: make a new one for each run (a resumed run starts
+    counting afresh).
 
     **Returns:** ``callback(record) -> str | None``: the reason to stop, or ``None``.
     """
-    if monitor not in HISTORY_KEYS and not re.fullmatch(r"(train|test)_(loss|acc|top\d+)", monitor):
-        raise ValueError(f"early_stopping: monitor must be a history key such as 'test_loss', 'test_acc' or "
+    if monitor is not None and monitor not in HISTORY_KEYS and not re.fullmatch(
+            r"(train|val|test)_(loss|acc|top\d+)", monitor):
+        raise ValueError(f"early_stopping: monitor must be a history key such as 'val_loss', 'test_acc' or "
                          f"'test_top5' (one of {HISTORY_KEYS} for the default metrics), got {monitor!r}")
+    if monitor is not None and monitor.startswith("test_"):
+        warn_test_selection(f"early_stopping({monitor!r})")
     patience = _args.count("early_stopping", "patience", patience, 1)
     min_delta = _args.non_negative("early_stopping", "min_delta", min_delta)
-    sign = 1.0 if metric_mode(monitor) == "min" else -1.0
     best, best_epoch, waited = math.inf, 0, 0
 
     def callback(record: dict) -> str | None:
-        nonlocal best, best_epoch, waited
+        nonlocal best, best_epoch, waited, monitor
+        if monitor is None:  # the first record says whether the run has a validation set
+            monitor = "test_loss" if math.isnan(record.get("val_loss", math.nan)) else "val_loss"
+            if monitor == "test_loss":
+                warn_test_selection("early_stopping() without a validation set (monitoring test_loss)",
+                                    stacklevel=2)
+        sign = 1.0 if metric_mode(monitor) == "min" else -1.0
         value = sign * float(record[monitor])
         if math.isnan(value):
             raise ValueError(f"early_stopping: {monitor} was not measured (NaN) in epoch {record['epoch']}; "
-                             "monitor a metric that fit evaluates (test_* needs test_data, train_* "
-                             "eval_train)")
+                             "monitor a metric that fit evaluates (val_* needs val_data or val_fraction, "
+                             "test_* test_data, train_* eval_train)")
         if value < best - min_delta:
             best, best_epoch, waited = value, record["epoch"], 0
             return None
@@ -121,3 +133,16 @@ def early_stopping(monitor: str = "test_loss", patience: int = 3, *, min_delta: 
         return None
 
     return callback
+
+
+class SelectionWarning(UserWarning):
+    """A model is chosen on the test set: its test figures are then optimistic."""
+
+
+def warn_test_selection(what: str, stacklevel: int = 3) -> None:
+    """Warn that ``what`` chooses the model on the test set, and say what to do instead (``stacklevel``:
+    as ``warnings.warn``'s, counted from this function's caller's caller)."""
+    warnings.warn(f"{what} chooses the model on the test set, so the test figures of the model it keeps "
+                  "are optimistic (the test set took part in choosing it); hold out a validation set "
+                  "(fit(val_fraction=0.1), fnet-train --val-fraction 0.1) and choose on it",
+                  SelectionWarning, stacklevel=stacklevel)
