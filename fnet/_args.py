@@ -17,6 +17,8 @@ import numbers
 import os
 from pathlib import Path
 
+import numpy as np
+
 
 class ArgumentTypeError(TypeError, ValueError):
     """An argument of the wrong type (a string for a number, a float for a count)."""
@@ -86,13 +88,36 @@ def counts(where: str, arg: str, value, minimum: int) -> tuple[int, ...]:
     return tuple(count(where, arg, v, minimum) for v in value)
 
 
+def flag(where: str, arg: str, value) -> bool:
+    """``value`` as a ``bool``: ``True`` or ``False`` (NumPy's too), nothing else (a string such as
+    ``"no"`` would be true)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ArgumentTypeError(f"{where}: {arg} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def float_dtype(where: str, value, arg: str = "dtype"):
+    """``value`` as a NumPy floating dtype (``jnp.float32``, ``"float64"``, ``jnp.bfloat16``)."""
+    try:
+        dtype = None if value is None or isinstance(value, (bool, numbers.Number)) else np.dtype(value)
+    except TypeError:
+        dtype = None
+    import jax.numpy as jnp  # its floating types include bfloat16, which NumPy's do not
+
+    if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
+        raise ArgumentTypeError(f"{where}: {arg} must be a floating dtype such as jnp.float32 or "
+                                f"jnp.float64, got {value!r}")
+    return dtype
+
+
 def writable_path(where: str, arg: str, path) -> Path:
     """``path`` as a ``Path`` that a file can be written to, checked before any work is done.
 
-    It must not be a directory; the nearest directory that exists on the way to it
-    must be writable (missing directories are created when the file is written);
-    an existing file must be writable. The ``ValueError`` names ``where``, ``arg``
-    (unless empty) and the user's path, so a long run never ends in a traceback about a path.
+    It must not be a directory. The check writes: an existing file is opened for appending (and
+    left as it was), a new one is created, with the directories on the way to it, and then
+    removed again, so that a path the permissions allow but the file system refuses (``/proc``,
+    a read-only mount, a full disk's directory) fails now. The ``ValueError`` names ``where``,
+    ``arg`` (unless empty) and the user's path, so a long run never ends in a traceback about a path.
     """
     named = f"{where}: {arg}" if where else arg
     if not isinstance(path, (str, os.PathLike)):
@@ -101,15 +126,36 @@ def writable_path(where: str, arg: str, path) -> Path:
     if path.is_dir():
         raise ValueError(f"{named} {path} is a directory; give a file path inside it, e.g. "
                          f"{path / 'run.npz' if arg.endswith('checkpoint') else path / 'out'}")
-    if path.exists():
-        if not os.access(path, os.W_OK):
-            raise ValueError(f"{named} {path} exists and is not writable")
-        return path
     parent = path.parent
     while not parent.exists():
         parent = parent.parent
     if not parent.is_dir():
         raise ValueError(f"{named} {path}: {parent} is a file, not a directory")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ValueError(f"{named} {path}: cannot create files in {parent} (permission denied)")
+    _try_writing(named, path)
     return path
+
+
+def _try_writing(named: str, path: Path) -> None:
+    """Open ``path`` for writing as its run will (creating what is missing), then undo what was made."""
+    missing = []
+    parent = path.parent
+    while not parent.exists():
+        missing.append(parent)
+        parent = parent.parent
+    made: list[Path] = []
+    try:
+        for folder in reversed(missing):
+            folder.mkdir()
+            made.append(folder)
+        if path.exists():
+            with open(path, "ab"):
+                pass
+        else:
+            with open(path, "xb"):
+                made.append(path)
+    except OSError as e:
+        what = "exists and is not writable" if path.exists() else "cannot be created"
+        raise ValueError(f"{named} {path} {what}: {e.strerror or e}") from None
+    finally:
+        for made_path in reversed(made):
+            made_path.unlink() if made_path.is_file() else made_path.rmdir()

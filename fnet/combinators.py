@@ -344,13 +344,28 @@ def time_distributed(layer: Layer | tuple[str, Layer]) -> Layer:
                                                  f"{shape_str(shape)}")
         return fold_time(shape)
 
+    def on_steps(shape, fn, *args):
+        """``fn(*args)`` on the folded steps; when the child refuses a step of a 2-D input, the input
+        was no sequence of the child's inputs: say so, in time_distributed's terms."""
+        try:
+            return guard(k, fn, *args)
+        except ShapeError as e:
+            if len(shape) != 2:
+                raise
+            raise ShapeError("time_distributed",
+                             f"input of shape {shape_str(shape)} is no sequence of {child.name} inputs: "
+                             f"time_distributed reads (N, T, ...) and gives each time step, here a "
+                             f"scalar, to {k} ({child.name}), which refuses a scalar. Pass (N, T, features), "
+                             "e.g. x[..., None] for one feature per step") from e
+
     def init(rng: jax.Array, input_shape: Shape):
         shape = check_shape(input_shape, "time_distributed")
-        params, out = guard(k, child.init, rng, folded(shape))
+        params, out = on_steps(shape, child.init, rng, folded(shape))
         return {k: params}, unfold_time(shape, out)
 
     def init_state(input_shape: Shape):
-        return {k: guard(k, child.init_state, folded(check_shape(input_shape, "time_distributed")))}
+        shape = check_shape(input_shape, "time_distributed")
+        return {k: on_steps(shape, child.init_state, folded(shape))}
 
     def forward(params, x, **ctx):
         check_context("time_distributed", child.uses, ctx)
@@ -358,8 +373,8 @@ def time_distributed(layer: Layer | tuple[str, Layer]) -> Layer:
         if stateful:
             check_child_state("time_distributed", ctx["state"], stateful)
         x_shape = jnp.shape(x)
-        y, cache, s, spec = run_child(k, 0, child, params[k], jnp.reshape(x, folded(x_shape, "an input of")),
-                                      {"key": None, **ctx})
+        y, cache, s, spec = on_steps(x_shape, run_child, k, 0, child, params[k],
+                                     jnp.reshape(x, folded(x_shape, "an input of")), {"key": None, **ctx})
         y = jnp.reshape(y, unfold_time(x_shape, jnp.shape(y)))
         out = (y, (cache, Static((spec, jnp.shape(y), x_shape))))
         return (*out, {k: s}) if stateful else out

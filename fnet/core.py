@@ -40,11 +40,11 @@ from typing import Any, Protocol
 
 import jax
 
-from fnet._trees import Static
+from fnet._trees import Static, check_like
 from fnet.errors import LayerError, ProtocolError, ShapeError, shape_str
 
 __all__ = ["Layer", "Static", "Wiring", "apply", "check_dout", "check_shape", "concat_shape", "fold_time",
-           "output_shape", "param_shapes", "unfold_time"]
+           "output_shape", "param_shapes", "reads_ids", "unfold_time", "wired_child"]
 
 Shape = tuple  # tuple[int | None, ...]: the batch dimension may be None
 Params = Any  # a pytree of arrays
@@ -166,12 +166,36 @@ def apply(layer: Layer, params: Params, x: jax.Array, *, key: jax.Array | None =
 
 def _call(layer: Layer, params: Params, x: jax.Array, ctx: Mapping[str, Any]):
     kwargs = {k: ctx[k] for k in layer.uses}
-    out = layer.forward(params, x, **kwargs)
+    try:
+        out = layer.forward(params, x, **kwargs)
+    except (KeyError, TypeError, ValueError, IndexError) as e:
+        if isinstance(e, LayerError):
+            raise
+        _check_params_fit(layer, params, x, e)  # params of another layer: say so; else the error as it was
+        raise
     stateful = "state" in layer.uses
     if not isinstance(out, tuple) or len(out) != (3 if stateful else 2):
         want = "(y, cache, new_state) (it uses 'state')" if stateful else "(y, cache)"
         raise ProtocolError(layer.name, f"forward must return {want}; it returned {_describe(out)}")
     return out if stateful else (*out, None)
+
+
+def _check_params_fit(layer: Layer, params: Params, x, error: Exception) -> None:
+    """After ``layer``'s forward failed with a plain error: when ``params`` are not the structure and
+    shapes ``layer.init`` makes for ``x``, raise a ``ShapeError`` naming the first key path that differs
+    and both structures (the usual cause: params made by another layer, or edited)."""
+    try:
+        expected, _ = param_shapes(layer, (None, *jax.numpy.shape(x)[1:]))
+    except Exception:  # the input itself does not fit: the original error says more
+        return
+    try:
+        check_like("forward", "params", params, expected, against=f"the parameters {layer.name} makes")
+    except ValueError as mismatch:
+        got = jax.tree.map(lambda a: tuple(jax.numpy.shape(a)), params)
+        want = jax.tree.map(lambda a: tuple(a.shape), expected)
+        why = str(mismatch).removeprefix("forward: ")
+        raise ShapeError(layer.name, f"{why}. The layer's parameters are {want}; got {got}. Were they made "
+                                     "by init of another layer?") from error
 
 
 def _describe(value) -> str:
@@ -206,6 +230,28 @@ def param_shapes(layer: Layer, input_shape: Shape) -> tuple[Any, Shape]:
 def output_shape(layer: Layer, input_shape: Shape) -> Shape:
     """The output shape of ``layer`` for ``input_shape``, without allocating parameters."""
     return param_shapes(layer, input_shape)[1]
+
+
+def wired_child(layer: Layer, key: str, where: str = "") -> Layer:
+    """The child ``key`` of a combinator, as its ``wiring`` names it (``Wiring.call(key, x)``).
+
+    **Raises:** ``ShapeError`` naming the combinator (``where``: its key path) and its children
+    when it has none of that key: a wiring may only name the keys of ``Layer.children``.
+    """
+    for k, child in layer.children:
+        if k == key:
+            return child
+    keys = [k for k, _ in layer.children]
+    named = f"{where} ({layer.name})" if where and where != layer.name else layer.name
+    raise ShapeError(named, f"its wiring calls a child {key!r}, but its children are {keys}; a wiring may "
+                            "only name the keys of Layer.children")
+
+
+def reads_ids(net: Layer) -> bool:
+    """Whether ``net``'s first layer is an ``embedding``: its inputs are integer ids, not floats."""
+    while net.children:
+        net = net.children[0][1]
+    return net.name == "embedding"
 
 
 # ------------------------------------------------------------------- the shapes of Wiring's operations

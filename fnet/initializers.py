@@ -79,17 +79,19 @@ def zeros() -> Initializer:
     return init
 
 
-def resolve(spec: Initializer | float | str, where: str = "initializer") -> Initializer:
-    """Turn a float (std of a normal), ``"he"``, ``"xavier"``, or an initialiser into one."""
+def resolve(spec: Initializer | float | str, where: str = "initializers.resolve", arg: str = "init"
+            ) -> Initializer:
+    """Turn a float (std of a normal), ``"he"``, ``"xavier"``, or an initialiser into one. ``where``
+    and ``arg`` name the layer and the argument in the error of a spec that is none of these."""
     if isinstance(spec, str):
         named = {"he": he, "relu": he, "xavier": xavier, "sigmoid": xavier}
         if spec.lower() not in named:
-            raise ValueError(f"{where}: unknown initializer {spec!r}; use 'he', 'xavier', a float "
-                             "standard deviation, or a function (key, shape, dtype) -> array")
+            raise ValueError(f"{where}: {arg} is an unknown initializer {spec!r}; use 'he', 'xavier', a "
+                             "float standard deviation, or a function (key, shape, dtype) -> array")
         return named[spec.lower()]()
     if isinstance(spec, (int, float)) and not isinstance(spec, bool):
-        return normal(float(spec))
+        return normal(_args.non_negative(where, arg, spec, about="the standard deviation of a normal"))
     if callable(spec):
         return spec
-    raise TypeError(f"{where}: expected an initializer function, a float std, 'he' or 'xavier'; "
-                    f"got {spec!r}")
+    raise _args.ArgumentTypeError(f"{where}: {arg} must be an initializer function, a float std, 'he' or "
+                                  f"'xavier'; got {spec!r}")

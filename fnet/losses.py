@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from fnet._trees import Static
 from fnet.errors import DTypeError, ShapeError, shape_str
@@ -44,13 +45,27 @@ class Loss:
     def __repr__(self) -> str:
         return f"losses.{self.name}"
 
+    @property
+    def fixed(self) -> dict:
+        """The options ``with_options`` fixed (``{}`` for a loss made otherwise)."""
+        return dict(getattr(self.forward, "keywords", {}))
+
     def with_options(self, **options) -> Loss:
-        """This loss with ``options`` passed to every ``forward`` (an unknown option raises now)."""
+        """This loss with ``options`` passed to every ``forward`` (an unknown option raises now, and so
+        do a ``mask`` holding NaN or infinity and a ``label_smoothing`` or ``ignore_index`` that
+        cannot work)."""
         allowed = set(inspect.signature(self.forward).parameters) - {"y", "t"}
         unknown = sorted(set(options) - allowed)
         if unknown:
             raise TypeError(f"losses.{self.name}: unknown options {unknown}; it takes "
                             f"{sorted(allowed) or 'none'}")
+        if options.get("mask") is not None:
+            _finite_mask(self.name, options["mask"])
+        if "label_smoothing" in options:
+            _smoothing(options["label_smoothing"])
+        ignore = options.get("ignore_index")
+        if ignore is not None and (isinstance(ignore, bool) or not isinstance(ignore, int)):
+            raise TypeError(f"{self.name}: ignore_index must be an int (the padding label), got {ignore!r}")
         forward = functools.partial(self.forward, **options)
         text = ", ".join(f"{k}={v!r}" for k, v in options.items())
         return Loss(f"{self.name}.with_options({text})", forward, self.backward, self.doc,
@@ -95,6 +110,8 @@ def _weights(y, t, is_labels, mask, ignore_index):
     w = None
     if mask is not None:
         mask = jnp.asarray(mask)
+        if not isinstance(mask, jax.core.Tracer):
+            _finite_mask(name, mask)
         if mask.shape != positions:
             raise ShapeError(name, f"mask must have one entry per position, shape {shape_str(positions)} "
                                    f"(outputs {shape_str(y.shape)}); got {shape_str(mask.shape)}")
@@ -110,6 +127,17 @@ def _weights(y, t, is_labels, mask, ignore_index):
     if w is None:
         return None, math.prod(positions)
     return w, jnp.sum(w)
+
+
+def _finite_mask(name: str, mask) -> None:
+    """A mask is weights of positions: a NaN one would make the loss 0 and every gradient NaN."""
+    host = np.asarray(mask)
+    if np.issubdtype(host.dtype, np.floating) and not np.isfinite(host).all():
+        where = tuple(int(i) for i in np.argwhere(~np.isfinite(host))[0])
+        count = int((~np.isfinite(host)).sum())
+        raise ValueError(f"{name}: mask holds {count} NaN or infinite weights, the first {host[where]} at "
+                         f"position {list(where)}; a mask weighs positions: pass 1 (or True) for a position "
+                         "that counts and 0 (or False) for padding")
 
 
 def _smoothing(label_smoothing) -> float:

@@ -28,7 +28,8 @@ def two_layer_net(input_size: int, hidden_size: int, output_size: int,
     ``(None, 28, 28)`` are flattened by the first affine layer.
     """
     return sequential(
-        ("Affine1", L.affine(hidden_size, W_init=weight_init_std, in_features=input_size)),
+        ("Affine1", L.affine(hidden_size, W_init=weight_init_std,
+                             in_features=_args.count("two_layer_net", "input_size", input_size, 1))),
         ("Relu1", L.relu()),
         ("Affine2", L.affine(output_size, W_init=weight_init_std)),
     )
@@ -74,7 +75,15 @@ def multi_layer_net(input_size: int, hidden_sizes: Sequence[int], output_size: i
     act_name, act = _ACTIVATIONS[activation]
     if weight_init is None:
         weight_init = "he" if activation == "relu" else "xavier"
-    hidden_sizes = list(hidden_sizes)
+    if isinstance(hidden_sizes, (str, bytes)) or not hasattr(hidden_sizes, "__iter__"):
+        raise _args.ArgumentTypeError(f"multi_layer_net: hidden_sizes must be a sequence of sizes, e.g. "
+                                      f"[100, 100] ([] for none), got {hidden_sizes!r}")
+    hidden_sizes = [_args.count("multi_layer_net", "hidden_sizes", h, 1) for h in hidden_sizes]
+    input_size = _args.count("multi_layer_net", "input_size", input_size, 1)
+    use_dropout = _args.flag("multi_layer_net", "use_dropout", use_dropout)
+    use_batchnorm = _args.flag("multi_layer_net", "use_batchnorm", use_batchnorm)
+    dropout_rate = _args.interval("multi_layer_net", "dropout_rate", dropout_rate, 0, 1, closed=False,
+                                  about="the probability of dropping")
     layers = []
     for i, size in enumerate(hidden_sizes, start=1):
         layers.append((f"Affine{i}", L.affine(size, W_init=weight_init,
@@ -119,6 +128,9 @@ def simple_convnet(input_shape: tuple[int, int, int] = (28, 28, 1), conv: dict |
     figures are in ``docs/speed.md``).
     """
     settings = {"filters": 30, "kernel_size": 5, "stride": 1, "padding": 0}
+    if conv is not None and not isinstance(conv, dict):
+        raise _args.ArgumentTypeError(f"simple_convnet: conv must be a dict such as dict(filters=30, "
+                                      f"kernel_size=5), got {conv!r}")
     for k, v in (conv or {}).items():
         if k not in settings:
             hint = f" (the book's {k!r} is {_BOOK_CONV_NAMES[k]!r} here)" if k in _BOOK_CONV_NAMES else ""
@@ -211,7 +223,8 @@ def sequence_classifier(cell: str = "lstm", hidden: int | Sequence[int] = 128,
     """
     if cell not in RECURRENT_CELLS:
         raise ValueError(f"sequence_classifier: cell must be one of {sorted(RECURRENT_CELLS)}, got {cell!r}")
-    sizes = [hidden] if isinstance(hidden, int) else list(hidden)
+    iterable = hasattr(hidden, "__iter__") and not isinstance(hidden, (str, bytes))
+    sizes = list(hidden) if iterable else [hidden]
     if not sizes:
         raise ValueError("sequence_classifier: hidden needs at least one size")
     sizes = [_args.count("sequence_classifier", "hidden", h, 1) for h in sizes]

@@ -474,7 +474,8 @@ def by_name(name: str, **hyperparams: Any) -> Optimizer:
     """
     key = name.strip().lower() if isinstance(name, str) else name
     if key not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {name!r}; valid names are {', '.join(OPTIMIZERS)}")
+        raise ValueError(f"optim.by_name: unknown optimizer {name!r}; valid names are "
+                         f"{', '.join(OPTIMIZERS)}")
     make = OPTIMIZERS[key]
     given = {k: v for k, v in hyperparams.items() if v is not None}
     accepted = list(inspect.signature(make).parameters)

@@ -39,7 +39,9 @@ def test_standard_normal_is_jax_random_normal_bit_for_bit():
 
 def test_resolve_names_and_errors():
     assert initializers.resolve(0.0)(jax.random.key(0), (2, 2), jnp.float32).sum() == 0
-    with pytest.raises(ValueError, match="unknown initializer 'glorot'"):
-        initializers.resolve("glorot", "affine")
-    with pytest.raises(TypeError, match="affine: expected an initializer"):
-        initializers.resolve([1], "affine")
+    with pytest.raises(ValueError, match=r"^affine: W_init is an unknown initializer 'glorot'"):
+        initializers.resolve("glorot", "affine", "W_init")
+    with pytest.raises(TypeError, match=r"^affine: W_init must be an initializer function"):
+        initializers.resolve([1], "affine", "W_init")
+    with pytest.raises(ValueError, match=r"^affine: W_init is the standard deviation of a normal .* finite"):
+        initializers.resolve(float("nan"), "affine", "W_init")

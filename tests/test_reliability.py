@@ -380,6 +380,7 @@ def test_resume_after_kill_9_is_bit_identical(small, tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
+        assert proc.stdout.readline().startswith("devices: ")  # fit says where it trains
         for _ in range(3):  # an epoch's line comes before its save: two or three epochs are on disk
             assert proc.stdout.readline().startswith("epoch ")
         proc.send_signal(signal.SIGKILL)

@@ -39,7 +39,9 @@ class LayerCheck:
     **Fields:** ``layer`` (its name); ``report`` (a ``GradReport``: one row per parameter
     leaf, ``params/...``, and one for the input, ``x``); ``errors``: per leaf, the largest
     difference relative to that gradient's scale, ``max|a-b| / max|b|``; ``zeros``: per
-    leaf, how many backprop entries are exactly 0; ``threshold``; ``ok``.
+    leaf, how many backprop entries are exactly 0; ``numerical_trouble``: per leaf whose
+    numerical gradient cannot be trusted (NaN or infinite, or 0 everywhere), why; ``threshold``;
+    ``ok``.
     """
 
     layer: str
@@ -50,6 +52,7 @@ class LayerCheck:
     zeros: dict[str, tuple[int, int]]
     threshold: float
     ok: bool
+    numerical_trouble: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return self.ok
@@ -58,6 +61,9 @@ class LayerCheck:
         lines = [f"check_layer: {self.layer} on input {self.input_shape}, {self.dtype}", "", str(self.report),
                  ""]
         for path, err in self.errors.items():
+            if path in self.numerical_trouble:  # no verdict on backward: the other side cannot be trusted
+                lines.append(f"{path}: NUMERICAL GRADIENT UNUSABLE: {self.numerical_trouble[path]}")
+                continue
             verdict = "ok" if err <= self.threshold else "WRONG"
             lines.append(f"{path}: max|a-b| / max|b| = {err:.1e}  {verdict}")
         zeros = {p: z for p, z in self.zeros.items() if z[0]}
@@ -115,7 +121,7 @@ def check_layer(layer: Layer, input_shape: tuple, *, key: jax.Array | None = Non
         params = jax.tree.map(lambda a: jnp.asarray(a, dtype), params)
         x = jax.random.normal(k_x, shape, dtype)
         if "state" in layer.uses and state is None:
-            state = layer.init_state((None, *shape[1:]))
+            state = layer.init_state(shape)  # with the batch: a stateful RNN's state has one row each
         ctx = {"key": k_fwd, "train": train, "state": state}
         y, cache, _ = apply(layer, params, x, **ctx)
         dout = jax.random.normal(k_dout, jnp.shape(y), dtype)
@@ -128,13 +134,37 @@ def check_layer(layer: Layer, input_shape: tuple, *, key: jax.Array | None = Non
         numerical = numerical_gradient(f, {"params": params, "x": x}, eps)
         backprop = {"params": dparams, "x": dx}
         report = compare(backprop, numerical)
-        errors, zeros = {}, {}
-        for d, a in zip(report, jax.tree.leaves(backprop), strict=True):
+        errors, zeros, trouble = {}, {}, {}
+        finite_forward = bool(jnp.all(jnp.isfinite(y)))
+        for d, a, b in zip(report, jax.tree.leaves(backprop), jax.tree.leaves(numerical), strict=True):
             errors[d.path] = d.max_abs / d.scale if d.scale > 0 else (0.0 if d.max_abs == 0 else float("inf"))
             a = np.asarray(a)
             zeros[d.path] = (int(np.sum(a == 0)), int(a.size))
-    ok = all(e <= limit for e in errors.values())
-    result = LayerCheck(layer.name, shape, name, report, errors, zeros, limit, ok)
+            why = _numerical_trouble(np.asarray(b), a, eps, name, finite_forward)
+            if why:
+                trouble[d.path] = why
+    ok = not trouble and all(e <= limit for e in errors.values())
+    result = LayerCheck(layer.name, shape, name, report, errors, zeros, limit, ok, trouble)
     if raise_on_failure and not ok:
         raise GradientCheckError(str(result))
     return result
+
+
+def _numerical_trouble(numerical: np.ndarray, backprop: np.ndarray, eps: float, dtype: str,
+                       finite_forward: bool) -> str | None:
+    """Why a leaf's numerical gradient cannot judge backprop's, or ``None``: NaN or infinite entries
+    (the forward is not finite there), or zeros everywhere where backprop has a gradient (``eps``
+    too small to change the loss at the dtype's precision)."""
+    bad = ~np.isfinite(numerical)
+    if bad.any():
+        cause = ("the forward pass is not finite at these inputs" if not finite_forward else
+                 f"eps={eps:g} is too small to change these inputs in {dtype} (a perturbed copy equals the "
+                 "input, so the quotient is 0/0: leave eps to its default), or the loss is not finite a step "
+                 "away from them")
+        return (f"{int(bad.sum())} of its {numerical.size} entries are NaN or infinite: {cause}. This "
+                "says nothing about the backward rule; check the layer's forward on these inputs")
+    if not numerical.any() and np.abs(backprop).max(initial=0) > 0:
+        return (f"it is 0 everywhere while backprop's is not: eps={eps:g} is too small to change the loss "
+                f"in {dtype} (the two losses it subtracts are equal to all their digits); leave eps to its "
+                "default")
+    return None

@@ -69,6 +69,7 @@ def recurrent(cell: Cell, hidden: int, *, return_sequences: bool, stateful: bool
     """The ``Layer`` that runs ``cell`` over sequences ``(N, T, D)`` (see the module docstring)."""
     name = cell.name
     hidden = _args.count(name, "hidden", hidden, 1)
+    dtype = _args.float_dtype(name, dtype)
     if not isinstance(return_sequences, bool) or not isinstance(stateful, bool):
         raise TypeError(f"{name}: return_sequences and stateful must be True or False; got "
                         f"{return_sequences!r} and {stateful!r}")

@@ -38,8 +38,11 @@ def affine(out_features: int, *, W_init: initializers.Initializer | float | str 
     ``in_features``: if given, ``init`` checks that the input provides ``D == in_features``.
     """
     out_features = _args.count("affine", "out_features", out_features, 1)
-    W_init = initializers.resolve(W_init, "affine W_init")
-    b_init = initializers.resolve(b_init, "affine b_init")
+    if in_features is not None:
+        in_features = _args.count("affine", "in_features", in_features, 1)
+    dtype = _args.float_dtype("affine", dtype)
+    W_init = initializers.resolve(W_init, "affine", "W_init")
+    b_init = initializers.resolve(b_init, "affine", "b_init")
     for name, value in (("flatten", flatten), ("bias", bias)):
         if not isinstance(value, bool):
             raise TypeError(f"affine: {name} must be True or False, got {value!r}")

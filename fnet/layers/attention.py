@@ -64,12 +64,15 @@ def multi_head_attention(heads: int, *, causal: bool = False, dropout: float = 0
     the heads merge back into ``(N, T, 3D)`` and go through the projections as ``affine``'s do.
     """
     heads = _args.count("multi_head_attention", "heads", heads, 1)
+    dtype = _args.float_dtype("multi_head_attention", dtype)
     rate = _args.in_unit("multi_head_attention", "dropout", dropout,
                          about="the probability of dropping an attention weight")
     if not isinstance(causal, bool):
         raise TypeError(f"multi_head_attention: causal must be True or False, got {causal!r}")
-    W_init = initializers.resolve(W_init, "multi_head_attention W_init")
-    out_init = W_init if out_init is None else initializers.resolve(out_init, "multi_head_attention out_init")
+    W_init = initializers.resolve(W_init, "multi_head_attention", "W_init")
+    if out_init is not None:
+        out_init = initializers.resolve(out_init, "multi_head_attention", "out_init")
+    out_init = W_init if out_init is None else out_init
 
     def init(key, input_shape):
         shape = check_shape(input_shape, "multi_head_attention")

@@ -67,11 +67,12 @@ def conv2d(filters: int, kernel_size: int | tuple[int, int], stride: int | tuple
     of the parameters. The input must have the kernel's dtype.
     """
     filters = _args.count("conv2d", "filters", filters, 1)
+    dtype = _args.float_dtype("conv2d", dtype)
     window = _spatial.pair("conv2d", "kernel_size", kernel_size)
     strides = _spatial.pair("conv2d", "stride", stride)
     pad_spec = _spatial.padding_spec("conv2d", padding)
-    W_init = initializers.resolve(W_init, "conv2d W_init")
-    b_init = initializers.resolve(b_init, "conv2d b_init")
+    W_init = initializers.resolve(W_init, "conv2d", "W_init")
+    b_init = initializers.resolve(b_init, "conv2d", "b_init")
     if not isinstance(bias, bool):
         raise TypeError(f"conv2d: bias must be True or False, got {bias!r}")
 

@@ -42,7 +42,8 @@ def embedding(vocab_size: int, dim: int, *, W_init: initializers.Initializer | f
     """
     vocab_size = _args.count("embedding", "vocab_size", vocab_size, 1)
     dim = _args.count("embedding", "dim", dim, 1)
-    W_init = initializers.resolve(W_init, "embedding W_init")
+    dtype = _args.float_dtype("embedding", dtype)
+    W_init = initializers.resolve(W_init, "embedding", "W_init")
 
     def init(key, input_shape):
         shape = check_shape(input_shape, "embedding")
@@ -101,9 +102,10 @@ def positional_embedding(max_len: int, kind: str = "learned", *,
     of dout[:, t]``, and rows ``t >= T`` get zero.
     """
     max_len = _args.count("positional_embedding", "max_len", max_len, 1)
+    dtype = _args.float_dtype("positional_embedding", dtype)
     if kind not in POSITIONAL_KINDS:
         raise ValueError(f"positional_embedding: kind must be one of {POSITIONAL_KINDS}, got {kind!r}")
-    W_init = initializers.resolve(W_init, "positional_embedding W_init")
+    W_init = initializers.resolve(W_init, "positional_embedding", "W_init")
     learned = kind == "learned"
 
     def check(shape) -> None:

@@ -69,6 +69,7 @@ def batch_norm(momentum: float = 0.9, eps: float = 1e-5, *, dtype=jnp.float32) -
     momentum = _args.interval("batch_norm", "momentum", momentum, 0, 1,
                               hint=" (running = momentum * running + (1 - momentum) * batch)")
     eps = _args.positive("batch_norm", "eps", eps)
+    dtype = _args.float_dtype("batch_norm", dtype)
 
     def init(key, input_shape):
         shape = check_shape(input_shape, "batch_norm")
@@ -153,6 +154,7 @@ def layer_norm(eps: float = 1e-5, *, dtype=jnp.float32) -> Layer:
     ``dgamma = sum(dout * xhat)``, ``dbeta = sum(dout)`` over all axes but the last.
     """
     eps = _args.positive("layer_norm", "eps", eps)
+    dtype = _args.float_dtype("layer_norm", dtype)
 
     def init(key, input_shape):
         shape = check_shape(input_shape, "layer_norm")

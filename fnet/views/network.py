@@ -17,6 +17,7 @@ from fnet.core import (
     output_shape,
     param_shapes,
     unfold_time,
+    wired_child,
 )
 from fnet.graph.draw import FONT, GRADIENT_COLOR, quote
 
@@ -137,13 +138,15 @@ class _NetWalk:
 
     def __init__(self, g: _NetGraph, layer: Layer, prefix: str, frames: tuple):
         self.g, self.layer, self.prefix, self.frames = g, layer, prefix, frames
-        self.children = dict(layer.children)
 
     def run(self, x: int) -> int:
         return self.layer.wiring(self, x)
 
+    def child(self, key: str) -> Layer:
+        return wired_child(self.layer, key, self.prefix.rstrip("/"))
+
     def call(self, key, x):
-        child, path = self.children[key], self.prefix + key
+        child, path = self.child(key), self.prefix + key
         if child.children and child.wiring:
             frames = (*self.frames, key)
             self.g.frames[frames] = f"{path} ({child.name})"
@@ -158,7 +161,7 @@ class _NetWalk:
 
     def transposed(self, key, x):
         """One box for the output layer that reuses the embedding ``key``'s table ``(V, D)``, transposed."""
-        table, _ = param_shapes(self.children[key], (None, 1))
+        table, _ = param_shapes(self.child(key), (None, 1))
         node_id = f"layer:{self.prefix}{key}^T"
         self.g.node(node_id, "box", f"{key}^T\nthe table, transposed (tied)", self.frames)
         self.g.consume(x, node_id)
@@ -166,7 +169,7 @@ class _NetWalk:
 
     def each_step(self, key, x):
         """One box for the child run on every time step (its inside is not drawn)."""
-        child, path = self.children[key], self.prefix + key
+        child, path = self.child(key), self.prefix + key
         shape = self.g.values[x]["shape"]
         out = output_shape(child, fold_time(shape))
         node_id = f"layer:{path}"

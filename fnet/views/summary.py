@@ -17,12 +17,22 @@ import jax.numpy as jnp
 from fnet import _args
 from fnet._text import table
 from fnet._trees import path_str
-from fnet.core import Layer, Shape, apply, check_shape, concat_shape, fold_time, param_shapes, unfold_time
+from fnet.core import (
+    Layer,
+    Shape,
+    apply,
+    check_shape,
+    concat_shape,
+    fold_time,
+    param_shapes,
+    reads_ids,
+    unfold_time,
+    wired_child,
+)
 from fnet.errors import shape_str
 
 
-def summary(net: Layer, input_shape: Shape, batch_size: int | None = None, *,
-            dtype=jnp.float32) -> str:
+def summary(net: Layer, input_shape: Shape, batch_size: int | None = None, *, dtype=None) -> str:
     """A printable tree: each layer's key path, kind, output shape and parameter count.
 
     Combinators (``sequential``, ``residual``, ``parallel``, ``time_distributed``, nested in any way)
@@ -42,8 +52,8 @@ def summary(net: Layer, input_shape: Shape, batch_size: int | None = None, *,
     ``batch_size``: if given, two more columns show, per layer, the arrays its
     cache holds for a batch of that size (``f32[100,784]``) and their bytes,
     and the total row adds them up: what backward needs kept from forward.
-    ``dtype``: the dtype of the input batch for those columns (default float32;
-    ``jnp.int32`` for a network that starts with an ``embedding`` of ids).
+    ``dtype``: the dtype of the input batch for those columns (default: ``int32`` ids for a
+    network that starts with an ``embedding``, ``float32`` otherwise).
 
     **What is counted.** A cache may hold an array that exists anyway: an
     affine layer keeps its ``W`` (the parameter itself, not a copy) and the
@@ -55,6 +65,8 @@ def summary(net: Layer, input_shape: Shape, batch_size: int | None = None, *,
     XLA may share more (a flattened input is a free reshape of the input).
     """
     shape = check_shape(input_shape, "summary")
+    if dtype is None:
+        dtype = jnp.int32 if reads_ids(net) else jnp.float32
     dtype = jax.dtypes.canonicalize_dtype(dtype)  # float64 is float32 unless x64 is enabled
     if batch_size is not None:
         batch_size = _args.count("summary", "batch_size", batch_size, 1)
@@ -127,16 +139,16 @@ class _ShapeWalk:
     """``Wiring`` over shapes: each ``call`` adds the child's rows and returns its output shape."""
 
     def __init__(self, layer: Layer, prefix: str, depth: int, rows: list, notes: list):
-        self.children, self.prefix, self.depth, self.rows, self.notes = (
-            dict(layer.children), prefix, depth, rows, notes)
+        self.layer, self.prefix, self.depth, self.rows, self.notes = layer, prefix, depth, rows, notes
         self.inputs: dict[str, Shape] = {}
 
     def call(self, key, shape):
         self.inputs[key] = shape
-        return _visit(self.children[key], self.prefix + key, self.depth, shape, self.rows, self.notes)
+        child = wired_child(self.layer, key, self.prefix.rstrip("/"))
+        return _visit(child, self.prefix + key, self.depth, shape, self.rows, self.notes)
 
     def transposed(self, key, shape):
-        params, _ = param_shapes(self.children[key], self.inputs[key])
+        params, _ = param_shapes(wired_child(self.layer, key, self.prefix.rstrip("/")), self.inputs[key])
         return (*shape[:-1], params["W"].shape[0])
 
     def add(self, *shapes):
@@ -197,10 +209,10 @@ class _TraceWalk:
     """``Wiring`` over traced arrays: a leaf ``call`` runs the layer and records its cache."""
 
     def __init__(self, layer: Layer, prefix: str, leaf, params: dict):
-        self.children, self.prefix, self.leaf, self.params = dict(layer.children), prefix, leaf, params
+        self.layer, self.prefix, self.leaf, self.params = layer, prefix, leaf, params
 
     def call(self, key, x):
-        child, path = self.children[key], self.prefix + key
+        child, path = wired_child(self.layer, key, self.prefix.rstrip("/")), self.prefix + key
         if _expands(child):
             return child.wiring(_TraceWalk(child, f"{path}/", self.leaf, self.params), x)
         return self.leaf(path, x)
