@@ -5,9 +5,10 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
-from script_runner import ROOT, run_script
+from script_runner import run_script
 
 from fnet import checkpoint, cli
 
@@ -63,9 +64,11 @@ def test_on_a_cpu_the_evaluation_runs_on_a_second_device_with_the_same_results(t
         proc = run_script(*common, *extra, "--json", str(tmp_path / f"{name}.json"))
         assert proc.returncode == 0, proc.stderr
         reports[name] = json.loads((tmp_path / f"{name}.json").read_text())
-        reports[name]["line"] = proc.stdout.splitlines()[1]
+        lines = proc.stdout.splitlines()
+        reports[name]["line"] = next(line for line in lines if line.startswith("devices: "))
     assert reports["beside"]["device"] == "1 x cpu (cpu), evaluating on cpu:1 beside it"
-    assert reports["beside"]["line"].endswith("devices 1 x cpu (cpu), evaluating on cpu:1 beside it")
+    assert reports["beside"]["line"] == "devices: 1 x cpu (cpu:0), evaluating on cpu:1 beside it"
+    assert reports["serial"]["line"] == "devices: 1 x cpu (cpu:0)"  # fit says where it trains
     assert reports["serial"]["device"] == "1 x cpu (cpu)"
     for k in ("loss", "train_loss", "train_acc", "test_loss", "test_acc"):
         assert reports["beside"]["history"][k] == reports["serial"]["history"][k], k
@@ -122,7 +125,10 @@ def test_missing_data_directory_is_reported(tmp_path, capsys):
 
 
 def test_installed_entry_point():
-    exe = shutil.which("fnet-train") or str(ROOT / ".venv" / "bin" / "fnet-train")
+    # beside this interpreter: the suite may run as venv/bin/python -m pytest without activating the venv
+    beside = Path(sys.executable).parent / "fnet-train"
+    exe = str(beside) if beside.exists() else shutil.which("fnet-train")
+    assert exe, f"fnet-train is not installed beside {sys.executable} (pip install -e .)"
     proc = subprocess.run([exe, "--help"], capture_output=True, text=True, check=False)
     assert proc.returncode == 0 and "--dataset {fashion-mnist,mnist}" in proc.stdout
 
@@ -328,11 +334,17 @@ def test_a_short_real_resnet_run_learns_and_its_checkpoint_evaluates(tmp_path, c
     assert report["history"]["loss"][-1] < 0.67 * report["history"]["loss"][0], report["history"]
     assert report["final"]["train_acc"] is None and report["history"]["train_acc"] == [None] * 4
     assert report["config"]["widths"] == [8, 16] and report["config"]["augment"] == "crop:2,flip"
-    assert report["config"]["warmup"] == 8  # resnet's recipe warms up 400 steps: a tenth of this short run
+    # the recipe's 400 warmup steps, as the user asked for them; this short run warms up a tenth of its
+    # 80 steps. A constant rate does not depend on the run's length: a resumed run may train longer,
+    # and it continues the warmup the checkpoint's run used
+    config = report["config"]
+    assert config["warmup"] == 400 and config["warmup_used"] == 8 and "schedule_steps" not in config
     capsys.readouterr()
     assert cli.main(["--evaluate", "--checkpoint", str(ckpt), "--no-compile-cache"]) == 0
     out = capsys.readouterr().out
     assert "model resnet" in out and f"{report['final']['test_acc']:.4f}" in out
+    assert cli.main([*argv[:13], "5", *argv[14:], "--resume"]) == 0
+    assert checkpoint.read_config(ckpt)["config"]["warmup_used"] == 8
 
 
 def test_model_defaults_fill_only_the_options_not_given():

@@ -6,6 +6,9 @@ from __future__ import annotations
 import argparse
 
 MODELS = ("two_layer", "mlp", "convnet", "resnet", "rnn", "lstm", "gru")
+NET_INPUTS = ("image", "flat", "rows")
+"""The layouts a network of ``--net`` may read: images ``(N, 28, 28, 1)``, flat vectors ``(N, 784)``,
+rows ``(N, 28, 28)``."""
 IMAGE_MODELS = ("convnet", "resnet")
 """The models that read images ``(N, 28, 28, 1)``."""
 SEQUENCE_MODELS = ("rnn", "lstm", "gru")
@@ -41,7 +44,8 @@ def recipe_text(defaults: dict) -> str:
 
 
 def apply_model_defaults(a: argparse.Namespace) -> None:
-    """Fill the training options not given with ``MODEL_DEFAULTS[a.model]``, then ``BOOK_DEFAULTS``."""
+    """Fill the training options not given with ``MODEL_DEFAULTS[a.model]``, then ``BOOK_DEFAULTS``
+    (a network of ``--net`` gets the book's)."""
     own = MODEL_DEFAULTS.get(a.model, {})
     optimizer_given = a.optimizer is not None
     a.from_model = []  # the options the model's recipe filled in (not saved in the config)
@@ -106,12 +110,67 @@ def build_model(model: str, example_shape: tuple[int, ...], n_classes: int, *,
     return net, (None, *example_shape)
 
 
-def model_input(model: str, x):
+def build_network(options, example_shape: tuple[int, ...], n_classes: int):
+    """The network the options describe (``--model`` and its options, or ``--net``), from the parsed
+    options or a checkpoint's saved config (a mapping): ``(net, input_shape)``."""
+    get = options.get if isinstance(options, dict) else lambda k, default=None: getattr(options, k, default)
+    if get("model") == "net":
+        return user_net(get("net"), example_shape, n_classes)
+    return build_model(get("model"), example_shape, n_classes, hidden=get("hidden"),
+                       activation=get("activation"), weight_init=get("weight_init"), dropout=get("dropout"),
+                       batchnorm=bool(get("batchnorm")), widths=get("widths"), blocks=get("blocks"))
+
+
+def model_input(model: str, x, net_input: str = "image"):
     """Images ``x: (N, 28, 28, 1)`` as ``model`` reads them: as they are (image models), rows
-    ``(N, 28, 28)`` (sequence models) or flat vectors ``(N, 784)`` (two_layer, mlp)."""
-    if model in IMAGE_MODELS:
+    ``(N, 28, 28)`` (sequence models) or flat vectors ``(N, 784)`` (two_layer, mlp); for ``"net"``
+    (``--net``), as ``net_input`` says."""
+    if model == "net":
+        layout = net_input
+    else:
+        layout = "image" if model in IMAGE_MODELS else "rows" if model in SEQUENCE_MODELS else "flat"
+    if layout == "image":
         return x
-    return x.reshape(len(x), x.shape[1], -1) if model in SEQUENCE_MODELS else x.reshape(len(x), -1)
+    return x.reshape(len(x), x.shape[1], -1) if layout == "rows" else x.reshape(len(x), -1)
+
+
+def user_net(spec: str, example_shape: tuple, n_classes: int):
+    """The network of ``--net MODULE:FUNCTION``: ``FUNCTION()`` of ``MODULE`` (imported with the current
+    directory first on the path), checked to be a ``Layer`` that gives ``n_classes`` scores per
+    example of ``example_shape``; and its input shape. **Raises:** ``ValueError`` saying what is wrong."""
+    import importlib
+    import os
+    import sys
+
+    from fnet.core import Layer, output_shape
+
+    module_name, sep, name = spec.partition(":")
+    if not sep or not module_name or not name.isidentifier():
+        raise ValueError(f"--net {spec}: expected MODULE:FUNCTION, e.g. mynets:small_cnn (mynets.py in the "
+                         "current directory, def small_cnn() returning an fnet Layer)")
+    sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise ValueError(f"--net {spec}: cannot import {module_name}: {e}") from None
+    finally:
+        sys.path.remove(os.getcwd())
+    fn = getattr(module, name, None)
+    if not callable(fn):
+        raise ValueError(f"--net {spec}: {module_name} has no function {name}")
+    net = fn()
+    if not isinstance(net, Layer):
+        raise ValueError(f"--net {spec}: {name}() returned {type(net).__name__}, not an fnet Layer")
+    input_shape = (None, *example_shape)
+    try:
+        out = output_shape(net, input_shape)
+    except Exception as e:
+        raise ValueError(f"--net {spec}: the network does not take examples of shape {tuple(example_shape)} "
+                         f"(--net-input): {e}") from None
+    if len(out) != 2 or out[1] != n_classes:
+        raise ValueError(f"--net {spec}: the network gives outputs of shape {out}, but the data have "
+                         f"{n_classes} classes: it must give (N, {n_classes}) scores")
+    return net, input_shape
 
 
 def resnet_defaults() -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -126,7 +185,9 @@ def resnet_defaults() -> tuple[tuple[int, ...], tuple[int, ...]]:
 
 def used_model_options(a: argparse.Namespace) -> tuple[list[int] | None, str | None, str | None]:
     """``(hidden, activation, weight_init)`` as ``build_model`` uses them, defaults filled in
-    (and, for resnet, ``a.widths`` and ``a.blocks``)."""
+    (and, for resnet, ``a.widths`` and ``a.blocks``); ``None`` for ``--net``."""
+    if a.model == "net":
+        return None, None, None
     if a.model == "two_layer":
         return a.hidden or [50], None, a.weight_init or "0.01"
     if a.model == "mlp":

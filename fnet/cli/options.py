@@ -21,6 +21,7 @@ from fnet.cli.models import (
     IMAGE_MODELS,
     MODEL_DEFAULTS,
     MODELS,
+    NET_INPUTS,
     SEQUENCE_MODELS,
     apply_model_defaults,
     recipe_text,
@@ -49,6 +50,7 @@ _positive_int = _argument(int, lambda v: v >= 1, "a positive integer")
 _positive_float = _argument(float, lambda v: math.isfinite(v) and v > 0, "a positive number")
 _non_negative_float = _argument(float, lambda v: math.isfinite(v) and v >= 0, "a number >= 0")
 _smoothing = _argument(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
+_fraction = _argument(float, lambda v: 0 < v < 1, "a number in (0, 1)")
 _seed = _argument(int, lambda v: 0 <= v < 2 ** 63, "an integer in [0, 2**63)")
 
 
@@ -100,7 +102,8 @@ class _Parser(argparse.ArgumentParser):
                 hints += [f"{name} -> {close[0]}"] if close else []
             if hints:
                 message += f" (did you mean {', '.join(hints)}?)"
-        super().error(message)
+        # one line of usage, not the whole option list (fnet-train --help, docs/cli.md), then the error
+        self.exit(2, f"usage: {self.prog} [options] (--help lists them)\n{self.prog}: error: {message}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -120,11 +123,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--train-size", type=_positive_int,
                    help="use only the first N training examples (the book's overfitting experiments)")
     g = p.add_argument_group("model")
-    g.add_argument("--model", choices=list(MODELS), default="two_layer",
+    g.add_argument("--model", choices=list(MODELS),
                    help="two_layer (the book's), mlp, convnet (the book's SimpleConvNet), resnet "
                         "(fnet.resnet), rnn, lstm, gru (fnet.sequence_classifier: each image as 28 rows "
                         "of 28 pixels). resnet and the recurrent models change the training defaults: "
-                        + "; ".join(f"{m}: {recipe_text(MODEL_DEFAULTS[m])}" for m in ("resnet", "lstm")))
+                        + "; ".join(f"{m}: {recipe_text(MODEL_DEFAULTS[m])}" for m in ("resnet", "lstm"))
+                        + " (default two_layer)")
+    g.add_argument("--net", metavar="MODULE:FUNCTION",
+                   help="your own network instead of --model: FUNCTION() of the importable MODULE (the "
+                        "current directory is searched first) returns an fnet Layer giving one score per "
+                        "class; the book's training defaults apply")
+    g.add_argument("--net-input", choices=NET_INPUTS, default="image",
+                   help="what --net reads: image (N, 28, 28, 1), the default; flat (N, 784); rows "
+                        "(N, 28, 28)")
     g.add_argument("--hidden", type=_positive_int, nargs="+", metavar="N",
                    help="hidden layer sizes (two_layer: one size, default 50; mlp: default 100 100; "
                         "rnn, lstm, gru: one size per stacked layer, default 128)")
@@ -172,8 +183,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--divergence", type=divergence_factor, default=10.0, metavar="FACTOR",
                    help="stop (exit status 1) when an epoch's mean loss exceeds FACTOR times the starting "
                         "loss (default %(default)s; off: never)")
+    g.add_argument("--val-fraction", type=_fraction, metavar="F",
+                   help="hold out this share of the training set (the same examples for the same seed) as a "
+                        "validation set, evaluated after each epoch, on which --early-stop and --keep-best "
+                        "choose")
     g.add_argument("--early-stop", type=_positive_int, metavar="PATIENCE",
-                   help="stop when the test loss has not improved for PATIENCE epochs")
+                   help="stop when the validation loss (without --val-fraction: the test loss, with a "
+                        "warning) has not improved for PATIENCE epochs")
     g.add_argument("--no-eval-train", action="store_true", default=None,
                    help="skip evaluating the whole training set after each epoch (the default for resnet)")
     g.add_argument("--eval-train", action="store_false", dest="no_eval_train",
@@ -202,7 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="no training: print the --checkpoint model's class for each image of IMAGES (an IDX "
                         "file such as t10k-images-idx3-ubyte.gz, or a .npy array of 28x28 images)")
     g.add_argument("--keep-best", action="store_true",
-                   help="also save the epoch with the best test accuracy so far, as <checkpoint>.best.npz")
+                   help="also save the epoch with the best validation accuracy so far (without "
+                        "--val-fraction: the test accuracy, with a warning), as <checkpoint>.best.npz")
     g.add_argument("--overwrite", action="store_true",
                    help="replace an existing --checkpoint with a new run (without it, an existing "
                         "checkpoint is refused unless --resume)")
@@ -225,6 +242,11 @@ def check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
     """Every option checked before anything is loaded or compiled; a bad one ends in ``p.error``.
 
     The model's training defaults are filled in first (``apply_model_defaults``)."""
+    if a.net is not None:
+        if a.model is not None:
+            p.error(f"--net {a.net} and --model {a.model}: give one of them")
+        a.model = "net"
+    a.model = a.model or "two_layer"
     apply_model_defaults(a)
     check_model_options(p, a)
     check_training_options(p, a)
@@ -238,6 +260,21 @@ def check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
 
 def check_model_options(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
     """The model options that apply to ``--model`` (``--hidden`` to mlp, ``--widths`` to resnet, ...)."""
+    if a.model == "net":
+        for opt, value in (("--hidden", a.hidden), ("--activation", a.activation), ("--dropout", a.dropout),
+                           ("--batchnorm", a.batchnorm or None), ("--weight-init", a.weight_init),
+                           ("--widths", a.widths), ("--blocks", a.blocks)):
+            if value is not None:
+                p.error(f"{opt} describes a --model; --net {a.net} builds its own network")
+        if a.evaluate or a.predict:
+            p.error("--evaluate and --predict read the network from the --checkpoint's config: drop --net")
+        module, _, function = a.net.partition(":")
+        if not all(part.isidentifier() for part in module.split(".")) or not function.isidentifier():
+            p.error(f"--net {a.net}: expected MODULE:FUNCTION, e.g. mynets:small_cnn (mynets.py in the "
+                    "current directory, def small_cnn() returning an fnet Layer)")
+        return
+    if a.net_input != "image":
+        p.error("--net-input applies to --net")
     if a.model == "two_layer":
         if a.hidden and len(a.hidden) != 1:
             p.error(f"--model two_layer has one hidden layer; got --hidden {' '.join(map(str, a.hidden))} "
@@ -272,7 +309,7 @@ def check_model_options(p: argparse.ArgumentParser, a: argparse.Namespace) -> No
                     f"{len(widths)} and {len(blocks)}")
     if a.weight_init is not None and a.weight_init not in ("he", "xavier"):
         try:
-            if float(a.weight_init) <= 0:
+            if not 0 < float(a.weight_init) < math.inf:
                 raise ValueError
         except ValueError:
             p.error("--weight-init must be he, xavier or a positive standard deviation; "
@@ -339,7 +376,7 @@ def check_outputs(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
 
     try:
         checks.check_checkpoint_path(a.checkpoint, resume=a.resume, overwrite=a.overwrite, where="",
-                                     spell=lambda k: f"--{k}")
+                                     spell=lambda k: f"--{k}", keep_best=a.keep_best)
         for option, path in (("--json", a.json), ("--plot", a.plot)):
             if path is not None:
                 _args.writable_path("", option, path)
