@@ -32,9 +32,11 @@ Compilation and the first call are excluded (they are reported apart).
   BLAS thread: on a loaded machine the threaded BLAS can be many times slower at
   these small sizes (its threads wait for each other), so the target check is
   made against the faster of the two, never against a handicapped NumPy.
-- ``torch``, ``torch1``, ``torch_compile`` (book and wide; optional: ``pip install -e
-  ".[bench]"``, skipped with a note without torch): idiomatic eager PyTorch, an
-  ``nn.Sequential`` of ``Linear``/``ReLU`` from fnet's initial weights,
+- ``torch``, ``torch1``, ``torch_compile`` (every config; optional: ``pip install -e
+  ".[bench]"``, skipped with a note without torch): idiomatic eager PyTorch from fnet's
+  initial weights: for book and wide an ``nn.Sequential`` of ``Linear``/``ReLU``; for
+  convnet, resnet and lstm the twins of ``benchmarks/torch_models.py`` (channels-last
+  ``Conv2d``/``BatchNorm2d``, ``nn.LSTM``); for gpt nanoGPT's ``model.py``;
   ``CrossEntropyLoss``, ``torch.optim.SGD``, minibatches of in-memory tensors, with
   ``torch.set_num_threads`` at the cores (``torch1``: one thread, the control for a
   loaded machine) and ``torch.compile`` of the model (``benchmarks/torch_reference.py``).

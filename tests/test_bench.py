@@ -226,3 +226,19 @@ def test_the_gpt_config_trains_with_adamw_beside_nanogpt_in_torch(tmp_path):
     if torch_there:  # nanoGPT's model.py from fnet's initial weights computes fnet's losses
         torch_losses = res["contenders"]["torch"]["check_losses"][:5]
         assert torch_losses == pytest.approx(fnet["check_losses"][:5], abs=1e-4)
+
+
+@pytest.mark.parametrize("config", ["convnet", "resnet", "lstm"])
+def test_the_torch_twins_compute_fnets_losses(config, tmp_path):
+    # PyTorch versions of fnet's networks (benchmarks/torch_models.py) from the same initial weights:
+    # channels-last convolutions and batch norm, nn.LSTM with its gates reordered; a wrong weight
+    # layout or a gradient that differs shows up in the losses of the first steps
+    pytest.importorskip("torch")
+    path = tmp_path / f"{config}.json"
+    proc = run_script("scripts/bench.py", "--quick", "--config", config, "--contenders", "fnet,torch",
+                      "--steps", "5", "--repeats", "1", "--json", str(path))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    res = json.loads(path.read_text())["configs"][config]["contenders"]
+    tol = 1e-4 if config == "resnet" else 1e-5  # 14 float32 batch norms
+    assert res["torch"]["check_losses"][:5] == pytest.approx(res["fnet"]["check_losses"][:5], abs=tol)
+    assert res["torch"]["check_losses"][4] < res["torch"]["check_losses"][0]

@@ -12,8 +12,8 @@ DATA_DIR = "/usr/share/datasets/fashion-mnist"
 TEXT_DIR = "/usr/share/common-licenses"  # plain English text on every Debian system: the lstm config's data
 
 
-# torch, torch1, torch_compile: PyTorch eager (all cores / one thread) and torch.compile, on the MLP
-# configs and gpt, skipped with a note when torch is not installed (pip install -e ".[bench]")
+# torch, torch1, torch_compile: PyTorch eager (all cores / one thread) and torch.compile, on every
+# config, skipped with a note when torch is not installed (pip install -e ".[bench]")
 DEFAULT_CONTENDERS = ("fnet", "autodiff", "numpy", "numpy1", "torch", "torch1", "torch_compile", "roof")
 CONTENDERS = (*DEFAULT_CONTENDERS, "progress")  # progress: fnet's epoch in 10 pieces (fit(progress=)), opt-in
 

@@ -57,6 +57,67 @@ def hlo_ops_described(hlo_text: str) -> dict[str, str]:
     return out
 
 
+_COMPUTATION = re.compile(r"^%([\w.-]+) \(")
+
+
+_CALLS = re.compile(r"calls=%([\w.-]+)")
+
+
+CATEGORIES = ("convolutions", "matmuls", "copies and transposes", "gathers and scatters", "shuffle (sort)",
+              "elementwise and reductions")
+"""Where a step's time goes, by the kind of work of each op (``op_categories``)."""
+
+
+def op_categories(hlo_text: str) -> dict[str, str]:
+    """``{instruction name: category}``: a fusion by what its fused computation holds (a convolution,
+    else a dot, else elementwise work and reductions), any other op by its opcode."""
+    inside: dict[str, set] = {}
+    current = None
+    for line in hlo_text.splitlines():
+        m = _COMPUTATION.match(line)
+        if m:
+            current = inside.setdefault(m.group(1), set())
+            continue
+        d = _HLO_DEF.match(line)
+        if d and current is not None:
+            current.add(d.group(3))
+            calls = _CALLS.search(line)
+            if calls:
+                current.add("calls:" + calls.group(1))
+
+    def ops_of(comp: str, seen=()) -> set:
+        ops = set()
+        for op in inside.get(comp, ()):
+            if op.startswith("calls:") and op[6:] not in seen:
+                ops |= ops_of(op[6:], (*seen, comp))
+            else:
+                ops.add(op)
+        return ops
+
+    def category(ops: set) -> str:
+        if "convolution" in ops:
+            return "convolutions"
+        if "dot" in ops or "custom-call" in ops:
+            return "matmuls"
+        if ops & {"gather", "scatter", "dynamic-slice", "dynamic-update-slice"} and len(ops) <= 3:
+            return "gathers and scatters"
+        if "sort" in ops:
+            return "shuffle (sort)"
+        if ops <= {"copy", "transpose", "bitcast", "parameter", "tuple", "get-tuple-element"}:
+            return "copies and transposes"
+        return "elementwise and reductions"
+
+    out = {}
+    for line in hlo_text.splitlines():
+        d = _HLO_DEF.match(line)
+        if not d:
+            continue
+        name, _, op = d.groups()
+        calls = _CALLS.search(line)
+        out[name] = category(ops_of(calls.group(1)) if op == "fusion" and calls else {op})
+    return out
+
+
 def profile_ops(call: Callable[[], Any], hlo_text: str, steps: int, top: int = 12) -> dict:
     """Run ``call`` once under ``jax.profiler`` and add up the time of each XLA op, per step.
 
@@ -93,8 +154,12 @@ def profile_ops(call: Callable[[], Any], hlo_text: str, steps: int, top: int = 1
                 entry[1] += event.duration_ns
     if not totals:
         return {"error": "no per-op events in the trace on this backend"}
-    ops = [{"op": name, "hlo": described.get(name, ""), "calls_per_step": n / steps,
-            "us_per_step": ns / steps / 1e3} for name, (n, ns) in totals.items()]
+    kinds = op_categories(hlo_text)
+    ops = [{"op": name, "hlo": described.get(name, ""), "kind": kinds.get(name, "elementwise and reductions"),
+            "calls_per_step": n / steps, "us_per_step": ns / steps / 1e3} for name, (n, ns) in totals.items()]
     ops.sort(key=lambda o: -o["us_per_step"])
-    return {"ops_us_per_step": sum(o["us_per_step"] for o in ops),
-            "traced_us_per_step": traced_s / steps * 1e6, "top": ops[:top], "n_ops": len(ops)}
+    by_kind = {k: sum(o["us_per_step"] for o in ops if o["kind"] == k) for k in CATEGORIES}
+    inside = sum(o["us_per_step"] for o in ops)
+    by_kind["runtime between ops"] = max(0.0, traced_s / steps * 1e6 - inside)
+    return {"ops_us_per_step": inside, "traced_us_per_step": traced_s / steps * 1e6, "top": ops[:top],
+            "n_ops": len(ops), "by_kind": by_kind}

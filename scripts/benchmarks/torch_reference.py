@@ -1,10 +1,11 @@
 """PyTorch beside fnet: what a practitioner would write instead (optional: ``pip install -e ".[bench]"``).
 
 Idiomatic eager PyTorch, from fnet's initial weights: for the MLP configs an ``nn.Sequential``
-of ``nn.Linear`` and ``nn.ReLU``, ``nn.CrossEntropyLoss``, ``torch.optim.SGD`` at the same rate;
-for ``gpt`` nanoGPT's ``model.py`` (``_nanogpt``: fused ``c_attn``, ``F.scaled_dot_product_attention``,
-the head tied to ``wte``), ``torch.optim.AdamW`` with nanoGPT's parameter groups and
-``clip_grad_norm_``. Both with
+of ``nn.Linear`` and ``nn.ReLU``; for convnet, resnet and lstm the twins of
+``benchmarks.torch_models`` (channels-last ``nn.Conv2d``/``nn.BatchNorm2d``, ``nn.LSTM``); all with
+``nn.CrossEntropyLoss`` and ``torch.optim.SGD`` at the same rate. For ``gpt`` nanoGPT's
+``model.py`` (``_nanogpt``: fused ``c_attn``, ``F.scaled_dot_product_attention``, the head tied to
+``wte``), ``torch.optim.AdamW`` with nanoGPT's parameter groups and ``clip_grad_norm_``. All with
 minibatches of tensors in memory, ``torch.set_num_threads`` at the machine's cores
 (``torch``) or 1 (``torch1``: torch's thread pool collapses when other processes
 compete for the cores, so a 1-thread control is kept). ``torch_compile``: the same
@@ -18,11 +19,12 @@ import time
 
 import numpy as np
 
+from benchmarks import torch_models
 from benchmarks.config import ADAMW, LR, Config
 from benchmarks.contenders import Runner, check_run
 
 TORCH_CONTENDERS = ("torch", "torch1", "torch_compile")
-TORCH_CONFIGS = ("book", "wide", "gpt")
+TORCH_CONFIGS = ("book", "wide", "convnet", "resnet", "lstm", "gpt")
 
 
 def prepare_torch(name: str, net, params, x: np.ndarray, t: np.ndarray, config: Config, steps: int,
@@ -37,26 +39,20 @@ def prepare_torch(name: str, net, params, x: np.ndarray, t: np.ndarray, config: 
     threads = 1 if name == "torch1" else os.cpu_count() or 1
     if config.name == "gpt":
         return _prepare_gpt(torch, name, params, x, t, config, steps, seed, threads)
-    layers, init = [], []
-    for key, layer in net.children:
-        if layer.name == "affine":
-            W, b = np.asarray(params[key]["W"], np.float32), np.asarray(params[key]["b"], np.float32)
-            lin = torch.nn.Linear(W.shape[0], W.shape[1])
-            init.append((torch.from_numpy(W.T.copy()), torch.from_numpy(b.copy())))
-            layers.append(lin)
-        elif layer.name == "relu":
-            layers.append(torch.nn.ReLU())
-        else:
-            return f"no torch version of layer {layer.name!r}"
-    model = torch.nn.Sequential(*layers)
-    linears = [m for m in model if isinstance(m, torch.nn.Linear)]
+    model = _model(torch, config, net, params)
+    if isinstance(model, str):
+        return model
+    if config.image:
+        X = torch_models.images(torch, x)
+    else:
+        X = torch.from_numpy(x.astype(np.int64) if config.sequence else x)
+    T = torch.from_numpy(t.astype(np.int64))
+    initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
     criterion = torch.nn.CrossEntropyLoss()
     opt = torch.optim.SGD(model.parameters(), lr=LR)
-    X, T = torch.from_numpy(x), torch.from_numpy(t.astype(np.int64))
     B, n = config.batch_size, len(x)
     rng = np.random.default_rng(seed)
-    forward = model
-    compile_s = None
+    forward, compile_s = model, None
     if name == "torch_compile":
         try:
             forward = torch.compile(model)
@@ -67,10 +63,8 @@ def prepare_torch(name: str, net, params, x: np.ndarray, t: np.ndarray, config: 
             return f"torch.compile does not work here: {type(e).__name__}: {str(e).splitlines()[0][:120]}"
 
     def reset() -> None:
-        with torch.no_grad():
-            for lin, (W, b) in zip(linears, init, strict=True):
-                lin.weight.copy_(W)
-                lin.bias.copy_(b)
+        model.load_state_dict(initial)  # weights and batch norm's running statistics
+        model.train()
         opt.zero_grad(set_to_none=True)
 
     def epoch(order: np.ndarray) -> np.ndarray:
@@ -81,7 +75,8 @@ def prepare_torch(name: str, net, params, x: np.ndarray, t: np.ndarray, config: 
             losses = []
             for i in range(steps):
                 batch = idx[i * B:(i + 1) * B]
-                loss = criterion(forward(X[batch]), T[batch])
+                y = forward(X[batch])
+                loss = criterion(y.reshape(-1, y.shape[-1]), T[batch].reshape(-1))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -96,6 +91,25 @@ def prepare_torch(name: str, net, params, x: np.ndarray, t: np.ndarray, config: 
 
     check, first_call_s = check_run(seed, n, reset, epoch)
     return Runner(name, run, check, compile_s, first_call_s, {"torch": torch.__version__, "threads": threads})
+
+
+def _model(torch, config: Config, net, params):
+    """The PyTorch twin of ``net`` (``benchmarks.torch_models``), or why there is none."""
+    if config.name == "convnet":
+        return torch_models.convnet(torch, params)
+    if config.name == "resnet":
+        return torch_models.resnet(torch, params)
+    if config.name == "lstm":
+        return torch_models.char_lstm(torch, params)
+    layers = []
+    for key, layer in net.children:  # book, wide: an nn.Sequential of Linear and ReLU
+        if layer.name == "affine":
+            layers.append(torch_models.linear(torch, params[key]))
+        elif layer.name == "relu":
+            layers.append(torch.nn.ReLU())
+        else:
+            return f"no torch version of layer {layer.name!r}"
+    return torch.nn.Sequential(*layers)
 
 
 def _nanogpt(torch, params, heads: int):
