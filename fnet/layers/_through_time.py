@@ -94,7 +94,7 @@ def recurrent(cell: Cell, hidden: int, *, return_sequences: bool, stateful: bool
         return {k: jnp.zeros((shape[0], hidden), dtype) for k in cell.carry}
 
     def forward(params, x, **ctx):
-        Wx, Wh, b = params["Wx"], params["Wh"], params["b"]
+        Wx = params["Wx"]
         x = float_input(name, x)
         _sequence_shape(name, x.shape)
         if x.shape[2] != Wx.shape[0]:
@@ -102,24 +102,12 @@ def recurrent(cell: Cell, hidden: int, *, return_sequences: bool, stateful: bool
                                    f"step, but Wx has shape {Wx.shape} and expects {Wx.shape[0]}; "
                                    "initialise the layer with this input shape")
         n, dt = x.shape[0], jnp.result_type(x, Wx)
-        xt = jnp.swapaxes(x, 0, 1)  # (T, N, D): time first, for the scan
-        a_x = xt @ Wx + b  # (T, N, G): every step's input term in one matmul
-        # zeros_like of a slice of a_x, not jnp.zeros: under shard_map the carry must vary over
-        # the devices as the values computed from x do (the scan requires equal types)
-        zeros = jnp.zeros_like(a_x[0, :, :hidden])
+        carry = None
         if stateful:
-            state = _carry_from_state(name, cell.carry, ctx["state"], (n, hidden), dt)
-            carry = tuple(zeros + s for s in state)
-        else:
-            carry = tuple(zeros for _ in cell.carry)
-
-        def step(carry, a):
-            carry, saved = cell.step(Wh, a, carry)
-            return carry, (carry[0], saved)
-
-        last, (hs, saved) = lax.scan(step, carry, a_x)
+            carry = _carry_from_state(name, cell.carry, ctx["state"], (n, hidden), dt)
+        hs, last, run = sequence_forward(cell, params, x, carry)
         y = jnp.swapaxes(hs, 0, 1) if return_sequences else last[0]
-        cache = (xt, Wx, Wh, saved, Static(jnp.shape(y)))
+        cache = (run, Static(jnp.shape(y)))
         if not stateful:
             return y, cache
         # the next window starts here; no gradient flows back across the edge
@@ -128,29 +116,75 @@ def recurrent(cell: Cell, hidden: int, *, return_sequences: bool, stateful: bool
                           for k, v in zip(cell.carry, last, strict=True)}
 
     def backward(cache, dout):
-        xt, Wx, Wh, saved, y_shape = cache
+        run, y_shape = cache
         check_dout(name, dout, y_shape.value)
-        zeros = (jnp.zeros_like(dout[:, 0] if return_sequences else dout),) * len(cell.carry)
         if return_sequences:
-            def back(dcarry, inputs):
-                saved_t, dout_t = inputs
-                dh = dcarry[0] + dout_t  # h_t fans out to the output and to step t+1: gradients add
-                da, dcarry_prev = cell.back(Wh, saved_t, (dh, *dcarry[1:]))
-                return dcarry_prev, da
-
-            _, dA = lax.scan(back, zeros, (saved, jnp.swapaxes(dout, 0, 1)), reverse=True)
+            dparams, dx, _ = sequence_backward(cell, run, jnp.swapaxes(dout, 0, 1), None)
         else:  # only h_T is an output: dout enters at the last step
-            def back(dcarry, saved_t):
-                da, dcarry_prev = cell.back(Wh, saved_t, dcarry)
-                return dcarry_prev, da
-
-            _, dA = lax.scan(back, (dout, *zeros[1:]), saved, reverse=True)
-        dWx = jnp.einsum("tnd,tng->dg", xt, dA)
-        dx = jnp.swapaxes(dA @ Wx.T, 0, 1)
-        return {"Wx": dWx, "Wh": cell.dWh(saved, dA), "b": jnp.sum(dA, axis=(0, 1))}, dx
+            dparams, dx, _ = sequence_backward(cell, run, None, (dout,))
+        return dparams, dx
 
     return Layer(name, init, forward, backward, uses={"state"} if stateful else set(),
                  init_state=init_state if stateful else None)
+
+
+def sequence_forward(cell: Cell, params, x, carry=None):
+    """``cell`` over ``x: (N, T, D)`` from ``carry`` (a tuple of ``(N, H)`` arrays, ``h`` first;
+    ``None``: zeros): ``(hs, last, run)`` with ``hs: (T, N, H)`` every step's ``h`` (time first),
+    ``last`` the final carry and ``run`` what ``sequence_backward`` needs.
+
+    ``a_x = x Wx + b`` for all steps in one matmul, then a ``lax.scan`` over time. The building
+    block of the recurrent layers and of the encoder-decoder models, whose decoder starts from
+    the encoder's state (``fnet.models.seq2seq``)."""
+    Wx, Wh, b = params["Wx"], params["Wh"], params["b"]
+    xt = jnp.swapaxes(x, 0, 1)  # (T, N, D): time first, for the scan
+    a_x = xt @ Wx + b  # (T, N, G): every step's input term in one matmul
+    # zeros_like of a slice of a_x, not jnp.zeros: under shard_map the carry must vary over
+    # the devices as the values computed from x do (the scan requires equal types)
+    zeros = jnp.zeros_like(a_x[0, :, :Wh.shape[0]])
+    carry = tuple(zeros for _ in cell.carry) if carry is None else tuple(zeros + c for c in carry)
+
+    def step(carry, a):
+        carry, saved = cell.step(Wh, a, carry)
+        return carry, (carry[0], saved)
+
+    last, (hs, saved) = lax.scan(step, carry, a_x)
+    return hs, last, (xt, Wx, Wh, saved)
+
+
+def sequence_backward(cell: Cell, run, dhs, dlast):
+    """The gradients of ``sequence_forward``: ``(dparams, dx, dcarry0)`` from ``dhs: (T, N, H)``
+    (the gradient of every step's ``h``; ``None``: none) and ``dlast`` (of the final carry, a
+    tuple, ``h`` first, shorter than the carry or ``None`` for zeros). ``dcarry0``: the
+    gradient of the initial carry (what an encoder receives from the decoder it started).
+
+    A reverse ``lax.scan``: at step ``t`` the gradient reaching ``h_t`` is the sum of the
+    output's ``dhs[t]`` and the next step's ``dh_prev`` (the ``repeat`` node of chapter 5); then
+    ``dWx = x^T dA``, ``db = sum(dA)``, ``dWh`` and ``dx = dA Wx^T`` once for all steps."""
+    xt, Wx, Wh, saved = run
+    like = dhs[0] if dhs is not None else dlast[0]  # (N, H), of dout's type (and sharding)
+    dcarry = tuple(jnp.zeros_like(like) for _ in cell.carry)
+    if dlast is not None:
+        dcarry = tuple(d if d is not None else z for d, z in
+                       zip((*dlast, *(None,) * (len(cell.carry) - len(dlast))), dcarry, strict=True))
+
+    if dhs is None:
+        def back(dcarry, saved_t):
+            da, dcarry_prev = cell.back(Wh, saved_t, dcarry)
+            return dcarry_prev, da
+
+        dcarry0, dA = lax.scan(back, dcarry, saved, reverse=True)
+    else:
+        def back(dcarry, inputs):
+            saved_t, dh_t = inputs
+            dh = dcarry[0] + dh_t  # h_t fans out to the output and to step t+1: gradients add
+            da, dcarry_prev = cell.back(Wh, saved_t, (dh, *dcarry[1:]))
+            return dcarry_prev, da
+
+        dcarry0, dA = lax.scan(back, dcarry, (saved, dhs), reverse=True)
+    dWx = jnp.einsum("tnd,tng->dg", xt, dA)
+    dx = jnp.swapaxes(dA @ Wx.T, 0, 1)
+    return {"Wx": dWx, "Wh": cell.dWh(saved, dA), "b": jnp.sum(dA, axis=(0, 1))}, dx, dcarry0
 
 
 def _sequence_shape(name: str, shape: tuple) -> tuple:
