@@ -85,12 +85,14 @@ def compare_layer(layer: fnet.Layer, x_shape: tuple, *, dtype=jnp.float64, seed:
     The handwritten backward gets the cache of the very forward pass that
     ``jax.vjp`` differentiates (``has_aux``), so the forward is traced once.
     """
-    x_fn = x_fn or jax.random.normal
+    pair = bool(x_shape) and isinstance(x_shape[0], tuple)  # two inputs: x = (first, second)
+    x_fn = x_fn or (pair_of(jax.random.normal, jax.random.normal) if pair else jax.random.normal)
+    init_shape = tuple((None, *s[1:]) for s in x_shape) if pair else (None, *x_shape[1:])
 
     @jax.jit
     def both(key, state):
         k_init, k_x, k_dout, k_fwd = jax.random.split(key, 4)
-        params = cast(layer.init(k_init, (None, *x_shape[1:]))[0], dtype)
+        params = cast(layer.init(k_init, init_shape)[0], dtype)
         x = x_fn(k_x, x_shape, dtype)
         if "state" in layer.uses:
             state = cast(layer.init_state(x_shape) if state is None else state, dtype)
@@ -100,11 +102,12 @@ def compare_layer(layer: fnet.Layer, x_shape: tuple, *, dtype=jnp.float64, seed:
             y, cache, _ = fnet.apply(layer, params, x, **ctx)
             return y, cache
 
-        if jnp.issubdtype(x.dtype, jnp.integer):  # ids: not differentiable, only the params are compared
+        if all(jnp.issubdtype(v.dtype, jnp.integer) for v in jax.tree.leaves(x)):
+            # ids: not differentiable, only the params are compared (and dx must be zeros)
             y, vjp, cache = jax.vjp(lambda p: f(p, x), params, has_aux=True)
             dout = jax.random.normal(k_dout, y.shape, dtype)
             dparams, dx = layer.backward(cache, dout)
-            return (dparams, dx), (vjp(dout)[0], jnp.zeros(x.shape, dtype))
+            return (dparams, dx), (vjp(dout)[0], jax.tree.map(lambda v: jnp.zeros(v.shape, dtype), x))
         y, vjp, cache = jax.vjp(f, params, x, has_aux=True)
         dout = jax.random.normal(k_dout, y.shape, dtype)
         return layer.backward(cache, dout), vjp(dout)
@@ -118,6 +121,15 @@ def compare_layer(layer: fnet.Layer, x_shape: tuple, *, dtype=jnp.float64, seed:
 def ids(vocab_size: int) -> Callable:
     """An ``x_fn`` for layers that read integer ids: uniform in ``[0, vocab_size)``."""
     return lambda key, shape, dtype: jax.random.randint(key, shape, 0, vocab_size)
+
+
+def pair_of(first: Callable, second: Callable) -> Callable:
+    """An ``x_fn`` for layers that take two inputs ``x = (a, b)``: ``shape`` is the pair of shapes."""
+    def make(key, shapes, dtype):
+        k1, k2 = jax.random.split(key)
+        return first(k1, shapes[0], dtype), second(k2, shapes[1], dtype)
+
+    return make
 
 
 def compare_loss(loss: fnet.Loss, y_shape: tuple, t_kind: str, *, dtype=jnp.float64,

@@ -10,7 +10,7 @@ train/eval mode an evaluation check, every loss both).
 """
 
 import pytest
-from harness import TOL32, TOL64, Case, ids
+from harness import TOL32, TOL64, Case, ids, pair_of
 
 import fnet
 from fnet import graph, losses
@@ -177,6 +177,26 @@ LAYER_CASES = [
     Case("gpt dropout", lambda: fnet.models.gpt(11, 8, layers=2, heads=2, dim=8, dropout=0.2), [(2, 6)],
          eval_mode=[(2, 6)], x_fn=ids(11)),
     Case("gpt nanogpt shapes", lambda: fnet.models.gpt(65, 64), float32=[(2, 64)], x_fn=ids(65)),
+    # the second book's chapters 7 and 8: attention over an encoder (two inputs, x = (a, b)), and the
+    # encoder-decoder models on pairs of ids: batch 1, source and target of different lengths, a
+    # target of one step; float32 at the book's sizes (addition: 7 -> 4, hidden 128; dates: 29 -> 10)
+    Case("attention_weight", L.attention_weight, [((1, 3, 4), (1, 4)), ((2, 5, 3), (2, 3))],
+         float32=[((128, 29, 256), (128, 256))]),
+    Case("weight_sum", L.weight_sum, [((1, 3, 4), (1, 3)), ((2, 5, 3), (2, 5))],
+         float32=[((128, 29, 256), (128, 29))]),
+    Case("time_attention", L.time_attention, [((1, 3, 4), (1, 2, 4)), ((2, 5, 3), (2, 4, 3)),
+                                              ((2, 1, 3), (2, 1, 3))],
+         float32=[((32, 29, 256), (32, 10, 256))]),
+    Case("seq2seq", lambda: fnet.models.seq2seq(9, 4, 5),
+         [((1, 3), (1, 2)), ((2, 7), (2, 4)), ((2, 2), (2, 1))], x_fn=pair_of(ids(9), ids(9))),
+    Case("seq2seq peeky", lambda: fnet.models.seq2seq(9, 4, 5, peeky=True),
+         [((1, 3), (1, 2)), ((2, 7), (2, 4))], x_fn=pair_of(ids(9), ids(9))),
+    Case("seq2seq peeky book", lambda: fnet.models.seq2seq(13, 16, 128, peeky=True),
+         float32=[((128, 7), (128, 4))], x_fn=pair_of(ids(13), ids(13))),
+    Case("attention_seq2seq", lambda: fnet.models.attention_seq2seq(9, 4, 5),
+         [((1, 3), (1, 2)), ((2, 7), (2, 4)), ((2, 1), (2, 3))], x_fn=pair_of(ids(9), ids(9))),
+    Case("attention_seq2seq book", lambda: fnet.models.attention_seq2seq(59, 16, 256),
+         float32=[((32, 29), (32, 10))], x_fn=pair_of(ids(59), ids(59))),
     Case("two_layer_net", lambda: fnet.two_layer_net(12, 6, 3, weight_init_std=0.5),
          [(1, 12), (5, 12), (2, 3, 4)]),
     Case("two_layer_net book", lambda: fnet.two_layer_net(784, 50, 10), float32=[(100, 784)]),
@@ -244,6 +264,8 @@ def _ids(arg) -> str:
         return f"{_ids(arg[0])}-{arg[1]}"
     if isinstance(arg, tuple) and len(arg) == 3 and isinstance(arg[0], tuple) and isinstance(arg[2], bool):
         return "-".join(map(_ids, arg[0]))  # a node: (input shapes, static, positive)
+    if arg and all(isinstance(a, tuple) for a in arg):  # two inputs: the pair of shapes
+        return "-".join(map(_ids, arg))
     return "x".join(map(str, arg)) or "scalar"
 
 

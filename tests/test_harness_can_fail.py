@@ -317,3 +317,14 @@ def test_harness_rejects_a_tied_embedding_that_drops_one_of_its_two_uses():
     assert worst(compare_layer(net, (2, 6), x_fn=ids(9))) <= TOL64
     for wrong in (lookup_only, head_only):
         assert worst(compare_layer(dataclasses.replace(net, backward=wrong), (2, 6), x_fn=ids(9))) > WRONG
+
+
+def test_harness_rejects_an_attention_weight_backward_without_the_row_sum(monkeypatch):
+    # the second book's AttentionWeight: its softmax over the encoder steps needs the row-sum term too
+    from fnet.layers import encoder_attention
+
+    layer = L.attention_weight()
+    shape = ((2, 5, 3), (2, 3))
+    assert worst(compare_layer(layer, shape)) <= TOL64
+    monkeypatch.setattr(encoder_attention, "softmax_backward", lambda a, da: a * da)  # the diagonal alone
+    assert worst(compare_layer(layer, shape)) > WRONG
