@@ -1,0 +1,133 @@
+"""What the gradient with respect to the input shows (CS231n's network visualisation).
+
+fnet's ``backward`` returns ``dx`` beside the parameters' gradients. Started from a ``dout``
+that is 1 at one class's score and 0 elsewhere, it is ``dscore/dx``: how each pixel moves that
+score. Three uses, each the network run in evaluation mode (dropout off, batch norm's running
+statistics) and its handwritten backward, with no autodiff:
+
+- ``saliency_map``: ``max over channels |dscore_label/dx|`` (Simonyan et al. 2014), which pixels
+  the score of the true class depends on most.
+- ``fooling_image``: normalised gradient ascent on a target class's score, ``x <- x + lr * g /
+  ||g||``, until the network predicts the target (at most ``max_steps``); the image barely changes.
+- ``class_visualization``: gradient ascent from noise on ``score_target(x) - l2 * ||x||^2``, an
+  image the network scores as the target class.
+
+Images are ``(N, H, W, C)`` (or what the network takes); scores are the network's output
+``(N, classes)`` before the softmax. All three are pure and ``jax.jit``-able with ``net`` static.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from fnet import _args
+from fnet.core import Layer, Params, State, apply
+from fnet.errors import ShapeError, shape_str
+
+__all__ = ["FoolingResult", "class_visualization", "fooling_image", "saliency_map", "score_gradient"]
+
+
+def score_gradient(net: Layer, params: Params, x: jax.Array, classes: jax.Array, *,
+                   state: State | None = None) -> tuple[jax.Array, jax.Array]:
+    """``(scores (N, K), dscore/dx)``: the gradient of each example's score of ``classes[i]`` with
+    respect to its input, by ``net.backward`` from a one-hot ``dout`` (evaluation mode)."""
+    x = jnp.asarray(x)
+    scores, cache, _ = apply(net, params, x, train=False, state=state)
+    if scores.ndim != 2:
+        raise ShapeError("score_gradient", f"needs a network giving class scores (N, K); {net.name} gives "
+                                           f"{shape_str(scores.shape)}")
+    classes = jnp.asarray(classes)
+    if classes.shape != (x.shape[0],) or not jnp.issubdtype(classes.dtype, jnp.integer):
+        raise ShapeError("score_gradient", f"needs one integer class per example, shape ({x.shape[0]},); "
+                                           f"got {shape_str(classes.shape)} of dtype {classes.dtype}")
+    dout = jax.nn.one_hot(classes, scores.shape[1], dtype=scores.dtype)
+    _, dx = net.backward(cache, dout)
+    return scores, dx
+
+
+def _check_target(where: str, target, n_classes: int) -> int:
+    if isinstance(target, bool) or not isinstance(target, int) or not 0 <= target < n_classes:
+        raise ValueError(f"{where}: target must be a class index in [0, {n_classes}) (the network gives "
+                         f"{n_classes} scores); got {target!r}")
+    return target
+
+
+def saliency_map(net: Layer, params: Params, x: jax.Array, labels: jax.Array, *,
+                 state: State | None = None) -> jax.Array:
+    """``(N, H, W)``: the largest ``|dscore_label/dx|`` over each pixel's channels."""
+    _, dx = score_gradient(net, params, x, labels, state=state)
+    return jnp.abs(dx).max(axis=-1)
+
+
+@dataclasses.dataclass(frozen=True)
+class FoolingResult:
+    """``image``: the changed input; ``steps``: the ascent steps taken; ``fooled``: whether the
+    network now predicts the target."""
+
+    image: jax.Array
+    steps: jax.Array
+    fooled: jax.Array
+
+
+jax.tree_util.register_dataclass(FoolingResult, data_fields=["image", "steps", "fooled"], meta_fields=[])
+
+
+def fooling_image(net: Layer, params: Params, x: jax.Array, target: int, *, lr: float = 1.0,
+                  max_steps: int = 100, state: State | None = None) -> FoolingResult:
+    """Gradient ascent on ``target``'s score from one image ``x: (1, H, W, C)``: ``x <- x + lr *
+    g / ||g||`` (``g = dscore_target/dx``) until the network predicts ``target``, at most
+    ``max_steps`` steps (CS231n's ``make_fooling_image``)."""
+    lr = _args.positive("fooling_image", "lr", lr)
+    max_steps = _args.count("fooling_image", "max_steps", max_steps, 1)
+    x = jnp.asarray(x)
+    if x.shape[:1] != (1,):
+        raise ShapeError("fooling_image", f"takes one image, shape (1, ...); got {shape_str(x.shape)}")
+    scores, _, _ = apply(net, params, x, train=False, state=state)
+    target = _check_target("fooling_image", target, scores.shape[-1])
+    target_ids = jnp.full((1,), target, jnp.int32)
+
+    def predicted(scores):
+        return jnp.argmax(scores[0]) == target
+
+    def cond(carry):
+        _, step, fooled = carry
+        return (step < max_steps) & ~fooled
+
+    def body(carry):
+        image, step, _ = carry
+        _, g = score_gradient(net, params, image, target_ids, state=state)
+        image = image + lr * g / (jnp.linalg.norm(g) + jnp.finfo(g.dtype).tiny)
+        scores, _, _ = apply(net, params, image, train=False, state=state)
+        return image, step + 1, predicted(scores)
+
+    image, steps, fooled = lax.while_loop(cond, body, (x, jnp.int32(0), predicted(scores)))
+    return FoolingResult(image, steps, fooled)
+
+
+def class_visualization(net: Layer, params: Params, target: int, input_shape: tuple[int, ...], *,
+                        key: jax.Array, steps: int = 100, lr: float = 0.5, l2: float = 1e-3,
+                        state: State | None = None) -> jax.Array:
+    """An image ``(1, *input_shape)`` the network scores as ``target``: gradient ascent from
+    ``0.1 N(0, 1)`` noise (of the parameters' dtype) on ``score_target(x) - l2 * ||x||^2``, ``steps`` steps of
+    ``x <- x + lr * g / ||g||`` with ``g = dscore/dx - 2 l2 x`` (CS231n's class visualisation,
+    without its jitter and blur)."""
+    steps = _args.count("class_visualization", "steps", steps, 1)
+    lr = _args.positive("class_visualization", "lr", lr)
+    l2 = _args.non_negative("class_visualization", "l2", l2)
+    floats = [w.dtype for w in jax.tree.leaves(params) if jnp.issubdtype(w.dtype, jnp.floating)]
+    x = 0.1 * jax.random.normal(key, (1, *input_shape), floats[0] if floats else jnp.float32)
+    scores, _, _ = apply(net, params, x, train=False, state=state)
+    target = _check_target("class_visualization", target, scores.shape[-1])
+    target_ids = jnp.full((1,), target, jnp.int32)
+
+    def step(image, _):
+        _, g = score_gradient(net, params, image, target_ids, state=state)
+        g = g - 2 * l2 * image
+        return image + lr * g / (jnp.linalg.norm(g) + jnp.finfo(g.dtype).tiny), None
+
+    image, _ = lax.scan(step, x, None, length=steps)
+    return image
