@@ -98,8 +98,8 @@ def test_loss_options_refuse_hostile_values():
 # ------------------------------------------------------------------------------------ the scripts' options
 
 
-def _char_lm():
-    spec = importlib.util.spec_from_file_location("char_lm_hostile", ROOT / "scripts" / "char_lm.py")
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(f"{name}_hostile", ROOT / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -109,16 +109,19 @@ def _options(parser: argparse.ArgumentParser):
     return [a for a in parser._actions if a.option_strings and a.nargs != 0 and a.dest != "help"]
 
 
-@pytest.mark.parametrize("script", ["fnet-train", "char_lm.py"])
+@pytest.mark.parametrize("script", ["fnet-train", "char_lm.py", "seq2seq.py"])
 def test_every_option_of_the_scripts_refuses_values_that_cannot_work_in_one_line(script, tmp_path,
                                                                                monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # output paths are probed by creating them: here, not in the checkout
     if script == "fnet-train":
         make, check, base = fnet.cli.build_parser, fnet.cli.check_args, []
-    else:
-        lm = _char_lm()
+    elif script == "char_lm.py":
+        lm = _script("char_lm")
         (tmp_path / "t.txt").write_text("hello world " * 100)
         make, check, base = lm.parser, lm.check_args, ["--text", str(tmp_path / "t.txt")]
+    else:
+        s2s = _script("seq2seq")
+        make, check, base = s2s.parser, s2s.check_args, ["--data", "addition"]
     refused = 0
     for action in _options(make()):
         option = action.option_strings[-1]
