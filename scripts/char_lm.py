@@ -33,64 +33,23 @@ RUN_KEYS = ("val_fraction", "batch_size", "iters", "lr", "warmup", "weight_decay
 SCRIPT = "char_lm"
 
 
-def _positive(convert, what):
-    def parse(text):
-        try:
-            value = convert(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-        if not (math.isfinite(value) and value > 0):
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text}")
-        return value
-    return parse
-
-
-def _fraction(text):
-    value = _positive(float, "a number in (0, 1)")(text)
-    if not value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text}")
-    return value
-
-
-def _rate(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1), got {text!r}") from None
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1), got {text}")
-    return value
-
-
-def _non_negative(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
-    return value
-
-
-def _seed(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**63), got {text!r}") from None
-    if not 0 <= value < 2 ** 63:
-        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**63), got {text}")
-    return value
-
-
 def parser() -> argparse.ArgumentParser:
-    from fnet.cli.options import divergence_factor
+    from fnet.cli.options import (
+        divergence_factor,
+        fraction,
+        non_negative_float,
+        positive_float,
+        positive_int,
+        probability,
+        seed_number,
+    )
 
-    count, number = _positive(int, "a positive integer"), _positive(float, "a positive number")
+    count, number = positive_int, positive_float
     p = argparse.ArgumentParser(prog="char_lm.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("data")
     g.add_argument("--text", type=Path, help="a UTF-8 text file (required unless --no-train)")
-    g.add_argument("--val-fraction", type=_fraction, default=0.1, help="the held-out tail (default 0.1)")
+    g.add_argument("--val-fraction", type=fraction, default=0.1, help="the held-out tail (default 0.1)")
     g = p.add_argument_group("model")
     g.add_argument("--model", choices=MODELS, default="gpt",
                    help="gpt (fnet.models.gpt, weights tied), lstm or gru (fnet.models.rnnlm); default gpt")
@@ -98,16 +57,16 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--heads", type=count, help="gpt: attention heads (default 4)")
     g.add_argument("--dim", type=count, default=128, help="the model width: embedding and hidden size (128)")
     g.add_argument("--context", type=count, default=64, help="characters a window holds (default 64)")
-    g.add_argument("--dropout", type=_rate, default=0.0, help="dropout probability (default 0)")
+    g.add_argument("--dropout", type=probability, default=0.0, help="dropout probability (default 0)")
     g = p.add_argument_group("training")
     g.add_argument("--batch-size", type=count, default=12, help="windows per step (default 12)")
     g.add_argument("--iters", type=count, default=2000, help="steps (default 2000)")
     g.add_argument("--lr", type=number, default=1e-3, help="the peak learning rate (default 1e-3)")
     g.add_argument("--warmup", type=int, default=100, help="linear warmup steps (default 100)")
-    g.add_argument("--weight-decay", type=_non_negative, default=0.1, help="AdamW's decay of the weight "
+    g.add_argument("--weight-decay", type=non_negative_float, default=0.1, help="AdamW's decay of the weight "
                                                                           "matrices (default 0.1)")
     g.add_argument("--clip-norm", type=number, default=1.0, help="the gradients' largest global norm (1)")
-    g.add_argument("--seed", type=_seed, default=0)
+    g.add_argument("--seed", type=seed_number, default=0)
     g.add_argument("--eval-every", type=count, default=500, help="steps between held-out evaluations (500)")
     g.add_argument("--divergence", type=divergence_factor, default=10.0, metavar="FACTOR",
                    help="stop (exit status 1) when the mean loss of the steps between two evaluations "

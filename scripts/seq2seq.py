@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import platform
 import sys
 import time
@@ -39,30 +38,10 @@ MAP_EXAMPLES = 4
 """Held-out examples drawn by --attention-map."""
 
 
-def _positive(convert, what):
-    def parse(text):
-        try:
-            value = convert(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-        if not (math.isfinite(value) and value > 0):
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text}")
-        return value
-    return parse
-
-
-def _seed(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**63), got {text!r}") from None
-    if not 0 <= value < 2 ** 63:
-        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**63), got {text}")
-    return value
-
-
 def parser() -> argparse.ArgumentParser:
-    count, number = _positive(int, "a positive integer"), _positive(float, "a positive number")
+    from fnet.cli.options import positive_float, positive_int, seed_number
+
+    count, number = positive_int, positive_float
     p = argparse.ArgumentParser(prog="seq2seq.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("data")
@@ -79,7 +58,8 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--batch-size", type=count, default=128, help="lines per step (default 128)")
     g.add_argument("--lr", type=number, default=1e-3, help="Adam's learning rate (default 0.001)")
     g.add_argument("--clip-norm", type=number, default=5.0, help="the gradients' largest global norm (5)")
-    g.add_argument("--seed", type=_seed, default=0, help="the data, the split, the weights, the order (0)")
+    g.add_argument("--seed", type=seed_number, default=0,
+                   help="the data, the split, the weights, the order (default 0)")
     g = p.add_argument_group("output")
     g.add_argument("--checkpoint", type=Path, help="save after every epoch (.npz)")
     g.add_argument("--resume", action="store_true", help="continue the --checkpoint's run to --epochs")

@@ -39,8 +39,8 @@ SMALL = ["--hidden", "64", "--batch-size", "64", "--reverse"]
 
 def test_attention_learns_the_dates_and_draws_its_map(dates, tmp_path):
     report, picture = tmp_path / "date.json", tmp_path / "attention.png"
-    r = run_script("scripts/seq2seq.py", "--data", str(dates), "--model", "attention", *SMALL, "--lr", "0.003",
-                   "--epochs", "3", "--json", str(report), "--attention-map", str(picture))
+    r = run_script("scripts/seq2seq.py", "--data", str(dates), "--model", "attention", *SMALL,
+                   "--lr", "0.003", "--epochs", "3", "--json", str(report), "--attention-map", str(picture))
     assert r.returncode == 0, r.stderr
     out = json.loads(report.read_text())
     # chance is nil (all 10 characters right); on this machine 99.8% of the 2,000 held-out dates

@@ -46,12 +46,14 @@ def _argument(convert, ok, what: str):
     return parse
 
 
-_positive_int = _argument(int, lambda v: v >= 1, "a positive integer")
-_positive_float = _argument(float, lambda v: math.isfinite(v) and v > 0, "a positive number")
-_non_negative_float = _argument(float, lambda v: math.isfinite(v) and v >= 0, "a number >= 0")
+positive_int = _argument(int, lambda v: v >= 1, "a positive integer")
+positive_float = _argument(float, lambda v: math.isfinite(v) and v > 0, "a positive number")
+non_negative_float = _argument(float, lambda v: math.isfinite(v) and v >= 0, "a number >= 0")
 _smoothing = _argument(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
-_fraction = _argument(float, lambda v: 0 < v < 1, "a number in (0, 1)")
-_seed = _argument(int, lambda v: 0 <= v < 2 ** 63, "an integer in [0, 2**63)")
+fraction = _argument(float, lambda v: 0 < v < 1, "a number in (0, 1)")
+seed_number = _argument(int, lambda v: 0 <= v < 2 ** 63, "an integer in [0, 2**63)")
+probability = _argument(float, lambda v: 0 <= v < 1, "a probability in [0, 1)")
+"""The argparse types of fnet-train's options, shared by ``char_lm.py`` and ``seq2seq.py``."""
 
 
 def _host_port(text: str) -> str:
@@ -120,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-data-cache", action="store_true",
                    help="decompress the IDX files on every run instead of keeping their decoded arrays as "
                         ".npy in ~/.cache/fnet/decoded (fnet.data.decoded)")
-    g.add_argument("--train-size", type=_positive_int,
+    g.add_argument("--train-size", type=positive_int,
                    help="use only the first N training examples (the book's overfitting experiments)")
     g = p.add_argument_group("model")
     g.add_argument("--model", choices=list(MODELS),
@@ -136,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--net-input", choices=NET_INPUTS, default="image",
                    help="what --net reads: image (N, 28, 28, 1), the default; flat (N, 784); rows "
                         "(N, 28, 28)")
-    g.add_argument("--hidden", type=_positive_int, nargs="+", metavar="N",
+    g.add_argument("--hidden", type=positive_int, nargs="+", metavar="N",
                    help="hidden layer sizes (two_layer: one size, default 50; mlp: default 100 100; "
                         "rnn, lstm, gru: one size per stacked layer, default 128)")
     g.add_argument("--activation", choices=["relu", "sigmoid", "tanh"],
@@ -146,48 +148,48 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--dropout", type=float, metavar="RATE",
                    help="mlp: dropout after each hidden layer, RATE = probability of dropping")
     g.add_argument("--batchnorm", action="store_true", help="mlp: batch norm before each activation")
-    g.add_argument("--widths", type=_positive_int, nargs="+", metavar="C",
+    g.add_argument("--widths", type=positive_int, nargs="+", metavar="C",
                    help="resnet: channels of each stage (default 16 32 64)")
-    g.add_argument("--blocks", type=_positive_int, nargs="+", metavar="N",
+    g.add_argument("--blocks", type=positive_int, nargs="+", metavar="N",
                    help="resnet: residual blocks in each stage (default 2 2 2)")
     g = p.add_argument_group("training")
     g.add_argument("--optimizer", choices=sorted(optim.OPTIMIZERS),
                    help="default sgd (resnet: nesterov; rnn, lstm, gru: adam)")
-    g.add_argument("--lr", type=_positive_float, help="learning rate (default 0.1 for sgd as in the book, "
+    g.add_argument("--lr", type=positive_float, help="learning rate (default 0.1 for sgd as in the book, "
                                                       "else the optimizer's default)")
-    g.add_argument("--weight-decay", type=_non_negative_float, metavar="LAMBDA",
+    g.add_argument("--weight-decay", type=non_negative_float, metavar="LAMBDA",
                    help="L2 weight decay on weights (not biases); default 0 (resnet: 5e-4)")
     g.add_argument("--schedule", choices=["constant", "step", "cosine"],
                    help="learning rate over the run: constant (default; resnet, rnn, lstm, gru: cosine); "
                         "step: x0.1 after each third of the steps; cosine: down to 0 at the last step")
-    g.add_argument("--warmup", type=_positive_int, metavar="STEPS",
+    g.add_argument("--warmup", type=positive_int, metavar="STEPS",
                    help="raise the learning rate linearly over the first STEPS updates")
-    g.add_argument("--clip-norm", type=_positive_float, metavar="MAX",
+    g.add_argument("--clip-norm", type=positive_float, metavar="MAX",
                    help="rescale the gradients so that their global norm is at most MAX (the book's "
                         "clip_grads)")
     g.add_argument("--label-smoothing", type=_smoothing, metavar="EPS",
                    help="train against the target (1 - EPS) one-hot + EPS / classes instead of the one-hot "
                         "label (default 0); the losses reported are the smoothed loss")
-    g.add_argument("--batch-size", type=_positive_int, help="default 100 (resnet: 128)")
+    g.add_argument("--batch-size", type=positive_int, help="default 100 (resnet: 128)")
     g.add_argument("--augment", metavar="STEPS",
                    help="image models: augment each training batch on the device, e.g. crop,flip (crop:P "
                         "shifts by up to P pixels, default 2; flip mirrors left-right: right for "
                         "Fashion-MNIST, wrong for digits)")
     stop = g.add_mutually_exclusive_group()
-    stop.add_argument("--epochs", type=_positive_int, help="passes over the training set")
-    stop.add_argument("--iters", type=_positive_int, help="minibatch updates (default 10000, as the book)")
+    stop.add_argument("--epochs", type=positive_int, help="passes over the training set")
+    stop.add_argument("--iters", type=positive_int, help="minibatch updates (default 10000, as the book)")
     g.add_argument("--sampling", choices=["shuffle", "replacement"], default="shuffle",
                    help="shuffle: each epoch visits every example once (default); replacement: the "
                         "book's random minibatches")
-    g.add_argument("--seed", type=_seed, default=0)
+    g.add_argument("--seed", type=seed_number, default=0)
     g.add_argument("--divergence", type=divergence_factor, default=10.0, metavar="FACTOR",
                    help="stop (exit status 1) when an epoch's mean loss exceeds FACTOR times the starting "
                         "loss (default %(default)s; off: never)")
-    g.add_argument("--val-fraction", type=_fraction, metavar="F",
+    g.add_argument("--val-fraction", type=fraction, metavar="F",
                    help="hold out this share of the training set (the same examples for the same seed) as a "
                         "validation set, evaluated after each epoch, on which --early-stop and --keep-best "
                         "choose")
-    g.add_argument("--early-stop", type=_positive_int, metavar="PATIENCE",
+    g.add_argument("--early-stop", type=positive_int, metavar="PATIENCE",
                    help="stop when the validation loss (without --val-fraction: the test loss, with a "
                         "warning) has not improved for PATIENCE epochs")
     g.add_argument("--no-eval-train", action="store_true", default=None,
@@ -195,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--eval-train", action="store_false", dest="no_eval_train",
                    help="evaluate the whole training set after each epoch (the default but for resnet)")
     g = p.add_argument_group("devices (data parallel: the global --batch-size is split over devices)")
-    g.add_argument("--devices", type=_positive_int, metavar="N",
+    g.add_argument("--devices", type=positive_int, metavar="N",
                    help="devices to train on (default: all GPUs or TPUs; on a CPU, one, with the evaluation "
                         "on a second CPU device; 1 for plain single-device training)")
     g.add_argument("--no-eval-overlap", action="store_true",
@@ -203,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "second CPU device while the next epoch trains (the same results; docs/speed.md)")
     g.add_argument("--coordinator", metavar="HOST:PORT", type=_host_port,
                    help="multi-host: address of process 0, the same on every host")
-    g.add_argument("--num-processes", type=_positive_int, metavar="N", help="multi-host: number of hosts")
+    g.add_argument("--num-processes", type=positive_int, metavar="N", help="multi-host: number of hosts")
     g.add_argument("--process-id", type=int, metavar="I", help="multi-host: this host's index, 0..N-1")
     g.add_argument("--xla-option", type=xla_option, action="append", metavar="NAME=VALUE",
                    help="an XLA compiler option for the training and evaluation programs (repeatable); "
