@@ -74,6 +74,17 @@ def _lstm_params(key, d: int, hidden: int):
     return L.lstm(hidden).init(key, (None, 1, d))[0]
 
 
+def _init(key, embed: Layer, out: Layer, wordvec: int, hidden: int, decoder_in: int, out_in: int) -> dict:
+    """The parameters of both halves: the decoder's LSTM reads ``decoder_in`` features, the output
+    layer ``out_in``."""
+    k = jax.random.split(key, 5)
+    return {"encoder": {"embedding": embed.init(k[0], (None, 1))[0],
+                        "lstm": _lstm_params(k[1], wordvec, hidden)},
+            "decoder": {"embedding": embed.init(k[2], (None, 1))[0],
+                        "lstm": _lstm_params(k[3], decoder_in, hidden),
+                        "affine": out.init(k[4], (None, 1, out_in))[0]}}
+
+
 def _repeat(h, t: int):
     """``h: (N, H)`` at every one of ``t`` steps: ``(N, t, H)``."""
     return jnp.broadcast_to(h[:, None, :], (h.shape[0], t, h.shape[1]))
@@ -107,12 +118,7 @@ def seq2seq(vocab_size: int, wordvec: int, hidden: int, *, peeky: bool = False) 
 
     def init(key, input_shape):
         _, dec = _pair_shapes(name, input_shape)
-        k = jax.random.split(key, 5)
-        params = {"encoder": {"embedding": embed.init(k[0], (None, 1))[0],
-                              "lstm": _lstm_params(k[1], wordvec, hidden)},
-                  "decoder": {"embedding": embed.init(k[2], (None, 1))[0],
-                              "lstm": _lstm_params(k[3], wordvec + peek, hidden),
-                              "affine": out.init(k[4], (None, 1, hidden + peek))[0]}}
+        params = _init(key, embed, out, wordvec, hidden, wordvec + peek, hidden + peek)
         return params, (dec[0], dec[1], vocab_size)
 
     def forward(params, x):
@@ -175,12 +181,7 @@ def attention_seq2seq(vocab_size: int, wordvec: int, hidden: int) -> Layer:
 
     def init(key, input_shape):
         _, dec = _pair_shapes(name, input_shape)
-        k = jax.random.split(key, 5)
-        params = {"encoder": {"embedding": embed.init(k[0], (None, 1))[0],
-                              "lstm": _lstm_params(k[1], wordvec, hidden)},
-                  "decoder": {"embedding": embed.init(k[2], (None, 1))[0],
-                              "lstm": _lstm_params(k[3], wordvec, hidden),
-                              "affine": out.init(k[4], (None, 1, 2 * hidden))[0]}}
+        params = _init(key, embed, out, wordvec, hidden, wordvec, 2 * hidden)
         return params, (dec[0], dec[1], vocab_size)
 
     def forward(params, x):
