@@ -15,8 +15,9 @@ from script_runner import ROOT
 NOTEBOOKS = sorted((ROOT / "docs" / "notebooks").glob("*.ipynb"))
 
 
-def test_the_three_chapters_are_there():
-    assert [p.stem for p in NOTEBOOKS] == ["ch05_backprop", "ch06_training", "ch07_convnets"]
+def test_the_notebooks_are_there():
+    assert [p.stem for p in NOTEBOOKS] == ["ch05_backprop", "ch06_training", "ch07_convnets",
+                                           "ch07_seq2seq_attention", "cs231n_saliency"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -40,3 +41,7 @@ def test_notebook_runs_top_to_bottom(path, monkeypatch, tmp_path):
     client.execute()
     quick = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.get("name") == "stdout"]
     assert "quick" in quick[0]["text"]  # the reduced budget was in effect
+    if path.stem == "ch07_convnets":  # Figure 7-24's lesson: training visibly changes the filters
+        said = " ".join(o["text"] for o in quick)
+        factor = float(said.split("training changed the filters by ")[1].split()[0])
+        assert factor > 1, said
