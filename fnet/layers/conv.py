@@ -112,10 +112,11 @@ def conv2d(filters: int, kernel_size: int | tuple[int, int], stride: int | tuple
         cut = _spatial.unused(x.shape[1:3], window, strides, pads, outs)
         xpad = jnp.pad(x, ((0, 0), *pads, (0, 0)))
         if x.shape[-1] == 1:
-            # One input channel (a grayscale first layer, as in SimpleConvNet): gather
-            # every window (the book's im2col) and do one matmul (docs/speed.md).
-            cols = lax.conv_general_dilated_patches(x, window, strides, pads, dimension_numbers=_NHWC,
-                                                    precision=lax.Precision.HIGHEST)
+            # One input channel (a grayscale first layer, as in SimpleConvNet): every window as
+            # a row (the book's im2col: one strided slice per kernel offset, stacked), then one
+            # matmul (docs/speed.md).
+            cols = jnp.stack([x_ab[..., 0] for _, _, x_ab in _spatial.offsets(xpad, window, strides, outs)],
+                             axis=-1)
             dW = (cols.reshape(-1, window[0] * window[1]).T @ dout.reshape(-1, dout.shape[-1]))
             dW = dW.reshape(W.shape)
         else:

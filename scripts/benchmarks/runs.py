@@ -53,9 +53,6 @@ def bench_config(config: Config, args: argparse.Namespace, contenders: Sequence[
         "hlo_dots_expected": None if config.sequence or any(op["op"] == "conv" and op["lhs"][-1] > 1
                                                             for op in ops)
         else 3 * len(ops) - 1,
-        # fnet's conv2d computes dW of a one-channel input by im2col: the window
-        # extraction is one more convolution op (an identity kernel), the dW a dot
-        "hlo_im2col_patches": sum(1 for op in ops if op["op"] == "conv" and op["lhs"][-1] == 1),
         "first_steps_tol": config.first_steps_tol,
         "loadavg_start": loadavg(), "contenders": {}, "skipped": {}}
     log(f"[{config.name}] {config.description}; batch {config.batch_size}, {steps} steps x {repeats} "
