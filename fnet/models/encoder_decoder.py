@@ -10,7 +10,7 @@ step (teacher forcing); to predict, ``generate`` feeds it its own previous outpu
 (N, T_src), decoder ids (N, T_dec))`` and give the scores ``(N, T_dec, vocab_size)`` for the
 next character at every decoder step. ``init`` takes the pair of shapes, e.g.
 ``((None, 7), (None, 4))``; ``backward`` returns the gradients of both (zeros: ids are not
-differentiable), so every rule is checked by ``jax.vjp`` as any other layer's is
+differentiable), so the gradient-equivalence tests check every rule as any other layer's
 (``docs/design.md``, "Two inputs").
 
 Each model's backward is written out step by step: the output layer's, the decoder LSTM's
