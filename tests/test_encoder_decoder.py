@@ -1,6 +1,8 @@
 """The second book's encoder-decoder models: attention's pieces agree, greedy decoding is the
 model's own argmax, and the tasks' data is the book's format."""
 
+from collections import Counter
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -79,6 +81,21 @@ def test_the_generated_tasks_are_the_books_format_and_deterministic():
     questions = [q for q, _ in map(split_line, dates)]
     assert any(q.isupper() for q in questions) and any("/" in q for q in questions)
 
+
+
+def test_the_generated_dates_follow_the_mix_of_the_books_file():
+    """The book's date.txt, counted: four formats about equally often, title case in half of the
+    written ones and lower or upper case a quarter each, days of 1970 to 2017."""
+    questions, answers = zip(*map(split_line, date_lines(4000, seed=0)), strict=True)
+    written = [q.strip() for q in questions if "/" not in q]
+    assert 0.70 < len(written) / len(questions) < 0.80  # one form in four is 2/10/93
+    cases = Counter("lower" if q.islower() else "upper" if q.isupper() else "title" for q in written)
+    assert 0.45 < cases["title"] / len(written) < 0.55, cases
+    assert 0.20 < cases["lower"] / len(written) < 0.30 and 0.20 < cases["upper"] / len(written) < 0.30, cases
+    full = sum(q.count(",") == 2 for q in written)
+    abbreviated = sum(q.count(",") == 1 and len(q.split()[0]) == 3 for q in written)
+    assert 0.28 < full / len(written) < 0.39 and 0.28 < abbreviated / len(written) < 0.39
+    assert min(a[1:5] for a in answers) == "1970" and max(a[1:5] for a in answers) == "2017"
 
 def test_a_task_file_reads_as_the_generated_task(tmp_path):
     path = tmp_path / "addition.txt"

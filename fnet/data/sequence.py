@@ -7,9 +7,10 @@ widths (the book's ``dataset/addition.txt``: ``16+75  _91  ``; ``date.txt``: ``s
 1994           _1994-09-27``).
 
 - ``addition_lines`` and ``date_lines`` generate such lines, the same ones for the same seed, with
-  the distributions of the book's files: sums of two numbers below 1000 of 1 to 3 digits; dates
-  in the book's four formats and three cases (``september 27, 1994``, ``2/10/93``, ``TUESDAY,
-  SEPTEMBER 25, 1984``, ``Sep 27, 1994``) to ``1994-09-27``;
+  the distributions of the book's files: sums of two numbers below 1000 of 1 to 3 digits; days
+  of 1970 to 2017 in the book's four formats and three cases, mixed as in its ``date.txt``
+  (``september 27, 1994``, ``2/10/93``, ``TUESDAY, SEPTEMBER 25, 1984``, ``Sep 27, 1994``) to
+  ``1994-09-27``;
 - ``read_lines`` reads a task's file; ``load_task`` splits any of them into questions and
   answers, the character vocabulary and the ids, with the last tenth held out after a shuffle
   drawn from the seed.
@@ -60,16 +61,18 @@ def _date_text(d: datetime.date, form: int, case: int) -> str:
 
 
 _DATE_FORMS = 4
-_FIRST_DAY, _LAST_DAY = datetime.date(1970, 1, 1), datetime.date(2029, 12, 31)
+_CASE_ODDS = (0.25, 0.25, 0.5)  # lower, upper, title: the book's date.txt, counted
+_FIRST_DAY, _LAST_DAY = datetime.date(1970, 1, 1), datetime.date(2017, 12, 31)  # the book's years
 
 
 def date_lines(n: int = 50000, seed: int = 0) -> list[str]:
-    """``n`` lines ``date_YYYY-MM-DD``: a day between 1970 and 2029 in one of the book's four
+    """``n`` lines ``date_YYYY-MM-DD``: a day between 1970 and 2017 in one of the book's four
     formats (``2/10/93``, ``Sep 27, 1994``, ``September 27, 1994``, ``Tuesday, September 27,
-    1994``), in lower, upper or title case, question width 29, answer width 11 (``_`` included)."""
+    1994``), equally likely, in title case half the time and lower or upper case a quarter each
+    (the mix of the book's ``date.txt``), question width 29, answer width 11 (``_`` included)."""
     rng = np.random.default_rng(seed)
     days = rng.integers(0, (_LAST_DAY - _FIRST_DAY).days + 1, n)
-    forms, cases = rng.integers(0, _DATE_FORMS, n), rng.integers(0, 3, n)
+    forms, cases = rng.integers(0, _DATE_FORMS, n), rng.choice(3, n, p=_CASE_ODDS)
     lines = []
     for k, form, case in zip(days.tolist(), forms.tolist(), cases.tolist(), strict=True):
         d = _FIRST_DAY + datetime.timedelta(days=k)
