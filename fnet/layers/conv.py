@@ -114,13 +114,19 @@ def conv2d(filters: int, kernel_size: int | tuple[int, int], stride: int | tuple
         if x.shape[-1] == 1:
             # One input channel (a grayscale first layer, as in SimpleConvNet): every window as
             # a row (the book's im2col: one strided slice per kernel offset, stacked), then one
-            # matmul (docs/speed.md).
-            cols = jnp.stack([x_ab[..., 0] for _, _, x_ab in _spatial.offsets(xpad, window, strides, outs)],
-                             axis=-1)
-            dW = (cols.reshape(-1, window[0] * window[1]).T @ dout.reshape(-1, dout.shape[-1]))
-            dW = dW.reshape(W.shape)
+            # matmul (docs/speed.md). With a bias, a last column of ones: the bias is the weight
+            # of a constant input 1, and the same matmul gives db as its last row.
+            cols = [x_ab[..., 0] for _, _, x_ab in _spatial.offsets(xpad, window, strides, outs)]
+            if bias:
+                cols.append(jnp.ones_like(cols[0]))
+            dWb = jnp.stack(cols, axis=-1).reshape(-1, len(cols)).T @ dout.reshape(-1, dout.shape[-1])
+            grads = {"W": dWb[:window[0] * window[1]].reshape(W.shape)}
+            if bias:
+                grads["b"] = dWb[-1]
         else:
-            dW = _weight_gradient(xpad, dout, window, strides)
+            grads = {"W": _weight_gradient(xpad, dout, window, strides)}
+            if bias:
+                grads["b"] = jnp.sum(dout, axis=(0, 1, 2))
         # dx: full correlation of the stride-dilated dout with the flipped kernel
         # ("HWOI": its filters are the input features, C_in the output features);
         # the padding k - 1 - lo crops the forward padding (negative pads crop) and
@@ -130,7 +136,7 @@ def conv2d(filters: int, kernel_size: int | tuple[int, int], stride: int | tuple
             dout, W_t, window_strides=(1, 1),
             padding=[(k - 1 - lo, k - 1 - hi + c) for k, (lo, hi), c in zip(window, pads, cut, strict=True)],
             lhs_dilation=strides, dimension_numbers=_NHWC)
-        return ({"W": dW, "b": jnp.sum(dout, axis=(0, 1, 2))} if bias else {"W": dW}), dx
+        return grads, dx
 
     return Layer("conv2d", init, forward, backward)
 
