@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -114,10 +115,12 @@ def writable_path(where: str, arg: str, path) -> Path:
     """``path`` as a ``Path`` that a file can be written to, checked before any work is done.
 
     It must not be a directory. The check writes: an existing file is opened for appending (and
-    left as it was), a new one is created, with the directories on the way to it, and then
-    removed again, so that a path the permissions allow but the file system refuses (``/proc``,
-    a read-only mount, a full disk's directory) fails now. The ``ValueError`` names ``where``,
-    ``arg`` (unless empty) and the user's path, so a long run never ends in a traceback about a path.
+    left as it was); for a new one, the directories on the way to it are created and a file of
+    a unique name beside it, then removed again, so that a path the permissions allow but the
+    file system refuses (``/proc``, a read-only mount, a full disk's directory) fails now, and
+    processes that check one shared path at once do not see each other's probe. The
+    ``ValueError`` names ``where``, ``arg`` (unless empty) and the user's path, so a long run
+    never ends in a traceback about a path.
     """
     named = f"{where}: {arg}" if where else arg
     if not isinstance(path, (str, os.PathLike)):
@@ -150,9 +153,11 @@ def _try_writing(named: str, path: Path) -> None:
         if path.exists():
             with open(path, "ab"):
                 pass
-        else:
-            with open(path, "xb"):
-                made.append(path)
+        else:  # a file of its own beside it, as a checkpoint's save writes one: processes that
+            # share the path (one run on several hosts) never see each other's probe as the file
+            fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=path.parent)
+            os.close(fd)
+            made.append(Path(probe))
     except OSError as e:
         what = "exists and is not writable" if path.exists() else "cannot be created"
         raise ValueError(f"{named} {path} {what}: {e.strerror or e}") from None

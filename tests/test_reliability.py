@@ -14,9 +14,11 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 import types
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -242,6 +244,25 @@ def test_unwritable_checkpoint_paths_are_refused_before_training(small, tmp_path
                                          r"directory"):
         _fit(small, checkpoint=blocker / "sub" / "run.npz", log=_never_log())
 
+
+
+def test_the_path_check_never_creates_the_checkpoint_itself(tmp_path, monkeypatch):
+    """Two processes of one multi-host run check the same checkpoint path at once: a probe that
+    created the path itself was seen by the other as an existing checkpoint (a real failure
+    of the two-process test). The probe is a file of its own beside it, gone afterwards."""
+    path = tmp_path / "shared.npz"
+    probes = []
+    real_mkstemp = tempfile.mkstemp
+
+    def watched(*args, **kwargs):
+        made = real_mkstemp(*args, **kwargs)
+        probes.append((made[1], path.exists()))
+        return made
+
+    monkeypatch.setattr(tempfile, "mkstemp", watched)
+    assert train.check_checkpoint_path(path, resume=False, overwrite=False) == path
+    assert len(probes) == 1 and Path(probes[0][0]).parent == tmp_path and probes[0][1] is False
+    assert list(tmp_path.iterdir()) == []
 
 def _saved(tmp_path, **meta_changes):
     """A real checkpoint, then rewritten with ``__meta__`` changed (None removes an entry)."""
