@@ -41,7 +41,8 @@ def conv2d(filters: int, kernel_size: int | tuple[int, int], stride: int | tuple
     (for ``dx``) and the explicit padding.
 
     **Derivative:** ``db = sum of dout`` over ``N, H_out, W_out``; both other
-    gradients are convolutions again (computed with ``lax.conv_general_dilated``):
+    gradients are correlations again (``dW`` as matmuls, ``dx`` with
+    ``lax.conv_general_dilated``):
 
     - ``dW[a, b, c, o] = sum_{n, i, j} xpad[n, i*sh + a, j*sw + b, c] dout[n, i, j, o]``:
       for each kernel offset ``(a, b)`` one matmul ``x_ab^T dout``, where
@@ -49,7 +50,8 @@ def conv2d(filters: int, kernel_size: int | tuple[int, int], stride: int | tuple
       the input element at that offset of every window (with stride 1 one matmul
       per kernel row, ``_offset_products``), summed over chunks of images that
       stay in the CPU's cache; for a single input channel the same sum as one
-      matmul of all windows (im2col) with ``dout``;
+      matmul of all windows (im2col) with ``dout``, the rows ending in a column of
+      ones so that the same matmul gives ``db`` (the bias: the weight of an input 1);
     - ``dx``: ``dout`` spread out by the stride (``lhs_dilation``, ``stride - 1``
       zeros between rows), padded by ``kh - 1``, correlated with the kernel
       flipped in space and with in/out channels swapped, then cropped by the
