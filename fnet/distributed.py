@@ -51,6 +51,24 @@ def initialize(coordinator: str, num_processes: int, process_id: int) -> None:
                                process_id=process_id)
 
 
+def ask_for_cpu_devices(n: int) -> bool:
+    """Ask JAX for ``n`` CPU devices, before its backends start: on a CPU, ``n`` devices that share
+    the machine's cores and run at the same time (data parallel on one machine, or the evaluation
+    beside training). Not when the user set them up (``XLA_FLAGS=--xla_force_host_platform_device_count``,
+    ``JAX_NUM_CPU_DEVICES``) or JAX has started in this process; returns whether it asked. On a GPU or
+    TPU the CPU devices go unused."""
+    import os
+
+    if ("xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")
+            or jax.config.jax_num_cpu_devices >= 0):
+        return False
+    try:
+        jax.config.update("jax_num_cpu_devices", n)
+    except RuntimeError:  # JAX already started (e.g. a script's main() called from Python): as it is
+        return False
+    return True
+
+
 def make_mesh(devices: int | None = None) -> Mesh:
     """A ``("hosts", "devices")`` mesh over ``devices`` devices (default: all of them).
 

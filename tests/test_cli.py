@@ -75,6 +75,24 @@ def test_on_a_cpu_the_evaluation_runs_on_a_second_device_with_the_same_results(t
     assert "no_eval_overlap" not in reports["serial"]["config"]  # a resumed run may change it
 
 
+def test_on_a_cpu_devices_n_trains_data_parallel_on_n_cpu_devices(tmp_path):
+    # --devices 2 asks JAX for two CPU devices before it starts (none are set up here) and splits
+    # every minibatch over them; without batch norm the losses are one device's, up to rounding
+    common = ["scripts/train.py", "--train-size", "1200", "--epochs", "2", "--no-compile-cache"]
+    reports = {}
+    for devices in ("1", "2"):
+        path = tmp_path / f"d{devices}.json"
+        proc = run_script(*common, "--devices", devices, "--json", str(path))
+        assert proc.returncode == 0, proc.stderr
+        reports[devices] = json.loads(path.read_text())
+        reports[devices]["line"] = next(x for x in proc.stdout.splitlines() if x.startswith("devices: "))
+    assert reports["2"]["line"] == "devices: 2 x cpu (cpu:0, cpu:1), data parallel"
+    assert reports["2"]["device"] == "2 x cpu (cpu)"
+    assert reports["1"]["line"].startswith("devices: 1 x cpu (cpu:0)")
+    for k in ("loss", "test_loss", "test_acc"):
+        assert reports["2"]["history"][k] == pytest.approx(reports["1"]["history"][k], rel=1e-4, abs=1e-4), k
+
+
 @pytest.mark.parametrize("argv,message", [
     (["--lr", "-1"], "argument --lr: expected a positive number, got -1.0"),
     (["--batch-size", "0"], "argument --batch-size: expected a positive integer, got 0"),

@@ -89,7 +89,7 @@ def start_jax(parser, a) -> tuple[Any, Any]:
     if not a.no_compile_cache:
         jax.config.update("jax_compilation_cache_dir", str(a.compile_cache))
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    if _ask_for_eval_device(a) and jax.default_backend() == "cpu":
+    if _ask_for_cpu_devices(a) and jax.default_backend() == "cpu" and a.devices in (None, 1):
         return None, jax.devices()[1]
     try:
         mesh = distributed.make_mesh(a.devices)
@@ -101,23 +101,19 @@ def start_jax(parser, a) -> tuple[Any, Any]:
     return (None if mesh.size == 1 else mesh), None  # one device: plain jit, as fit(mesh="auto")
 
 
-def _ask_for_eval_device(a) -> bool:
-    """Ask JAX for two CPU devices, before its backends start, so that on a CPU the evaluation can run
-    on the second while the next epoch trains on the first (``fit(eval_device=)``; XLA runs one
-    program at a time per device, and the book's small training step leaves a core idle). Not with
-    ``--no-eval-overlap``, several training devices or hosts, or CPU devices the user set up
-    (``XLA_FLAGS=--xla_force_host_platform_device_count``, ``JAX_NUM_CPU_DEVICES``)."""
-    import jax
+def _ask_for_cpu_devices(a) -> bool:
+    """Ask JAX for CPU devices before its backends start. With ``--devices N`` (N > 1), N of them, so
+    that on a CPU the batch is split over N devices that run at the same time (data parallel, sharing
+    the machine's cores; docs/speed.md). Otherwise two, so that the evaluation can run on the second
+    while the next epoch trains on the first (``fit(eval_device=)``; XLA runs one program at a time
+    per device, and the book's small training step leaves a core idle): not with
+    ``--no-eval-overlap``. Neither for several hosts nor where the user set up the CPU devices
+    (``distributed.ask_for_cpu_devices``)."""
+    from fnet import distributed
 
-    users_cpus = ("xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")
-                  or jax.config.jax_num_cpu_devices >= 0)
-    if a.no_eval_overlap or a.coordinator is not None or a.devices not in (None, 1) or users_cpus:
+    if a.coordinator is not None or (a.no_eval_overlap and a.devices in (None, 1)):
         return False
-    try:
-        jax.config.update("jax_num_cpu_devices", 2)
-    except RuntimeError:  # JAX already started in this process (main() called from Python): as it is
-        return False
-    return True
+    return distributed.ask_for_cpu_devices(2 if a.devices in (None, 1) else a.devices)
 
 
 def load_data(parser, a, mesh) -> tuple[tuple, tuple | None, tuple] | None:
