@@ -60,6 +60,9 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--clip-norm", type=number, default=5.0, help="the gradients' largest global norm (5)")
     g.add_argument("--seed", type=seed_number, default=0,
                    help="the data, the split, the weights, the order (default 0)")
+    g.add_argument("--devices", type=count, default=1, metavar="N",
+                   help="split every minibatch over N devices and average the gradients (data parallel; the "
+                        "same results up to rounding); on a CPU, N CPU devices sharing the cores (default 1)")
     g = p.add_argument_group("output")
     g.add_argument("--checkpoint", type=Path, help="save after every epoch (.npz)")
     g.add_argument("--resume", action="store_true", help="continue the --checkpoint's run to --epochs")
@@ -136,28 +139,43 @@ def load(p: argparse.ArgumentParser, a: argparse.Namespace):
     return task, x
 
 
-def make_epoch(net, optimizer, batch_size: int, n_batches: int):
+def make_epoch(net, optimizer, batch_size: int, n_batches: int, mesh=None):
     """One epoch as one function: a new order from ``key``, then ``n_batches`` steps of teacher forcing
-    (the decoder reads ``t[:, :-1]`` and predicts ``t[:, 1:]``) and an optimizer update each."""
-    from jax import lax
+    (the decoder reads ``t[:, :-1]`` and predicts ``t[:, 1:]``) and an optimizer update each.
 
-    from fnet import loss_and_grads, losses, shuffle
+    With a ``mesh`` (``fnet.distributed.make_mesh``; everything replicated on its devices) each device
+    takes its columns of every minibatch, and the losses and gradients are averaged over the devices
+    before the update, which every device then makes alike."""
+    import jax
+    from jax import lax
+    from jax.sharding import PartitionSpec as P
+
+    from fnet import distributed, loss_and_grads, losses, shuffle
 
     grads_of = loss_and_grads(net, losses.softmax_cross_entropy)
+    devices = 1 if mesh is None else mesh.size
+    per_device = batch_size // devices
 
     def epoch(params, opt_state, x, t, key):
         order = shuffle.permutation(key, x.shape[0])[: n_batches * batch_size].reshape(n_batches, batch_size)
+        if mesh is not None:  # this device's columns of every minibatch
+            order = lax.dynamic_slice_in_dim(order, lax.axis_index(distributed.AXES) * per_device,
+                                             per_device, axis=1)
 
         def step(carry, rows):
             params, opt_state = carry
             tb = t[rows]
             loss, grads = grads_of(params, (x[rows], tb[:, :-1]), tb[:, 1:])
+            if mesh is not None:
+                loss, grads = lax.pmean((loss, grads), distributed.AXES)
             return optimizer.update(grads, opt_state, params), loss
 
         (params, opt_state), step_losses = lax.scan(step, (params, opt_state), order)
         return params, opt_state, step_losses
 
-    return epoch
+    if mesh is None:
+        return epoch
+    return jax.shard_map(epoch, mesh=mesh, in_specs=(P(),) * 5, out_specs=P())
 
 
 def make_answer(net, start_id: int, length: int):
@@ -180,6 +198,11 @@ def main(argv: list[str] | None = None) -> int:
     saved = saved_run(p, a, config)
 
     import jax
+
+    from fnet import distributed
+
+    if a.devices > 1:  # on a CPU, a.devices CPU devices
+        distributed.ask_for_cpu_devices(a.devices)
     import jax.numpy as jnp
     import numpy as np
 
@@ -209,19 +232,29 @@ def main(argv: list[str] | None = None) -> int:
     n_train = task.n_train
     n_batches = n_train // a.batch_size
     train_x, train_t = jax.device_put(x[:n_train]), jax.device_put(task.t[:n_train])
+    mesh, one = None, jax.devices()[0]  # the held-out questions are answered on one device
+    if a.devices > 1:
+        try:
+            mesh = distributed.make_mesh(a.devices)
+            distributed.check_batch(mesh, a.batch_size, what="--batch-size")
+        except ValueError as e:
+            p.error(f"--devices: {e}".replace("make_mesh: ", ""))
+        params, opt_state, train_x, train_t = distributed.replicate(mesh, (params, opt_state, train_x,
+                                                                           train_t))
     test_x, test_t = jax.device_put(x[n_train:]), task.t[n_train:, 1:]
     n_params = sum(int(np.size(w)) for w in jax.tree.leaves(params))
     log(f"data {a.data}: {len(task.x):,} lines, {n_train:,} train, {len(test_t):,} held out; vocabulary "
         f"{len(task.vocab)}; questions of {x.shape[1]} characters{' (reversed)' if a.reverse else ''}, "
         f"answers of {test_t.shape[1]}")
     log(f"{net.name}: {n_params:,} parameters; wordvec {a.wordvec}, hidden {a.hidden}; {n_batches} steps of "
-        f"{a.batch_size} per epoch; {optimizer!r}")
+        f"{a.batch_size} per epoch; {optimizer!r}"
+        + (f"; data parallel on {mesh.size} x {one.device_kind}" if mesh is not None else ""))
     t1 = time.perf_counter()
-    epoch = jax.jit(make_epoch(net, optimizer, a.batch_size, n_batches)).lower(
+    epoch = jax.jit(make_epoch(net, optimizer, a.batch_size, n_batches, mesh)).lower(
         params, opt_state, train_x, train_t, key).compile()
     answer = jax.jit(make_answer(net, task.start_id, test_t.shape[1]))
     correct = jax.jit(lambda params, x, t: jnp.sum(jnp.all(answer(params, x)[0] == t, axis=1)))
-    correct = correct.lower(params, test_x, test_t).compile()
+    correct = correct.lower(jax.device_put(params, one), test_x, test_t).compile()
     compile_s = time.perf_counter() - t1
     log(f"compiled in {compile_s:.1f}s")
 
@@ -236,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
             sys.exit(f"seq2seq.py: the training loss became {step_losses[~np.isfinite(step_losses)][0]} in "
                      f"epoch {e}; training stopped{kept}. Try a smaller --lr or --clip-norm")
         params, opt_state = new_params, new_opt_state
-        right = int(correct(params, test_x, test_t))
+        right = int(correct(jax.device_put(params, one), test_x, test_t))
         for k, v in (("epoch", e), ("loss", float(step_losses.mean())), ("test_acc", right / len(test_t)),
                      ("seconds", seconds)):
             history[k].append(v)
@@ -247,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"epoch {e}/{a.epochs}  loss {step_losses.mean():.4f}  test acc {100 * right / len(test_t):.2f}% "
             f"({right}/{len(test_t)})  {seconds:.1f}s")
 
-    ids, weights = answer(params, test_x[:MAP_EXAMPLES])
+    ids, weights = answer(jax.device_put(params, one), test_x[:MAP_EXAMPLES])
     examples = []
     for i in range(min(3, len(test_t))):
         question = "".join(task.vocab[j] for j in task.x[n_train + i])
@@ -266,7 +299,8 @@ def main(argv: list[str] | None = None) -> int:
         log(f"attention map: {a.attention_map}")
     if a.json is not None:
         report = {"config": {k: v for k, v in config.items() if k != "vocab"} | {
-                      "epochs": a.epochs, "vocab_size": len(task.vocab), "net": net.name},
+                      "epochs": a.epochs, "vocab_size": len(task.vocab), "net": net.name,
+                      "devices": a.devices},
                   "test_acc": history["test_acc"], "loss": history["loss"], "history": history,
                   "examples": examples, "compile_seconds": compile_s, "seconds": time.perf_counter() - t0,
                   "jax": jax.__version__, "device": str(jax.devices()[0].device_kind),

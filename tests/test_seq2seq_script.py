@@ -70,6 +70,22 @@ def test_peeky_learns_to_add_and_a_resumed_run_is_the_uninterrupted_run(sums, tm
     assert r.returncode == 2 and "has trained 12 epochs already" in r.stderr, r.stderr
 
 
+def test_two_devices_train_as_one(sums, tmp_path):
+    # --devices 2: every minibatch split over two (CPU) devices, the gradients averaged: the same run
+    run = ["scripts/seq2seq.py", "--data", str(sums), "--model", "peeky", *SMALL, "--epochs", "2", "--quiet"]
+    reports = {}
+    for n in ("1", "2"):
+        r = run_script(*run, "--devices", n, "--json", str(tmp_path / f"{n}.json"))
+        assert r.returncode == 0, r.stderr
+        reports[n] = json.loads((tmp_path / f"{n}.json").read_text())
+    assert reports["2"]["config"]["devices"] == 2
+    assert reports["2"]["loss"] == pytest.approx(reports["1"]["loss"], rel=1e-5)
+    assert reports["2"]["test_acc"] == pytest.approx(reports["1"]["test_acc"], abs=2e-3)
+    r = run_script(*run, "--devices", "2", "--batch-size", "63")
+    assert r.returncode == 2 and "--devices: the global --batch-size (63) must be divisible by the number of " \
+                                 "devices (2)" in r.stderr, r.stderr
+
+
 @pytest.mark.parametrize("args, message", [
     ([], "the following arguments are required: --data"),
     (["--data", "nowhere.txt"], "--data must be addition, date or an existing file"),
