@@ -17,8 +17,9 @@ import pytest
 from script_runner import ROOT, run_script
 
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"
-TIMED = ("fnet", "autodiff", "numpy", "numpy1")
+TIMED = ("fnet", "fnet_dp", "autodiff", "numpy", "numpy1")
 TORCH = ("torch", "torch1", "torch_compile")
+CORES = len(os.sched_getaffinity(0))
 
 
 @pytest.fixture(scope="module")
@@ -45,10 +46,12 @@ def test_every_contender_has_positive_finite_timings(report):
     data, _ = report
     book = data["configs"]["book"]
     # the torch contenders run where torch is installed (the bench extra), else are skipped with a note
-    assert set(TIMED) <= set(book["contenders"])
+    # fnet_dp (data parallel over one CPU device per core) needs two cores
+    assert set(TIMED) - ({"fnet_dp"} if CORES < 2 else set()) <= set(book["contenders"])
     assert set(book["contenders"]) | set(book["skipped"]) == {*TIMED, *TORCH}
     for name, why in book["skipped"].items():
-        assert name in TORCH and "torch" in why, (name, why)
+        assert (name in TORCH and "torch" in why) or (name == "fnet_dp" and "one CPU device" in why), \
+            (name, why)
     assert book["flops_per_step"] == 2 * 100 * (784 * 50 + 50 * 10) + 2 * 100 * 784 * 50 + 4 * 100 * 50 * 10
     for name, c in book["contenders"].items():
         assert len(c["seconds"]) == book["repeats"] >= 2, name
@@ -70,6 +73,44 @@ def test_fnet_and_autodiff_compute_the_same_losses(report):
     assert np.isfinite(fnet).all() and fnet[-1] < fnet[0]  # it trains
     np.testing.assert_allclose(autodiff, fnet, rtol=1e-5, atol=1e-5)
     assert c["autodiff"]["final_loss"] == pytest.approx(c["fnet"]["final_loss"], rel=1e-5)
+
+
+def test_fnet_data_parallel_over_the_cores_computes_fnets_losses(report):
+    # fnet_dp: the same epoch with every minibatch split over one CPU device per core and the
+    # gradients averaged; without batch norm the same losses up to the rounding of the average
+    if CORES < 2:
+        pytest.skip("fnet_dp needs two usable cores")
+    data, _ = report
+    c = data["configs"]["book"]["contenders"]
+    assert c["fnet_dp"]["devices"] == CORES and c["fnet_dp"]["per_device_batch_statistics"] is False
+    np.testing.assert_allclose(c["fnet_dp"]["check_losses"][:5], c["fnet"]["check_losses"][:5], atol=1e-5)
+    np.testing.assert_allclose(c["fnet_dp"]["check_losses"], c["fnet"]["check_losses"], atol=1e-3)
+    check = next(k for k in data["checks"] if k["check"] == "book: fnet_dp computes fnet's losses")
+    assert check["status"] == "PASS", check
+
+
+def test_the_torch_check_takes_the_faster_of_fnet_and_fnet_dp():
+    _bench_module()
+    from benchmarks.report import checks
+
+    def config(torch_over_fnet, torch_over_dp, stateful):
+        entry = lambda r, **extra: {"ratio_vs_fnet": {"median": r}, **extra}  # noqa: E731
+        return {"contenders": {
+            "fnet": entry(1.0),
+            "fnet_dp": entry(torch_over_fnet / torch_over_dp, devices=2, per_device_batch_statistics=stateful,
+                             max_abs_loss_diff_vs_fnet_first_steps=3e-3, max_abs_loss_diff_vs_fnet=5e-2),
+            "torch": entry(torch_over_fnet, ratio_vs_fnet_dp={"median": torch_over_dp}, torch="2.13")}}
+
+    out = {c["check"]: c for c in checks({"resnet": config(0.5, 1.1, True), "lstm": config(0.8, 0.9, False)})}
+    resnet, lstm = out["resnet: fnet not behind torch eager"], out["lstm: fnet not behind torch eager"]
+    assert resnet["status"] == "PASS" and "torch time / fnet_dp time = 1.10" in resnet["detail"]
+    assert "torch time / fnet time = 0.50" in resnet["detail"]
+    assert "batch statistics per device" in resnet["detail"]
+    assert lstm["status"] == "FAIL" and "batch statistics" not in lstm["detail"]
+    # with batch norm the data-parallel losses are not fnet's: no PASS or FAIL, the reason instead
+    bn = out["resnet: fnet_dp computes fnet's losses"]
+    assert bn["status"] == "n/a" and "each device's share" in bn["detail"]
+    assert out["lstm: fnet_dp computes fnet's losses"]["status"] == "FAIL"  # 3e-3 > 1e-5
 
 
 def test_torch_computes_nearly_the_same_losses(report):

@@ -14,7 +14,9 @@ TEXT_DIR = "/usr/share/common-licenses"  # plain English text on every Debian sy
 
 # torch, torch1, torch_compile: PyTorch eager (all cores / one thread) and torch.compile, on every
 # config, skipped with a note when torch is not installed (pip install -e ".[bench]")
-DEFAULT_CONTENDERS = ("fnet", "autodiff", "numpy", "numpy1", "torch", "torch1", "torch_compile", "roof")
+# fnet_dp: fnet's epoch data parallel over one CPU device per usable core, as fnet-train --devices N
+DEFAULT_CONTENDERS = ("fnet", "fnet_dp", "autodiff", "numpy", "numpy1", "torch", "torch1", "torch_compile",
+                      "roof")
 CONTENDERS = (*DEFAULT_CONTENDERS, "progress")  # progress: fnet's epoch in 10 pieces (fit(progress=)), opt-in
 
 

@@ -77,9 +77,18 @@ def prepare_jax(name: str, net, params, x: np.ndarray, t: np.ndarray, config: Co
     opt_state = opt.init(params)
     if name == "progress":
         return _prepare_pieces(net, params, x, t, config, steps, seed, xla_options, opt)
+    mesh = None
+    if name == "fnet_dp":  # fnet-train --devices N on a CPU: the batch split over N CPU devices
+        from fnet import distributed
+
+        mesh = distributed.make_mesh()
+        params, opt_state, state0 = distributed.replicate(mesh, (params, opt_state, state0))
     epoch = jax.jit(train.make_train_epoch(net, loss, opt, batch_size=config.batch_size, n_steps=steps,
-                                           grad_fn=grad_fn))
-    X, T = jax.device_put(x), jax.device_put(t)
+                                           grad_fn=grad_fn, mesh=mesh))
+    if mesh is None:
+        X, T = jax.device_put(x), jax.device_put(t)
+    else:
+        X, T = distributed.put_data(mesh, x), distributed.put_data(mesh, t)
     base = jax.random.key(seed)
     t0 = time.perf_counter()
     lowered = epoch.lower(params, opt_state, state0, X, T, base)
@@ -96,6 +105,10 @@ def prepare_jax(name: str, net, params, x: np.ndarray, t: np.ndarray, config: Co
     check = run(-1)  # the check run: key `base`, the same shuffle the NumPy contender is given
     first_call_s = time.perf_counter() - t0
     info: dict[str, Any] = {}
+    if mesh is not None:
+        info["devices"] = mesh.size
+        # batch norm normalizes with each device's share of the batch (docs/design.md): other losses
+        info["per_device_batch_statistics"] = stateful
     with contextlib.suppress(Exception):
         mem = compiled.memory_analysis()
         info["xla_memory_bytes"] = {k: int(getattr(mem, f"{k}_size_in_bytes")) for k in

@@ -58,6 +58,15 @@ def numpy_blas_threads(set_to: int | None = None) -> int | None:
     return int(getattr(lib, f"{prefix}get_num_threads{suffix}")())
 
 
+def cpu_devices_per_core() -> None:
+    """Ask JAX for one CPU device per usable core, for the ``fnet_dp`` contender (as ``fnet-train
+    --devices N`` does), before JAX starts; not if the user set the CPU devices up."""
+    from fnet import distributed
+
+    distributed.ask_for_cpu_devices(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                                    else os.cpu_count() or 1)
+
+
 def describe_machine() -> dict:
     import jax
     import jaxlib

@@ -60,7 +60,12 @@ def bench_config(config: Config, args: argparse.Namespace, contenders: Sequence[
 
     runners: dict[str, Runner] = {}
     for name in contenders:
-        if name in ("fnet", "autodiff", "progress"):
+        if name == "fnet_dp" and (jax.default_backend() != "cpu" or len(jax.devices()) < 2):
+            why = (f"data parallel over CPU devices, but JAX runs on {jax.default_backend()}"
+                   if jax.default_backend() != "cpu" else "one CPU device (one usable core)")
+            result["skipped"][name] = why
+            log(f"[{config.name}] {name} skipped: {why}")
+        elif name in ("fnet", "fnet_dp", "autodiff", "progress"):
             runners[name] = prepare_jax(name, net, params, x, t, config, steps, args.seed,
                                         dict(args.xla_option or []), profile=args.profile and name == "fnet")
             log(f"[{config.name}] {name}: compiled in {runners[name].compile_s:.2f}s")
@@ -121,6 +126,9 @@ def bench_config(config: Config, args: argparse.Namespace, contenders: Sequence[
         if ref is not None:
             entry["ratio_vs_fnet"] = summarize([a / b for a, b in zip(seconds[name], seconds["fnet"],
                                                                       strict=True)])
+        if "fnet_dp" in runners and name != "fnet_dp":
+            entry["ratio_vs_fnet_dp"] = summarize([a / b for a, b in zip(seconds[name], seconds["fnet_dp"],
+                                                                         strict=True)])
         if roof_gflops is not None:
             paired = [flops / (s / steps) / (runners["roof"].info["flops"] / rs)
                       for s, rs in zip(seconds[name], seconds["roof"], strict=True)]
@@ -148,7 +156,7 @@ def child_memory(config: Config, args: argparse.Namespace, contender: str) -> di
     x, t = load_data(config, train_size)
     params, _ = net.init(jax.random.key(args.seed), (None, *x.shape[1:]))
     before = proc_status_mb("VmHWM")
-    if contender in ("fnet", "autodiff"):
+    if contender in ("fnet", "fnet_dp", "autodiff"):
         options = dict(args.xla_option or [])
         prepare_jax(contender, net, params, x, t, config, steps, args.seed, options).run(0)
     elif contender in ("numpy", "numpy1"):
