@@ -25,6 +25,7 @@ before anything else touches JAX.
 from __future__ import annotations
 
 import math
+import os
 
 import jax
 import numpy as np
@@ -57,8 +58,6 @@ def ask_for_cpu_devices(n: int) -> bool:
     beside training). Not when the user set them up (``XLA_FLAGS=--xla_force_host_platform_device_count``,
     ``JAX_NUM_CPU_DEVICES``) or JAX has started in this process; returns whether it asked. On a GPU or
     TPU the CPU devices go unused."""
-    import os
-
     if ("xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")
             or jax.config.jax_num_cpu_devices >= 0):
         return False
