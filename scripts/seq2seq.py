@@ -16,7 +16,8 @@ every epoch the training lines in a new order in minibatches of ``--batch-size``
 left out, as the book's ``Trainer``), Adam with ``--lr``, gradients clipped to a global norm of
 ``--clip-norm``; the whole epoch is one compiled program. After each epoch the held-out questions
 are answered by greedy decoding and ``test acc`` is the share answered exactly right (every
-character of the answer, padding included).
+character of the answer, padding included). ``--devices N`` splits every minibatch over N devices
+(on a CPU, N CPU devices sharing the cores) and averages the gradients: the same run up to rounding.
 """
 
 from __future__ import annotations
