@@ -82,8 +82,8 @@ def test_two_devices_train_as_one(sums, tmp_path):
     assert reports["2"]["loss"] == pytest.approx(reports["1"]["loss"], rel=1e-5)
     assert reports["2"]["test_acc"] == pytest.approx(reports["1"]["test_acc"], abs=2e-3)
     r = run_script(*run, "--devices", "2", "--batch-size", "63")
-    assert r.returncode == 2 and "--devices: the global --batch-size (63) must be divisible by the number of " \
-                                 "devices (2)" in r.stderr, r.stderr
+    message = "--devices: the global --batch-size (63) must be divisible by the number of devices (2)"
+    assert r.returncode == 2 and message in r.stderr, r.stderr
 
 
 @pytest.mark.parametrize("args, message", [
