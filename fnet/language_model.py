@@ -25,8 +25,10 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
 
-from fnet import _args, losses
+from fnet import _args, distributed, losses
 from fnet.core import Layer, apply
 from fnet.losses import Loss
 from fnet.net import loss_and_grads
@@ -67,7 +69,7 @@ def random_windows(ids: jax.Array, key: jax.Array, batch: int, context: int) -> 
 
 
 def make_window_steps(net: Layer, loss: Loss, optimizer, *, batch_size: int, context: int,
-                      n_steps: int) -> Callable:
+                      n_steps: int, mesh: Mesh | None = None) -> Callable:
     """``steps(params, opt_state, ids, key, first, count) -> (params, opt_state, losses)``: the updates
     ``first .. first + count - 1`` of a run (``count <= n_steps``), each on ``batch_size`` random
     windows of ``context`` ids of the text ``ids`` (``random_windows``), in one compiled loop.
@@ -77,23 +79,37 @@ def make_window_steps(net: Layer, loss: Loss, optimizer, *, batch_size: int, con
     run draws its windows and its dropout masks from ``fold_in(key, i)``, so a run cut into
     chunks, or stopped and resumed, takes the same steps. ``losses: (n_steps,)``, NaN past
     ``count``. Jit it; ``first`` and ``count`` are traced (one program for every chunk).
+
+    With a ``mesh`` (``fnet.distributed.make_mesh``; the arguments replicated on its devices) every
+    device draws the same windows and takes its share of them; the losses and gradients are
+    averaged over the devices before the update (data parallel: the same steps up to rounding;
+    dropout draws other masks on each device). ``batch_size`` must split evenly over the devices.
     """
     grads_of = loss_and_grads(net, loss, train=True)
     uses_key = "key" in net.uses
+    per_device = batch_size if mesh is None else distributed.check_batch(mesh, batch_size)
 
     def steps(params, opt_state, ids, key, first, count):
         def step(i, carry):
             params, opt_state, values = carry
             k_data, k_net = jax.random.split(jax.random.fold_in(key, first + i))
             x, t = random_windows(ids, k_data, batch_size, context)
+            if mesh is not None:  # this device's windows
+                d = jax.lax.axis_index(distributed.AXES)
+                x, t = (jax.lax.dynamic_slice_in_dim(a, d * per_device, per_device) for a in (x, t))
+                k_net = jax.random.fold_in(k_net, d)
             value, grads = grads_of(params, x, t, key=k_net if uses_key else None)
+            if mesh is not None:
+                value, grads = jax.lax.pmean((value, grads), distributed.AXES)
             params, opt_state = optimizer.update(grads, opt_state, params)
             return params, opt_state, values.at[i].set(value)
 
         values = jnp.full((n_steps,), jnp.nan, jnp.float32)
         return jax.lax.fori_loop(0, jnp.minimum(count, n_steps), step, (params, opt_state, values))
 
-    return steps
+    if mesh is None:
+        return steps
+    return jax.shard_map(steps, mesh=mesh, in_specs=(P(),) * 6, out_specs=P())
 
 
 def consecutive_windows(ids: np.ndarray, context: int) -> tuple[np.ndarray, np.ndarray]:

@@ -68,6 +68,10 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--clip-norm", type=number, default=1.0, help="the gradients' largest global norm (1)")
     g.add_argument("--seed", type=seed_number, default=0)
     g.add_argument("--eval-every", type=count, default=500, help="steps between held-out evaluations (500)")
+    g.add_argument("--devices", type=count, default=1, metavar="N",
+                   help="split every step's windows over N devices and average the gradients (data "
+                        "parallel; the same steps up to rounding); on a CPU, N CPU devices sharing the "
+                        "cores (default 1)")
     g.add_argument("--divergence", type=divergence_factor, default=10.0, metavar="FACTOR",
                    help="stop (exit status 1) when the mean loss of the steps between two evaluations "
                         "exceeds FACTOR (default %(default)s) times the starting loss; off: never")
@@ -176,6 +180,11 @@ def main(argv: list[str] | None = None) -> int:
     saved = saved_run(p, a)
     t0 = time.perf_counter()
     import jax
+
+    from fnet import distributed
+
+    if a.devices > 1:  # on a CPU, a.devices CPU devices
+        distributed.ask_for_cpu_devices(a.devices)
     import numpy as np
 
     from fnet import checkpoint as ckpt_lib
@@ -207,9 +216,16 @@ def main(argv: list[str] | None = None) -> int:
         opt_state = ck.opt_state if a.resume else opt_state
         history = {k: np.asarray(v).tolist() for k, v in ck.history.items()} or history
     log = (lambda line: None) if a.quiet else print
-    report = {"config": config | {"vocab_size": len(vocab)}}
+    report = {"config": config | {"vocab_size": len(vocab), "devices": a.devices}}
+    mesh = None
+    if a.devices > 1 and data is not None:
+        try:
+            mesh = distributed.make_mesh(a.devices)
+            distributed.check_batch(mesh, a.batch_size, what="--batch-size")
+        except ValueError as e:
+            p.error(f"--devices: {e}".replace("make_mesh: ", ""))
     if data is not None:
-        report |= train(a, net, optimizer, (params, opt_state), data, key, done, history, config, log)
+        report |= train(a, net, optimizer, (params, opt_state), data, key, done, history, config, log, mesh)
         params = report.pop("params")
     if a.sample:
         text = lm.sample(net, params, vocab, a.prompt, a.sample, context=a.context, top_k=a.top_k,
@@ -254,15 +270,17 @@ def split_text(p: argparse.ArgumentParser, a: argparse.Namespace, text: str, voc
             "unigram_loss": lm.unigram_loss(ids[:cut], ids[cut:], len(vocab))}
 
 
-def train(a, net, optimizer, carry, data, key, done: int, history: dict, config: dict, log) -> dict:
+def train(a, net, optimizer, carry, data, key, done: int, history: dict, config: dict, log,
+          mesh=None) -> dict:
     """Steps ``done`` to ``a.iters``, in compiled chunks of up to ``--eval-every`` steps, with a progress
-    line and the held-out loss after each; the checkpoint after each. The figures for ``--json``."""
+    line and the held-out loss after each; the checkpoint after each. The figures for ``--json``. With a
+    ``mesh`` the steps run data parallel on its devices; the held-out loss on the first device."""
     import jax
     import numpy as np
 
     from fnet import checkpoint as ckpt_lib
+    from fnet import distributed, losses
     from fnet import language_model as lm
-    from fnet import losses
     from fnet.train import stopping
 
     n_params = sum(int(np.size(w)) for w in jax.tree.leaves(carry[0]))
@@ -270,15 +288,19 @@ def train(a, net, optimizer, carry, data, key, done: int, history: dict, config:
     log(f"text {a.text}: {data['n']:,} characters, vocabulary {len(data['vocab'])}; train "
         f"{len(data['train']):,}, held out {held:,} ({len(data['val'][0]):,} windows of {a.context}); "
         f"unigram baseline {data['unigram_loss']:.4f} nats/char")
-    log(f"{a.model}: {n_params:,} parameters; {a.iters} steps of {a.batch_size} x {a.context}; {optimizer!r}")
+    log(f"{a.model}: {n_params:,} parameters; {a.iters} steps of {a.batch_size} x {a.context}; {optimizer!r}"
+        + (f"; data parallel on {mesh.size} x {jax.devices()[0].device_kind}" if mesh is not None else ""))
     ids = jax.device_put(data["train"])
     val = tuple(jax.device_put(v) for v in data["val"])
+    one = jax.devices()[0]  # the held-out loss's device
+    if mesh is not None:
+        carry, ids = distributed.replicate(mesh, (carry, ids))
     t_compile = time.perf_counter()  # ahead of time, so that the steps' times are the steps'
     steps = jax.jit(lm.make_window_steps(net, losses.softmax_cross_entropy, optimizer,
                                          batch_size=a.batch_size, context=a.context,
-                                         n_steps=min(a.eval_every, a.iters))
+                                         n_steps=min(a.eval_every, a.iters), mesh=mesh)
                     ).lower(*carry, ids, key, np.int32(0), np.int32(0)).compile()
-    val_loss = jax.jit(lm.make_window_loss(net)).lower(carry[0], *val).compile()
+    val_loss = jax.jit(lm.make_window_loss(net)).lower(jax.device_put(carry[0], one), *val).compile()
     compile_s = time.perf_counter() - t_compile
     log(f"compiled in {compile_s:.1f}s")
     t_train, trained, reference = 0.0, 0, None
@@ -300,7 +322,7 @@ def train(a, net, optimizer, carry, data, key, done: int, history: dict, config:
                      f"stopped{_kept(a, done)}. Try a smaller --lr")
         carry, done = (params, opt_state), done + count
         t_train, trained = t_train + seconds, trained + count
-        loss_val = float(val_loss(params, *val))
+        loss_val = float(val_loss(jax.device_put(params, one), *val))
         for k, v in (("iter", done), ("loss", float(chunk.mean())), ("val_loss", loss_val)):
             history[k].append(v)
         if a.checkpoint is not None:  # saved before the line that reports it
@@ -312,8 +334,9 @@ def train(a, net, optimizer, carry, data, key, done: int, history: dict, config:
             f"(perplexity {_exp(loss_val):.2f}; unigram {data['unigram_loss']:.4f})  "
             f"{1000 * seconds / count:.1f} ms/step  {count * a.batch_size * a.context / seconds:,.0f} "
             f"tokens/s  ETA {eta:.0f}s")
-    final = history["val_loss"][-1] if history["val_loss"] else float(val_loss(carry[0], *val))
-    return {"params": carry[0], "compile_seconds": compile_s,
+    params = jax.device_put(carry[0], one)
+    final = history["val_loss"][-1] if history["val_loss"] else float(val_loss(params, *val))
+    return {"params": params, "compile_seconds": compile_s,
             "ms_per_iter": 1000 * t_train / trained if trained else None,
             "tokens_per_s": trained * a.batch_size * a.context / t_train if trained else None,
             "val_loss": final, "val_perplexity": _exp(final), "unigram_loss": data["unigram_loss"],

@@ -92,6 +92,24 @@ def test_an_lstm_trains_the_same_way(text_file, tmp_path):
     assert out["config"]["layers"] == 1 and out["val_loss"] < out["unigram_loss"] * 0.7
 
 
+def test_two_devices_take_the_same_steps(text_file, tmp_path):
+    # --devices 2: every step's windows split over two (CPU) devices, the gradients averaged
+    run = ["scripts/char_lm.py", "--text", str(text_file), "--model", "lstm", "--dim", "32", "--context",
+           "24", "--batch-size", "8", "--lr", "1e-2", "--warmup", "10", "--iters", "60", "--eval-every", "30",
+           "--quiet"]
+    reports = {}
+    for n in ("1", "2"):
+        r = run_script(*run, "--devices", n, "--json", str(tmp_path / f"{n}.json"))
+        assert r.returncode == 0, r.stderr
+        reports[n] = json.loads((tmp_path / f"{n}.json").read_text())
+    assert reports["2"]["config"]["devices"] == 2
+    for k in ("loss", "val_loss"):
+        assert reports["2"]["history"][k] == pytest.approx(reports["1"]["history"][k], rel=1e-4), k
+    r = run_script(*run, "--devices", "2", "--batch-size", "7")
+    message = "--devices: the global --batch-size (7) must be divisible by the number of devices (2)"
+    assert r.returncode == 2 and message in r.stderr, r.stderr
+
+
 def _script():
     """scripts/char_lm.py as a module, to call its main in this process (no JAX start per case)."""
     spec = importlib.util.spec_from_file_location("char_lm", ROOT / "scripts" / "char_lm.py")
