@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from script_runner import ROOT, run_script
+from script_runner import ROOT, json_reports_on_devices, run_script
 
 import fnet
 from fnet import language_model as lm
@@ -97,11 +97,7 @@ def test_two_devices_take_the_same_steps(text_file, tmp_path):
     run = ["scripts/char_lm.py", "--text", str(text_file), "--model", "lstm", "--dim", "32", "--context",
            "24", "--batch-size", "8", "--lr", "1e-2", "--warmup", "10", "--iters", "60", "--eval-every", "30",
            "--quiet"]
-    reports = {}
-    for n in ("1", "2"):
-        r = run_script(*run, "--devices", n, "--json", str(tmp_path / f"{n}.json"))
-        assert r.returncode == 0, r.stderr
-        reports[n] = json.loads((tmp_path / f"{n}.json").read_text())
+    reports = json_reports_on_devices(run, tmp_path)
     assert reports["2"]["config"]["devices"] == 2
     for k in ("loss", "val_loss"):
         assert reports["2"]["history"][k] == pytest.approx(reports["1"]["history"][k], rel=1e-4), k

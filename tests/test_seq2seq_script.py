@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from script_runner import ROOT, run_script
+from script_runner import ROOT, json_reports_on_devices, run_script
 
 import fnet
 from fnet import losses, optim
@@ -73,11 +73,7 @@ def test_peeky_learns_to_add_and_a_resumed_run_is_the_uninterrupted_run(sums, tm
 def test_two_devices_train_as_one(sums, tmp_path):
     # --devices 2: every minibatch split over two (CPU) devices, the gradients averaged: the same run
     run = ["scripts/seq2seq.py", "--data", str(sums), "--model", "peeky", *SMALL, "--epochs", "2", "--quiet"]
-    reports = {}
-    for n in ("1", "2"):
-        r = run_script(*run, "--devices", n, "--json", str(tmp_path / f"{n}.json"))
-        assert r.returncode == 0, r.stderr
-        reports[n] = json.loads((tmp_path / f"{n}.json").read_text())
+    reports = json_reports_on_devices(run, tmp_path)
     assert reports["2"]["config"]["devices"] == 2
     assert reports["2"]["loss"] == pytest.approx(reports["1"]["loss"], rel=1e-5)
     assert reports["2"]["test_acc"] == pytest.approx(reports["1"]["test_acc"], abs=2e-3)
