@@ -245,7 +245,6 @@ def test_unwritable_checkpoint_paths_are_refused_before_training(small, tmp_path
         _fit(small, checkpoint=blocker / "sub" / "run.npz", log=_never_log())
 
 
-
 def test_the_path_check_never_creates_the_checkpoint_itself(tmp_path, monkeypatch):
     """Two processes of one multi-host run check the same checkpoint path at once: a probe that
     created the path itself was seen by the other as an existing checkpoint (a real failure
@@ -263,6 +262,7 @@ def test_the_path_check_never_creates_the_checkpoint_itself(tmp_path, monkeypatc
     assert train.check_checkpoint_path(path, resume=False, overwrite=False) == path
     assert len(probes) == 1 and Path(probes[0][0]).parent == tmp_path and probes[0][1] is False
     assert list(tmp_path.iterdir()) == []
+
 
 def _saved(tmp_path, **meta_changes):
     """A real checkpoint, then rewritten with ``__meta__`` changed (None removes an entry)."""
