@@ -12,6 +12,7 @@ A value of the wrong type raises ``ArgumentTypeError``, which is both a
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 import os
@@ -148,7 +149,10 @@ def _try_writing(named: str, path: Path) -> None:
     made: list[Path] = []
     try:
         for folder in reversed(missing):
-            folder.mkdir()
+            try:
+                folder.mkdir()
+            except FileExistsError:  # another process that shares the path made it meanwhile: not ours
+                continue
             made.append(folder)
         if path.exists():
             with open(path, "ab"):
@@ -163,4 +167,6 @@ def _try_writing(named: str, path: Path) -> None:
         raise ValueError(f"{named} {path} {what}: {e.strerror or e}") from None
     finally:
         for made_path in reversed(made):
-            made_path.unlink() if made_path.is_file() else made_path.rmdir()
+            # a folder in which another process probes or writes at the same time is left to it
+            with contextlib.suppress(OSError):
+                made_path.unlink() if made_path.is_file() else made_path.rmdir()

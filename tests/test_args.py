@@ -1,5 +1,7 @@
 """fnet._args: the one validation helper, its messages, and its error types."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -33,3 +35,28 @@ def test_messages_name_the_function_the_argument_and_the_value(call, message):
 def test_numpy_values_are_accepted():
     assert _args.count("f", "n", np.int64(3), 1) == 3
     assert _args.positive("f", "x", np.float32(0.5)) == 0.5
+
+
+def test_a_shared_missing_folder_made_by_another_process_meanwhile_is_no_error(tmp_path, monkeypatch):
+    # two processes of one run check the same new path: the other one makes the folder between
+    # this one's look and its mkdir, then probes in it while this one cleans up
+    target = tmp_path / "runs" / "a" / "model.npz"
+    mkdir = Path.mkdir
+
+    def raced(self, *args, **kwargs):
+        mkdir(self, *args, **kwargs)
+        if self == target.parent:
+            (self / ".other-process.probe").write_text("")
+            raise FileExistsError(17, "File exists", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", raced)
+    assert _args.writable_path("fit", "checkpoint", target) == target
+    # the folder the other process made and still uses stays; nothing of this check is left
+    assert sorted(p.name for p in target.parent.iterdir()) == [".other-process.probe"]
+    assert not target.exists()
+
+
+def test_a_folder_made_for_the_check_is_removed_again(tmp_path):
+    target = tmp_path / "runs" / "b" / "model.npz"
+    assert _args.writable_path("fit", "checkpoint", target) == target
+    assert list(tmp_path.iterdir()) == []
