@@ -182,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     import jax
 
     from fnet import distributed
+    from fnet.cli.options import devices_mesh
 
     if a.devices > 1:  # on a CPU, a.devices CPU devices
         distributed.ask_for_cpu_devices(a.devices)
@@ -219,11 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {"config": config | {"vocab_size": len(vocab), "devices": a.devices}}
     mesh = None
     if a.devices > 1 and data is not None:
-        try:
-            mesh = distributed.make_mesh(a.devices)
-            distributed.check_batch(mesh, a.batch_size, what="--batch-size")
-        except ValueError as e:
-            p.error(f"--devices: {e}".replace("make_mesh: ", ""))
+        mesh = devices_mesh(p, a.devices, a.batch_size)
     if data is not None:
         report |= train(a, net, optimizer, (params, opt_state), data, key, done, history, config, log, mesh)
         params = report.pop("params")

@@ -201,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     import jax
 
     from fnet import distributed
+    from fnet.cli.options import devices_mesh
 
     if a.devices > 1:  # on a CPU, a.devices CPU devices
         distributed.ask_for_cpu_devices(a.devices)
@@ -235,11 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     train_x, train_t = jax.device_put(x[:n_train]), jax.device_put(task.t[:n_train])
     mesh, one = None, jax.devices()[0]  # the held-out questions are answered on one device
     if a.devices > 1:
-        try:
-            mesh = distributed.make_mesh(a.devices)
-            distributed.check_batch(mesh, a.batch_size, what="--batch-size")
-        except ValueError as e:
-            p.error(f"--devices: {e}".replace("make_mesh: ", ""))
+        mesh = devices_mesh(p, a.devices, a.batch_size)
         params, opt_state, train_x, train_t = distributed.replicate(mesh, (params, opt_state, train_x,
                                                                            train_t))
     test_x, test_t = jax.device_put(x[n_train:]), task.t[n_train:, 1:]

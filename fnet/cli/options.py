@@ -396,6 +396,20 @@ def check_outputs(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
             p.error("--plot needs matplotlib: pip install 'fnet[plot]' (or pip install matplotlib)")
 
 
+def devices_mesh(p: argparse.ArgumentParser, devices: int, batch_size: int):
+    """The mesh of ``--devices`` for a script that splits every minibatch of ``--batch-size`` over
+    it (``seq2seq.py``, ``char_lm.py``): ``p.error`` naming the option when fewer devices are
+    visible or the minibatch does not split evenly."""
+    from fnet import distributed
+
+    try:
+        mesh = distributed.make_mesh(devices)
+        distributed.check_batch(mesh, batch_size, what="--batch-size")
+    except ValueError as e:
+        p.error(f"--devices: {e}".replace("make_mesh: ", ""))
+    return mesh
+
+
 def default_lr(name: str) -> float:
     import inspect
 
