@@ -78,6 +78,10 @@ compile, training and the rest (per-epoch evaluation, eager work). ``--cold-star
 times ``scripts/train.py`` from a new process with an empty and with a warm compilation
 cache, beside the book's own ``ch05/train_neuralnet.py`` (``--book-dir``, a checkout of
 its repository), interleaved, and checks issue 17's targets (``benchmarks/cold_start.py``).
+``--seq2seq-book DIR`` times ``scripts/seq2seq.py`` from a new process beside the second book's own
+``ch07/train_seq2seq.py`` (peeky, reversed) and ``ch08/train.py`` (attention, reversed, 3 epochs)
+from a checkout of its repository, on its own data files, interleaved, and checks issue 31's
+targets (``benchmarks/book_seq2seq.py``).
 
 **Profile** (``--profile``): one more fnet epoch per config, compiled with per-op
 trace events and run under ``jax.profiler``; the time of every XLA op is added up
@@ -117,6 +121,7 @@ from typing import Any
 if str(Path(__file__).resolve().parent) not in sys.path:  # loaded by path (tests), not run as a script
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from benchmarks import book_seq2seq
 from benchmarks.cold_start import cold_start
 from benchmarks.cold_start import report as cold_report
 from benchmarks.config import CONFIGS, CONTENDERS, DEFAULT_CONTENDERS, FLOP_RULE, ROOF_N
@@ -165,6 +170,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--book-dir", type=Path, metavar="DIR",
                    help="a checkout of github.com/oreilly-japan/deep-learning-from-scratch, for --cold-start")
     p.add_argument("--cold-repeats", type=int, default=3, help="--cold-start repeats (default 3)")
+    p.add_argument("--seq2seq-book", type=Path, metavar="DIR",
+                   help="a checkout of github.com/oreilly-japan/deep-learning-from-scratch-2: time "
+                        "scripts/seq2seq.py from a new process beside the book's ch07/train_seq2seq.py and "
+                        "ch08/train.py on its own files, in issue 31's configuration "
+                        "(benchmarks/book_seq2seq.py; half an hour on 2 cores); alone unless --config "
+                        "is given")
+    p.add_argument("--seq2seq-tasks", default=",".join(book_seq2seq.TASKS), metavar="TASKS",
+                   help=f"--seq2seq-book's tasks, comma-separated (default {','.join(book_seq2seq.TASKS)})")
+    p.add_argument("--seq2seq-repeats", type=int, default=1, help="--seq2seq-book repeats (default 1)")
     p.add_argument("--xla-option", type=xla_option, action="append", metavar="NAME=VALUE",
                    help="an XLA compiler option for the fnet and autodiff contenders alike, and for "
                         "--train-script (repeatable; see fnet-train --help)")
@@ -187,12 +201,19 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--contenders: unknown {bad}; choose from {','.join(CONTENDERS)}")
     if args.numpy_threads is not None:
         numpy_blas_threads(args.numpy_threads)
+    tasks = [t.strip() for t in args.seq2seq_tasks.split(",") if t.strip()]
+    if not tasks or any(t not in book_seq2seq.TASKS for t in tasks):
+        p.error(f"--seq2seq-tasks: {args.seq2seq_tasks!r}; choose from {','.join(book_seq2seq.TASKS)}")
+    for option in ("cold_repeats", "seq2seq_repeats"):
+        if getattr(args, option) < 1:
+            p.error(f"--{option.replace('_', '-')} must be at least 1, got {getattr(args, option)}")
 
     if args.child_memory:
         print(json.dumps(child_memory(CONFIGS[args.config or "book"], args, args.child_memory)))
         return 0
 
-    configs = (([] if args.cold_start else ["book", "wide"]) if args.config is None
+    alone = args.cold_start or args.seq2seq_book is not None
+    configs = (([] if alone else ["book", "wide"]) if args.config is None
                else list(CONFIGS) if args.config == "all" else [args.config])
     log = print
     machine = describe_machine()
@@ -210,13 +231,16 @@ def main(argv: list[str] | None = None) -> int:
     train_script = run_train_script(log, args.xla_option or []) if args.train_script else None
     cold = (cold_start(args.book_dir, args.cold_repeats, log, args.xla_option or []) if args.cold_start
             else None)
+    seq2seq = (book_seq2seq.seq2seq_vs_book(args.seq2seq_book, tasks, args.seq2seq_repeats, log)
+               if args.seq2seq_book is not None else None)
     machine["loadavg_end"] = loadavg()
     machine["peak_rss_mb_this_process"] = proc_status_mb("VmHWM")
 
     print()
-    print(format_table(results))
-    print(f"FLOP counting rule: {FLOP_RULE}.")
-    print("x fnet: median over repeats of (contender time / fnet time), contenders interleaved.")
+    if results:
+        print(format_table(results))
+        print(f"FLOP counting rule: {FLOP_RULE}.")
+        print("x fnet: median over repeats of (contender time / fnet time), contenders interleaved.")
     print(f"load average: start {machine['loadavg_start']}, end {machine['loadavg_end']}; "
           f"peak RSS of this process {machine['peak_rss_mb_this_process']:.0f} MiB; "
           f"device memory stats: {'n/a' if machine['device_memory_stats'] == 'n/a' else 'in the JSON'}")
@@ -241,6 +265,13 @@ def main(argv: list[str] | None = None) -> int:
               "seconds):")
         print("\n".join(lines))
         target += cold_checks
+    if seq2seq is not None:
+        lines, seq2seq_checks = book_seq2seq.report(seq2seq)
+        print(f"\nscripts/seq2seq.py beside the second book's code, from new processes (medians of "
+              f"{seq2seq['repeats']} interleaved repeats; seconds; x book: the book's faster run / this "
+              "run):")
+        print("\n".join(lines))
+        target += seq2seq_checks
     print()
     for c in target:
         print(f"{c['status']:4} {c['check']}: {c['detail']}")
@@ -251,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
             "machine": machine, "settings": {k: (str(v) if isinstance(v, Path) else v)
                                              for k, v in vars(args).items()},
             "flop_rule": FLOP_RULE, "configs": results, "train_script": train_script,
-            "cold_start": cold, "checks": target,
+            "cold_start": cold, "seq2seq_book": seq2seq, "checks": target,
         }, indent=1))
         print(f"\nwrote {args.json}")
     return 0

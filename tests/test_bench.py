@@ -167,6 +167,11 @@ def _bench_module():
     return benchmarks.hlo
 
 
+def _bench_module_main():
+    _bench_module()
+    return sys.modules["fnet_bench_script"]
+
+
 def test_profile_adds_up_each_op_per_step():
     import jax
     import jax.numpy as jnp
@@ -244,6 +249,82 @@ def test_cold_start_runs_the_books_script_and_checks_the_targets(tmp_path):
     assert [c["status"] for c in cold_start.report(result)[1]] == ["PASS", "PASS"]  # 8x, 11.4x
     del result["runs"]["book"]
     assert [c["status"] for c in cold_start.report(result)[1]] == ["SKIP", "SKIP"]
+
+
+BOOK2_ADDITION = """import os
+assert os.environ["MPLBACKEND"] == "Agg"
+Seq2seq, PeekySeq2seq = (lambda *a: "plain"), (lambda *a: "peeky")
+vocab_size = wordvec_size = hidden_size = 1
+is_reverse = False  # True
+model = Seq2seq(vocab_size, wordvec_size, hidden_size)
+# model = PeekySeq2seq(vocab_size, wordvec_size, hidden_size)
+assert is_reverse and model == "peeky" and open("../dataset/addition.txt").read() == "1+1_2"
+print("| epoch 1 |  iter 1 / 351 | time 0[s] | loss 1.95")
+print("val acc %.3f%%" % 10.0)
+print("val acc %.3f%%" % (90.0 + int(os.environ["OPENBLAS_NUM_THREADS"])))
+"""
+
+
+def test_seq2seq_book_runs_the_books_scripts_as_the_issue_configures_them_and_checks_the_targets(tmp_path):
+    """``--seq2seq-book`` on a stand-in checkout of the second book (the real one is not
+    downloadable here): the scripts are copied and edited to peeky + reversed and 3 epochs (the
+    stand-ins fail unless so), their ``val acc`` lines are read, a changed script is refused, and
+    the targets are computed from given times; no seq2seq.py run, no timing."""
+    _bench_module()
+    from benchmarks import book_seq2seq
+
+    book = tmp_path / "book"
+    for folder in ("ch07", "ch08", "common", "dataset"):
+        (book / folder).mkdir(parents=True)
+    (book / "dataset" / "addition.txt").write_text("1+1_2")
+    (book / "ch07" / "train_seq2seq.py").write_text(BOOK2_ADDITION)
+    (book / "ch08" / "train.py").write_text("max_epoch = 10\nassert max_epoch == 3\n"
+                                            "for e in range(max_epoch):\n"
+                                            "    print('val acc %.3f%%' % (99 + e / 2))\n")
+    work = book_seq2seq.prepare_book(book, tmp_path / "work")
+    assert (book / "ch08" / "train.py").read_text().startswith("max_epoch = 10\n")  # the checkout untouched
+    for threads in (1, 2):
+        run = book_seq2seq.run_book(work, "addition", threads)
+        assert run["test_acc"] == pytest.approx([0.1, 0.9 + threads / 100]) and run["wall_s"] > 0, run
+    assert book_seq2seq.run_book(work, "date", 2)["test_acc"] == pytest.approx([0.99, 0.995, 1.0])
+    (work / "ch08" / "train.py").write_text("raise SystemExit('no data')\n")
+    assert "no data" in book_seq2seq.run_book(work, "date", 1)["error"]
+    (book / "ch08" / "train.py").write_text("max_epoch = 20\n")
+    with pytest.raises(SystemExit, match=r"ch08/train\.py has no line 'max_epoch = 10'"):
+        book_seq2seq.prepare_book(book, tmp_path / "work2")
+    (book / "ch07" / "train_seq2seq.py").unlink()
+    with pytest.raises(SystemExit, match=r"has no ch07/train_seq2seq\.py: pass a checkout"):
+        book_seq2seq.prepare_book(book, tmp_path / "work3")
+
+    def runs(book_1t, book_2t, fnet, fnet_dp, acc):
+        made = {"book_1t": [book_1t], "book_2t": [book_2t], "fnet": [fnet], "fnet_dp": [fnet_dp]}
+        return {"runs": {k: [{"wall_s": w, "test_acc": [0.5, acc]} for w in ws] for k, ws in made.items()}}
+
+    result = {"tasks": {"addition": runs(210.0, 180.0, 77.0, 58.0, 0.9874),
+                        "date": runs(240.0, 232.0, 71.0, 60.0, 0.9988)},
+              "repeats": 1, "loadavg_start": [0.5, 0.5, 0.5]}
+    lines, checks = book_seq2seq.report(result)
+    assert lines[3].split()[:3] == ["addition", "fnet", "77.0"] and "2.34x" in lines[3]  # 180 / 77
+    assert "0.86x" in lines[1]  # the book's one-thread run beside its faster two-thread run
+    status = {c["check"]: c["status"] for c in checks}
+    assert status == {
+        "seq2seq addition: fnet at least 3x faster than the book's code": "FAIL",
+        "seq2seq addition: fnet held out >= 98% after the last epoch": "PASS",
+        "seq2seq addition: fnet_dp at least 3x faster than the book's code": "PASS",  # 180 / 58
+        "seq2seq addition: fnet_dp held out >= 98% after the last epoch": "PASS",
+        "seq2seq date: fnet at least 3x faster than the book's code": "PASS",  # 232 / 71
+        "seq2seq date: fnet held out >= 99.9% after the last epoch": "FAIL",  # 99.88%
+        "seq2seq date: fnet_dp at least 3x faster than the book's code": "PASS",
+        "seq2seq date: fnet_dp held out >= 99.9% after the last epoch": "FAIL"}
+
+
+def test_seq2seq_book_options_are_checked_before_anything_runs(tmp_path, capsys):
+    bench = _bench_module_main()
+    for argv, said in ((["--seq2seq-tasks", "addition,sums"], "--seq2seq-tasks: 'addition,sums'; choose"),
+                       (["--seq2seq-repeats", "0"], "--seq2seq-repeats must be at least 1, got 0")):
+        with pytest.raises(SystemExit) as e:
+            bench.main(["--seq2seq-book", str(tmp_path), *argv])
+        assert e.value.code == 2 and said in capsys.readouterr().err
 
 
 def test_the_gpt_config_trains_with_adamw_beside_nanogpt_in_torch(tmp_path):
