@@ -289,6 +289,11 @@ def test_seq2seq_book_runs_the_books_scripts_as_the_issue_configures_them_and_ch
     assert book_seq2seq.run_book(work, "date", 2)["test_acc"] == pytest.approx([0.99, 0.995, 1.0])
     (work / "ch08" / "train.py").write_text("raise SystemExit('no data')\n")
     assert "no data" in book_seq2seq.run_book(work, "date", 1)["error"]
+    (book / "ch07" / "train_seq2seq.py").write_text(BOOK2_ADDITION + "raise SystemExit('no data')\n")
+    logged = []
+    with pytest.raises(SystemExit, match=r"the addition run book_1t failed after \d+s:\nno data"):
+        book_seq2seq.seq2seq_vs_book(book, ["addition"], 2, logged.append)  # at once, not after every run
+    assert logged == []
     (book / "ch08" / "train.py").write_text("max_epoch = 20\n")
     with pytest.raises(SystemExit, match=r"ch08/train\.py has no line 'max_epoch = 10'"):
         book_seq2seq.prepare_book(book, tmp_path / "work2")

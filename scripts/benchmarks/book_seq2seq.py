@@ -127,15 +127,14 @@ def seq2seq_vs_book(book_dir: Path, tasks: Sequence[str], repeats: int, log: Cal
             for r in range(repeats):
                 for name, n in RUNS.items():
                     run = run_book(work, task, n) if name.startswith("book") else run_fnet(work, task, n)
+                    if "error" in run:  # a setup problem: stop now rather than after half an hour
+                        raise SystemExit(f"bench: --seq2seq-book: the {task} run {name} failed after "
+                                         f"{run['wall_s']:.0f}s:\n{run['error']}")
                     runs[name].append(run)
-                    said = run.get("error", "").splitlines()[-1:] or [f"{100 * run['test_acc'][-1]:.2f}%"]
-                    log(f"[seq2seq {task}] repeat {r + 1}/{repeats}: {name} {run['wall_s']:.1f}s, {said[0]}")
+                    log(f"[seq2seq {task}] repeat {r + 1}/{repeats}: {name} {run['wall_s']:.1f}s, "
+                        f"{100 * run['test_acc'][-1]:.2f}%")
             out["tasks"][task] = {"runs": runs}
     out["loadavg_end"] = loadavg()
-    failed = {f"{task} {n}": r["error"] for task, t in out["tasks"].items() for n, rs in t["runs"].items()
-              for r in rs if "error" in r}
-    if failed:
-        raise SystemExit(f"bench: --seq2seq-book: a run failed: {failed}")
     return out
 
 
