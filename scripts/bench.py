@@ -207,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     for option in ("cold_repeats", "seq2seq_repeats"):
         if getattr(args, option) < 1:
             p.error(f"--{option.replace('_', '-')} must be at least 1, got {getattr(args, option)}")
+    if args.seq2seq_book is not None and (lacking := book_seq2seq.missing(args.seq2seq_book)) is not None:
+        p.error(lacking)  # before any other part of the bench runs
 
     if args.child_memory:
         print(json.dumps(child_memory(CONFIGS[args.config or "book"], args, args.child_memory)))

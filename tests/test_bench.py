@@ -326,7 +326,8 @@ def test_seq2seq_book_runs_the_books_scripts_as_the_issue_configures_them_and_ch
 def test_seq2seq_book_options_are_checked_before_anything_runs(tmp_path, capsys):
     bench = _bench_module_main()
     for argv, said in ((["--seq2seq-tasks", "addition,sums"], "--seq2seq-tasks: 'addition,sums'; choose"),
-                       (["--seq2seq-repeats", "0"], "--seq2seq-repeats must be at least 1, got 0")):
+                       (["--seq2seq-repeats", "0"], "--seq2seq-repeats must be at least 1, got 0"),
+                       (["--config", "book"], f"--seq2seq-book {tmp_path} has no ch07/train_seq2seq.py")):
         with pytest.raises(SystemExit) as e:
             bench.main(["--seq2seq-book", str(tmp_path), *argv])
         assert e.value.code == 2 and said in capsys.readouterr().err

@@ -59,13 +59,21 @@ RUNS = {"book_1t": 1, "book_2t": 2, "fnet": 1, "fnet_dp": 2}
 _VAL_ACC = re.compile(r"^val acc ([0-9.]+)%", re.M)
 
 
+def missing(book_dir: Path) -> str | None:
+    """What ``book_dir`` lacks to be a checkout of the book's repository, said for ``--seq2seq-book``;
+    ``None`` when it has both scripts."""
+    for script in BOOK_EDITS:
+        if not (book_dir / script).is_file():
+            return (f"--seq2seq-book {book_dir} has no {script}: pass a checkout of "
+                    "github.com/oreilly-japan/deep-learning-from-scratch-2")
+    return None
+
+
 def prepare_book(book_dir: Path, work: Path) -> Path:
     """The book's chapters 7 and 8 with their ``common`` and ``dataset`` folders in ``work``, the
     scripts edited to the targets' configuration; raises ``SystemExit`` naming what is missing."""
-    for script in BOOK_EDITS:
-        if not (book_dir / script).is_file():
-            raise SystemExit(f"bench: --seq2seq-book {book_dir} has no {script}: pass a checkout of "
-                             "github.com/oreilly-japan/deep-learning-from-scratch-2")
+    if (lacking := missing(book_dir)) is not None:
+        raise SystemExit(f"bench: {lacking}")
     for folder in ("ch07", "ch08", "common", "dataset"):
         shutil.copytree(book_dir / folder, work / folder)
     for script, edits in BOOK_EDITS.items():
