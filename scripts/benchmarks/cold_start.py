@@ -28,6 +28,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from statistics import median
 
 from benchmarks.config import ROOT
 from benchmarks.machine import loadavg
@@ -127,25 +128,19 @@ def cold_start(book_dir: Path | None, repeats: int, log: Callable[[str], None], 
             "book_dir": None if book_dir is None else str(book_dir)}
 
 
-def _median(values: list[float]) -> float:
-    values = sorted(values)
-    mid = len(values) // 2
-    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
-
-
 def report(result: dict) -> tuple[list[str], list[dict]]:
     """The table's lines and the target checks (book time / fnet time, medians of the repeats)."""
     runs = result["runs"]
     lines = ["run     wall s   min-max       startup  data  compile  training  eval+other  x book   test acc"]
-    book = _median([r["wall_s"] for r in runs["book"]]) if "book" in runs else None
+    book = median([r["wall_s"] for r in runs["book"]]) if "book" in runs else None
     for name, rs in runs.items():
         walls = [r["wall_s"] for r in rs]
         parts = ("startup_s", "data_s", "compile_s", "train_s", "eval_and_other_s")
-        split = ("  ".join(f"{_median([r[k] for r in rs]):7.1f}" for k in parts) if name != "book"
+        split = ("  ".join(f"{median([r[k] for r in rs]):7.1f}" for k in parts) if name != "book"
                  else " " * 44)
-        ratio = f"{book / _median(walls):5.1f}x" if book else "     "
-        acc = _median([r["final"].get("test_acc", float("nan")) for r in rs])
-        lines.append(f"{name:6} {_median(walls):7.1f}  {min(walls):5.1f}-{max(walls):5.1f}  {split}  "
+        ratio = f"{book / median(walls):5.1f}x" if book else "     "
+        acc = median([r["final"].get("test_acc", float("nan")) for r in rs])
+        lines.append(f"{name:6} {median(walls):7.1f}  {min(walls):5.1f}-{max(walls):5.1f}  {split}  "
                      f"{ratio}   {acc:.4f}")
     checks = []
     for name, factor in TARGETS.items():
@@ -153,7 +148,7 @@ def report(result: dict) -> tuple[list[str], list[dict]]:
             checks.append({"status": "SKIP", "check": f"{name} train.py <= 1/{factor:g} of the book's script",
                            "detail": "needs --book-dir"})
             continue
-        ratio = book / _median([r["wall_s"] for r in runs[name]])
+        ratio = book / median([r["wall_s"] for r in runs[name]])
         checks.append({"status": "PASS" if ratio >= factor else "FAIL",
                        "check": f"{name} train.py <= 1/{factor:g} of the book's script",
                        "detail": f"book time / {name} time = {ratio:.2f} (book {book:.1f}s, load average "
