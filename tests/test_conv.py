@@ -29,15 +29,17 @@ def conv_loop(x, W, b, stride, pad):
     return y
 
 
+@pytest.mark.parametrize("channels", [3, 1])  # one input channel: the im2col rows times the kernel
 @pytest.mark.parametrize("stride,pad", [(1, 0), (2, 1), (3, 2)])
-def test_conv2d_forward_equals_a_loop(stride, pad):
-    layer = L.conv2d(4, (3, 2), stride=stride, padding=pad, b_init=0.5)
-    x = rand((2, 7, 6, 3))
+@pytest.mark.parametrize("bias", [True, False])
+def test_conv2d_forward_equals_a_loop(stride, pad, channels, bias):
+    layer = L.conv2d(4, (3, 2), stride=stride, padding=pad, b_init=0.5, bias=bias)
+    x = rand((2, 7, 6, channels))
     params = init_params(layer, x.shape)
     y, _, _ = jax.jit(lambda params, x: fnet.apply(layer, params, x))(params, x)
-    want = conv_loop(x, params["W"], params["b"], stride, pad)
+    want = conv_loop(x, params["W"], params["b"] if bias else 0.0, stride, pad)
     np.testing.assert_allclose(y, want, rtol=1e-12, atol=1e-12)
-    assert y.shape == fnet.output_shape(layer, (2, 7, 6, 3))
+    assert y.shape == fnet.output_shape(layer, x.shape)
 
 
 def test_conv2d_rows_in_no_window_get_zero_gradient():

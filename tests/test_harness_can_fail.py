@@ -173,7 +173,7 @@ def test_harness_rejects_conv_backward_with_unflipped_kernel():
     layer = L.conv2d(3, 3, stride=2, padding=1)
 
     def backward(cache, dout):
-        x, W, _ = cache
+        x, W, _, _ = cache
         dparams, _ = layer.backward(cache, dout)
         dx = lax.conv_general_dilated(dout, W, (1, 1), [(1, 2), (1, 2)], lhs_dilation=(2, 2),
                                       dimension_numbers=("NHWC", "HWOI", "NHWC"))

@@ -37,8 +37,14 @@ def conv2d(filters: int, kernel_size: int | tuple[int, int], stride: int | tuple
     - ``y: (N, H_out, W_out, filters)`` with
       ``H_out = (H + top + bottom - kh) // sh + 1`` (likewise ``W_out``).
 
-    **Cache:** ``(x, W, Static(padding))``: the input (for ``dW``), the kernel
-    (for ``dx``) and the explicit padding.
+    **Cache:** ``(x, W, Static(padding), rows)``: the input (for ``dW``), the kernel
+    (for ``dx``), the explicit padding, and for one input channel the im2col rows
+    (below; otherwise ``None``).
+
+    **One input channel** (a grayscale first layer): the forward is the book's im2col,
+    every window as a row ``(N, H_out, W_out, kh * kw)`` times ``W`` as a ``(kh * kw,
+    filters)`` matrix, with a last column of ones times ``b`` (the bias as the weight
+    of an input 1); ``dW`` and ``db`` are then one matmul of the same rows with ``dout``.
 
     **Derivative:** ``db = sum of dout`` over ``N, H_out, W_out``; both other
     gradients are correlations again (``dW`` as matmuls, ``dx`` with
@@ -50,8 +56,7 @@ def conv2d(filters: int, kernel_size: int | tuple[int, int], stride: int | tuple
       the input element at that offset of every window (with stride 1 one matmul
       per kernel row, ``_offset_products``), summed over chunks of images that
       stay in the CPU's cache; for a single input channel the same sum as one
-      matmul of all windows (im2col) with ``dout``, the rows ending in a column of
-      ones so that the same matmul gives ``db`` (the bias: the weight of an input 1);
+      matmul of the forward's rows with ``dout``, which gives ``db`` too;
     - ``dx``: ``dout`` spread out by the stride (``lhs_dilation``, ``stride - 1``
       zeros between rows), padded by ``kh - 1``, correlated with the kernel
       flipped in space and with in/out channels swapped, then cropped by the
@@ -96,7 +101,7 @@ def conv2d(filters: int, kernel_size: int | tuple[int, int], stride: int | tuple
     def forward(params, x):
         W = params["W"]
         x = float_input("conv2d", x)
-        pads, _ = geometry(x.shape)
+        pads, outs = geometry(x.shape)
         if W.shape[:3] != (*window, x.shape[3]):
             raise ShapeError("conv2d", f"input of shape {shape_str(x.shape)} has {x.shape[3]} channels "
                                        f"(last axis), but the kernel has shape {W.shape} (kh, kw, C_in, "
@@ -104,28 +109,34 @@ def conv2d(filters: int, kernel_size: int | tuple[int, int], stride: int | tuple
         if x.dtype != W.dtype:
             raise DTypeError("conv2d", f"input has dtype {x.dtype} but the kernel has {W.dtype}; "
                                        "convolution does not promote: cast one of them")
+        if x.shape[-1] == 1:
+            # One input channel (a grayscale first layer, as in SimpleConvNet): every window as
+            # a row (the book's im2col: one strided slice per kernel offset, stacked) times the
+            # kernel as a matrix, one matmul, which backward's dW reuses (docs/speed.md). With a
+            # bias, a last column of ones: the bias is the weight of a constant input 1.
+            xpad = jnp.pad(x, ((0, 0), *pads, (0, 0)))
+            cols = [x_ab[..., 0] for _, _, x_ab in _spatial.offsets(xpad, window, strides, outs)]
+            Wb = W.reshape(-1, filters)
+            if bias:
+                cols.append(jnp.ones_like(cols[0]))
+                Wb = jnp.concatenate([Wb, params["b"][None]])
+            rows = jnp.stack(cols, axis=-1)  # (N, H_out, W_out, kh * kw [+ 1])
+            return rows @ Wb, (x, W, Static(pads), rows)
         y = lax.conv_general_dilated(x, W, strides, pads, dimension_numbers=_NHWC)
-        return (y + params["b"] if bias else y), (x, W, Static(pads))
+        return (y + params["b"] if bias else y), (x, W, Static(pads), None)
 
     def backward(cache, dout):
-        x, W, pads = cache
+        x, W, pads, rows = cache
         pads = pads.value
         outs = dout.shape[1:3]
         cut = _spatial.unused(x.shape[1:3], window, strides, pads, outs)
-        xpad = jnp.pad(x, ((0, 0), *pads, (0, 0)))
-        if x.shape[-1] == 1:
-            # One input channel (a grayscale first layer, as in SimpleConvNet): every window as
-            # a row (the book's im2col: one strided slice per kernel offset, stacked), then one
-            # matmul (docs/speed.md). With a bias, a last column of ones: the bias is the weight
-            # of a constant input 1, and the same matmul gives db as its last row.
-            cols = [x_ab[..., 0] for _, _, x_ab in _spatial.offsets(xpad, window, strides, outs)]
-            if bias:
-                cols.append(jnp.ones_like(cols[0]))
-            dWb = jnp.stack(cols, axis=-1).reshape(-1, len(cols)).T @ dout.reshape(-1, dout.shape[-1])
+        if rows is not None:  # one input channel: dW (and db, the ones column's row) in one matmul
+            dWb = rows.reshape(-1, rows.shape[-1]).T @ dout.reshape(-1, dout.shape[-1])
             grads = {"W": dWb[:window[0] * window[1]].reshape(W.shape)}
             if bias:
                 grads["b"] = dWb[-1]
         else:
+            xpad = jnp.pad(x, ((0, 0), *pads, (0, 0)))
             grads = {"W": _weight_gradient(xpad, dout, window, strides)}
             if bias:
                 grads["b"] = jnp.sum(dout, axis=(0, 1, 2))
