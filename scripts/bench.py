@@ -87,7 +87,7 @@ targets (``benchmarks/book_seq2seq.py``).
 trace events and run under ``jax.profiler``; the time of every XLA op is added up
 per step and the largest are printed, with the traced epoch's own time per step
 (what is not inside an op is the runtime between ops). The epoch is compiled
-with the same ``--xla-option`` settings.
+with the same XLA options as the others.
 
 **Self-check.** Before timing, every contender runs one epoch with the same
 shuffle (the NumPy contender is handed the permutation fnet draws for that key)
@@ -222,8 +222,12 @@ def main(argv: list[str] | None = None) -> int:
     log(f"machine: {machine['cpu_model']}, {machine['cpus_usable']} usable cores, JAX {machine['jax']} on "
         f"{machine['jax_device_kind']} ({machine['jax_platform']}), NumPy {machine['numpy']} with "
         f"{machine['numpy_blas_threads']} BLAS threads; load average {machine['loadavg_start']}")
-    if args.xla_option:
-        log("XLA options for fnet and autodiff: " + ", ".join(f"{k}={v!r}" for k, v in args.xla_option))
+    if configs:  # fit's options: fnet's defaults on a CPU, under --xla-option
+        from fnet.train.programs import compiler_options
+
+        machine["xla_options"] = options = compiler_options(dict(args.xla_option or []))
+        log("XLA options for fnet and autodiff: "
+            + (", ".join(f"{k}={v!r}" for k, v in options.items()) or "XLA's defaults"))
     results: dict[str, Any] = {}
     for cname in configs:
         results[cname] = bench_config(CONFIGS[cname], args, names, log)

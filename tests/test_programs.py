@@ -91,3 +91,52 @@ def test_epoch_program_passes_the_step_count_only_when_it_is_an_input():
     dynamic(1, 2, 400)
     assert seen[0] == (1, 2) and seen[1][:2] == (1, 2) and seen[1][2] == 400
     assert seen[1][2].dtype == np.int32
+
+
+def test_compiler_options_are_fnets_cpu_defaults_under_the_callers():
+    assert programs.compiler_options(None, "cpu") == programs.CPU_XLA_OPTIONS
+    assert programs.compiler_options(None, "gpu") == {}
+    mine = {"xla_cpu_experimental_ynn_fusion_type": "", "xla_cpu_enable_fast_math": False}
+    assert programs.compiler_options(mine, "cpu") == mine  # the caller's value replaces fnet's
+    assert programs.compiler_options({"xla_cpu_enable_fast_math": False}, "cpu") == {
+        **programs.CPU_XLA_OPTIONS, "xla_cpu_enable_fast_math": False}
+
+
+def test_every_program_is_compiled_with_the_defaults():
+    seen = []
+
+    class _Options(_Traced):
+        def compile(self, options=None):
+            seen.append(options)
+            return super().compile(options)
+
+    compile_all([("epoch", _Options("epoch", [])), ("evaluate", _Options("evaluate", []))], None,
+                later=("evaluate",))["evaluate"].compiled()
+    assert seen == [programs.compiler_options(None)] * 2
+
+
+def test_the_cpu_default_hands_convolutions_to_eigen_not_ynnpack():
+    if jax.default_backend() != "cpu":
+        pytest.skip("a CPU compiler option")
+    x, w = jnp.ones((2, 8, 8, 32)), jnp.ones((3, 3, 32, 32)) / 288
+
+    def conv(x, w):
+        return jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    low = jax.jit(conv).lower(x, w)
+    ours = compile_all([("epoch", low)], None)["epoch"]
+    assert "__ynn_fusion" not in ours.as_text()
+    np.testing.assert_allclose(ours(x, w), low.compile()(x, w), rtol=1e-6)
+
+
+def test_a_default_this_xla_rejects_is_left_out_with_a_warning(monkeypatch):
+    monkeypatch.setattr(programs, "CPU_XLA_OPTIONS", {"xla_no_such_default": 1})
+    if programs.compiler_options(None) == {}:
+        pytest.skip("no defaults off the CPU")
+    low = jax.jit(lambda x: x + 1).lower(jnp.float32(1))
+    with pytest.warns(RuntimeWarning, match=r"fnet's default compiler options \{'xla_no_such_default'"):
+        out = compile_all([("epoch", low)], None)
+    assert float(out["epoch"](jnp.float32(1))) == 2.0
+    # the caller's own option is still refused
+    with pytest.raises(ValueError, match=r"rejected xla_options=\{'xla_bogus': 2\}"):
+        compile_all([("epoch", low)], {"xla_bogus": 2})

@@ -24,6 +24,7 @@ import concurrent.futures
 import functools
 import itertools
 import time
+import warnings
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -36,10 +37,25 @@ from fnet.train.epoch import chunk_lengths, finite_leaves, make_epoch_pieces, ma
 from fnet.train.evaluate import make_evaluate
 from fnet.train.settings import Placed, Settings
 
-__all__ = ["Compiling", "compile_all", "compile_run", "epoch_program", "lower_epochs", "lower_evaluation",
-           "lower_in_pieces", "lower_init", "shapes_like", "wait_for_compilations"]
+__all__ = ["CPU_XLA_OPTIONS", "Compiling", "compile_all", "compile_run", "compiler_options", "epoch_program",
+           "lower_epochs", "lower_evaluation", "lower_in_pieces", "lower_init", "shapes_like",
+           "wait_for_compilations"]
 
 _PENDING: set[concurrent.futures.Future] = set()  # deferred compilations not yet done
+
+# XLA's CPU compiler hands every convolution with more than 16 channels to YNNPACK; Eigen's
+# convolution took 0.5-0.75 of YNNPACK's time on each of the ResNet's, and its training step 0.85
+# (docs/speed.md, "Convolutions by Eigen"). So fnet's programs on a CPU keep XLA's other YNNPACK
+# fusions (dots, reductions) but not its convolutions; programs without one compile as before.
+CPU_XLA_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type":
+                   "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE"}
+
+
+def compiler_options(xla_options: Mapping[str, Any] | None, platform: str | None = None) -> dict:
+    """The XLA options fnet compiles a run's programs with: ``CPU_XLA_OPTIONS`` on a CPU
+    (``platform``; default: JAX's default backend), then ``xla_options``, whose entries win."""
+    defaults = CPU_XLA_OPTIONS if (platform or jax.default_backend()) == "cpu" else {}
+    return {**defaults, **dict(xla_options or {})}
 
 
 def compile_run(run: Settings, data: Placed, params=None) -> tuple[dict, float]:
@@ -178,10 +194,12 @@ def compile_all(lowered: Iterable[tuple[Any, Any]], xla_options: Mapping[str, An
     Each program is compiled in a thread as soon as it is traced, so XLA compiles one while
     the next is traced. This returns once all are compiled, except those named in ``later``:
     their compilation starts once the others are done, and they come back as ``Compiling``.
-    An ``xla_options`` entry XLA rejects raises ``ValueError`` (from the first programs, before
-    any is run).
+    The options are ``compiler_options(xla_options)``. An ``xla_options`` entry XLA rejects raises
+    ``ValueError`` (from the first programs, before any is run); a default of fnet's that this XLA
+    does not know (a later jaxlib may drop an experimental option) is left out, with a warning.
     """
-    options = dict(xla_options or {})
+    given = dict(xla_options or {})
+    options = compiler_options(given)
 
     def compile_one(low):
         try:
@@ -189,7 +207,18 @@ def compile_all(lowered: Iterable[tuple[Any, Any]], xla_options: Mapping[str, An
         except jax.errors.JaxRuntimeError as e:
             if not options or "option" not in str(e):
                 raise
-            raise ValueError(f"fit: XLA rejected xla_options={options}: {e}") from None
+            if options != given:  # compiled without fnet's defaults: the caller's options alone
+                try:
+                    compiled = low.compile(given) if given else low.compile()
+                except jax.errors.JaxRuntimeError:
+                    compiled = None
+                if compiled is not None:
+                    defaults = {k: v for k, v in options.items() if k not in given}
+                    warnings.warn(f"fit: this XLA rejects fnet's default compiler options {defaults} ({e}); "
+                                  "compiled without them, as XLA's defaults (docs/speed.md)",
+                                  RuntimeWarning, stacklevel=2)
+                    return compiled
+            raise ValueError(f"fit: XLA rejected xla_options={given}: {e}") from None
 
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="fnet-compile")
     try:

@@ -59,7 +59,9 @@ def prepare_jax(name: str, net, params, x: np.ndarray, t: np.ndarray, config: Co
     import jax
 
     from fnet import apply, losses, train
+    from fnet.train.programs import compiler_options
 
+    xla_options = compiler_options(xla_options)  # fit's: fnet's CPU defaults under --xla-option
     loss = losses.softmax_cross_entropy
     grad_fn = None
     stateful = "state" in net.uses  # batch norm (resnet): training mode, running statistics carried
@@ -92,7 +94,7 @@ def prepare_jax(name: str, net, params, x: np.ndarray, t: np.ndarray, config: Co
     base = jax.random.key(seed)
     t0 = time.perf_counter()
     lowered = epoch.lower(params, opt_state, state0, X, T, base)
-    compiled = lowered.compile(xla_options or None)
+    compiled = lowered.compile(xla_options)
     compile_s = time.perf_counter() - t0
 
     def run(rep: int) -> np.ndarray:
@@ -143,7 +145,7 @@ def _prepare_pieces(net, params, x, t, config: Config, steps: int, seed: int, xl
     pieces = train.make_epoch_pieces(net, losses.softmax_cross_entropy, opt, batch_size=config.batch_size,
                                      n_steps=steps)
     lowered = programs.lower_in_pieces(pieces, (params, opt_state, None), X, T, base, steps)
-    compiled = {k: low.compile(xla_options or None) for k, low in lowered.items()}
+    compiled = {k: low.compile(xla_options) for k, low in lowered.items()}
     compile_s = time.perf_counter() - t0
 
     def run(rep: int) -> np.ndarray:
