@@ -21,6 +21,7 @@ waits for (the measurements are in ``docs/speed.md``, "The cold start").
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import functools
 import itertools
 import time
@@ -201,24 +202,25 @@ def compile_all(lowered: Iterable[tuple[Any, Any]], xla_options: Mapping[str, An
     given = dict(xla_options or {})
     options = compiler_options(given)
 
+    def compile_with(low, opts):
+        return low.compile(opts) if opts else low.compile()
+
     def compile_one(low):
         try:
-            return low.compile(options) if options else low.compile()
+            return compile_with(low, options)
         except jax.errors.JaxRuntimeError as e:
             if not options or "option" not in str(e):
                 raise
-            if options != given:  # compiled without fnet's defaults: the caller's options alone
-                try:
-                    compiled = low.compile(given) if given else low.compile()
-                except jax.errors.JaxRuntimeError:
-                    compiled = None
-                if compiled is not None:
-                    defaults = {k: v for k, v in options.items() if k not in given}
-                    warnings.warn(f"fit: this XLA rejects fnet's default compiler options {defaults} ({e}); "
-                                  "compiled without them, as XLA's defaults (docs/speed.md)",
-                                  RuntimeWarning, stacklevel=2)
-                    return compiled
-            raise ValueError(f"fit: XLA rejected xla_options={given}: {e}") from None
+            rejected = e
+        if options != given:  # perhaps one of fnet's defaults: then the caller's options alone compile
+            with contextlib.suppress(jax.errors.JaxRuntimeError):
+                compiled = compile_with(low, given)
+                defaults = {k: v for k, v in options.items() if k not in given}
+                warnings.warn(f"fit: this XLA rejects fnet's default compiler options {defaults} "
+                              f"({rejected}); compiled without them, as XLA's defaults (docs/speed.md)",
+                              RuntimeWarning, stacklevel=2)
+                return compiled
+        raise ValueError(f"fit: XLA rejected xla_options={given}: {rejected}") from None
 
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="fnet-compile")
     try:
