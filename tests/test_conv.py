@@ -53,20 +53,22 @@ def test_conv2d_rows_in_no_window_get_zero_gradient():
     assert np.all(np.asarray(dx[:, :6, :6, :]) != 0)
 
 
-@pytest.mark.parametrize("strides", [(1, 1), (2, 1)])
+@pytest.mark.parametrize("strides", [(1, 1), (2, 1), (2, 2)])
 @pytest.mark.parametrize("chunk_images", [1, 2, 5])
 def test_conv2d_dW_summed_in_chunks_equals_the_definition(strides, chunk_images):
-    # 5 images: chunks of 1 (a loop of 5), of 2 (a loop of 2 and a last chunk of 1), of 5 (no loop)
-    xpad, (kh, kw) = rand((5, 8, 7, 3)), (3, 2)
+    # 5 images: chunks of 1 (a loop of 5), of 2 (a loop of 2 and a last chunk of 1), of 5 (no
+    # loop); each chunk padded on its own, with uneven padding
+    x, pads, (kh, kw) = rand((5, 7, 5, 3)), ((1, 0), (0, 2)), (3, 2)
+    xpad = np.pad(np.asarray(x), ((0, 0), *pads, (0, 0)))
     ho, wo = (8 - kh) // strides[0] + 1, (7 - kw) // strides[1] + 1
     dout = rand((5, ho, wo, 4), seed=1)
-    per_image = 8 * 7 * 3 * xpad.dtype.itemsize
-    dW = conv._weight_gradient(xpad, dout, (kh, kw), strides, chunk_bytes=chunk_images * per_image)
-    x, g, (sh, sw) = np.asarray(xpad), np.asarray(dout), strides
+    per_image = 8 * 7 * 3 * x.dtype.itemsize
+    dW = conv._weight_gradient(x, pads, dout, (kh, kw), strides, chunk_bytes=chunk_images * per_image)
+    g, (sh, sw) = np.asarray(dout), strides
     want = np.zeros((kh, kw, 3, 4))
     for a in range(kh):
         for b in range(kw):
-            x_ab = x[:, a:a + (ho - 1) * sh + 1:sh, b:b + (wo - 1) * sw + 1:sw]
+            x_ab = xpad[:, a:a + (ho - 1) * sh + 1:sh, b:b + (wo - 1) * sw + 1:sw]
             want[a, b] = np.einsum("nijc,nijo->co", x_ab, g)
     np.testing.assert_allclose(dW, want, rtol=1e-12, atol=1e-12)
 

@@ -136,8 +136,7 @@ def conv2d(filters: int, kernel_size: int | tuple[int, int], stride: int | tuple
             if bias:
                 grads["b"] = dWb[-1]
         else:
-            xpad = jnp.pad(x, ((0, 0), *pads, (0, 0)))
-            grads = {"W": _weight_gradient(xpad, dout, window, strides)}
+            grads = {"W": _weight_gradient(x, pads, dout, window, strides)}
             if bias:
                 grads["b"] = jnp.sum(dout, axis=(0, 1, 2))
         # dx: full correlation of the stride-dilated dout with the flipped kernel
@@ -165,9 +164,8 @@ def _offset_products(xpad, dout, window, strides):
     """
     (kh, kw), c, k, outs = window, xpad.shape[-1], dout.shape[-1], dout.shape[1:3]
     if strides != (1, 1):
-        d2 = dout.reshape(-1, k)
-        dW = [x_ab.reshape(-1, c).T @ d2 for _, _, x_ab in _spatial.offsets(xpad, window, strides, outs)]
-        return jnp.stack(dW).reshape(kh, kw, c, k)
+        rows = jnp.concatenate([x_ab for _, _, x_ab in _spatial.offsets(xpad, window, strides, outs)], axis=-1)
+        return (rows.reshape(-1, kh * kw * c).T @ dout.reshape(-1, k)).reshape(kh, kw, c, k)
     (ho, wo), wp = outs, xpad.shape[2]
     d2 = jnp.pad(dout, ((0, 0), (0, 0), (0, wp - wo), (0, 0))).reshape(-1, k)
     shifted = jnp.concatenate([jnp.pad(d2, ((b, 0), (0, 0)))[:d2.shape[0]] for b in range(kw)], axis=1)
@@ -175,24 +173,28 @@ def _offset_products(xpad, dout, window, strides):
     return jnp.stack([r.reshape(c, kw, k).transpose(1, 0, 2) for r in rows])
 
 
-def _weight_gradient(xpad, dout, window, strides, chunk_bytes: int | None = None):
+def _weight_gradient(x, pads, dout, window, strides, chunk_bytes: int | None = None):
     """``dW[a, b, c, o] = sum_{n, i, j} xpad[n, i*sh + a, j*sw + b, c] dout[n, i, j, o]``,
-    summed over chunks of at most ``chunk_bytes`` (default ``DW_CHUNK_BYTES``) of images:
-    the first chunk, then a ``fori_loop`` over the others, then a shorter last one."""
-    n = xpad.shape[0]
-    per_image = math.prod(xpad.shape[1:]) * xpad.dtype.itemsize
+    summed over chunks of at most ``chunk_bytes`` (default ``DW_CHUNK_BYTES``) of padded images:
+    the first chunk, then a ``fori_loop`` over the others, then a shorter last one. Each chunk
+    is padded on its own (``xpad`` is never built whole)."""
+    n = x.shape[0]
+    padded = (x.shape[1] + sum(pads[0]), x.shape[2] + sum(pads[1]), x.shape[3])
+    per_image = math.prod(padded) * x.dtype.itemsize
     size = max(1, min(n, (chunk_bytes or DW_CHUNK_BYTES) // per_image))
     full, rest = divmod(n, size)
+    def products(x_i, dout_i):
+        return _offset_products(jnp.pad(x_i, ((0, 0), *pads, (0, 0))), dout_i, window, strides)
+
     if full <= 1 and not rest:  # one chunk, or no images
-        return _offset_products(xpad, dout, window, strides)
+        return products(x, dout)
 
     def chunk(i):
-        x_i, dout_i = (lax.dynamic_slice_in_dim(t, i * size, size) for t in (xpad, dout))
-        return _offset_products(x_i, dout_i, window, strides)
+        return products(*(lax.dynamic_slice_in_dim(t, i * size, size) for t in (x, dout)))
 
     # The first chunk starts the sum (not zeros): inside shard_map it is then already
     # per-device, as the loop's carry must be.
     dW = lax.fori_loop(1, full, lambda i, dW: dW + chunk(i), chunk(0))
     if rest:
-        dW = dW + _offset_products(xpad[full * size:], dout[full * size:], window, strides)
+        dW = dW + products(x[full * size:], dout[full * size:])
     return dW
