@@ -54,8 +54,9 @@ def conv2d(filters: int, kernel_size: int | tuple[int, int], stride: int | tuple
       for each kernel offset ``(a, b)`` one matmul ``x_ab^T dout``, where
       ``x_ab = xpad[:, a::sh, b::sw, :]`` (``H_out x W_out`` rows per image) is
       the input element at that offset of every window (with stride 1 one matmul
-      per kernel row, ``_offset_products``), summed over chunks of images that
-      stay in the CPU's cache; for a single input channel the same sum as one
+      per kernel row, otherwise one matmul of all offsets' ``x_ab`` side by side,
+      ``_offset_products``), summed over chunks of images that stay in the CPU's
+      cache, each chunk padded on its own; for a single input channel the same sum as one
       matmul of the forward's rows with ``dout``, which gives ``db`` too;
     - ``dx``: ``dout`` spread out by the stride (``lhs_dilation``, ``stride - 1``
       zeros between rows), padded by ``kh - 1``, correlated with the kernel
@@ -160,11 +161,14 @@ def _offset_products(xpad, dout, window, strides):
     rows: flattened, the input at ``(i, j + b)`` is ``b`` rows after ``(i, j)``, so dout,
     zero-padded to the padded width and shifted down by ``b``, pairs every input element
     with its output, and one matmul ``x_a^T [dout_0 | dout_1 | ...]`` gives the whole row
-    of offsets (the pad columns multiply zeros). Otherwise one strided slice per offset.
+    of offsets (the pad columns multiply zeros). Otherwise the book's im2col: one strided
+    slice per offset, side by side as rows ``(n * H_out * W_out, kh * kw * C)``, and one
+    matmul ``rows^T dout``.
     """
     (kh, kw), c, k, outs = window, xpad.shape[-1], dout.shape[-1], dout.shape[1:3]
     if strides != (1, 1):
-        rows = jnp.concatenate([x_ab for _, _, x_ab in _spatial.offsets(xpad, window, strides, outs)], axis=-1)
+        offsets = _spatial.offsets(xpad, window, strides, outs)
+        rows = jnp.concatenate([x_ab for _, _, x_ab in offsets], axis=-1)  # im2col: (n, ho, wo, kh*kw*c)
         return (rows.reshape(-1, kh * kw * c).T @ dout.reshape(-1, k)).reshape(kh, kw, c, k)
     (ho, wo), wp = outs, xpad.shape[2]
     d2 = jnp.pad(dout, ((0, 0), (0, 0), (0, wp - wo), (0, 0))).reshape(-1, k)
@@ -183,6 +187,7 @@ def _weight_gradient(x, pads, dout, window, strides, chunk_bytes: int | None = N
     per_image = math.prod(padded) * x.dtype.itemsize
     size = max(1, min(n, (chunk_bytes or DW_CHUNK_BYTES) // per_image))
     full, rest = divmod(n, size)
+
     def products(x_i, dout_i):
         return _offset_products(jnp.pad(x_i, ((0, 0), *pads, (0, 0))), dout_i, window, strides)
 
