@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+import jax.numpy as jnp
 from jax import lax
 
 from fnet.errors import ShapeError, shape_str
@@ -127,3 +128,9 @@ def offsets(xpad, window, strides, outs):
         for b in range(kw):
             yield a, b, lax.slice(xpad, (0, a, b, 0), (n, a + (ho - 1) * sh + 1, b + (wo - 1) * sw + 1, c),
                                   (1, sh, sw, 1))
+
+
+def im2col(xpad, window, strides, outs):
+    """The book's ``im2col``: every window as a row, ``(N, H_out, W_out, kh * kw * C)``, the
+    window's elements in the order of ``offsets`` (kernel row, kernel column, channel)."""
+    return jnp.concatenate([x_ab for _, _, x_ab in offsets(xpad, window, strides, outs)], axis=-1)

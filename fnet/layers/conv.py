@@ -115,14 +115,12 @@ def conv2d(filters: int, kernel_size: int | tuple[int, int], stride: int | tuple
             # a row (the book's im2col: one strided slice per kernel offset, stacked) times the
             # kernel as a matrix, one matmul, which backward's dW reuses (docs/speed.md). With a
             # bias, a last column of ones: the bias is the weight of a constant input 1.
-            xpad = jnp.pad(x, ((0, 0), *pads, (0, 0)))
-            cols = [x_ab[..., 0] for _, _, x_ab in _spatial.offsets(xpad, window, strides, outs)]
+            rows = _spatial.im2col(jnp.pad(x, ((0, 0), *pads, (0, 0))), window, strides, outs)
             Wb = W.reshape(-1, filters)
             if bias:
-                cols.append(jnp.ones_like(cols[0]))
+                rows = jnp.concatenate([rows, jnp.ones_like(rows[..., :1])], axis=-1)
                 Wb = jnp.concatenate([Wb, params["b"][None]])
-            rows = jnp.stack(cols, axis=-1)  # (N, H_out, W_out, kh * kw [+ 1])
-            return rows @ Wb, (x, W, Static(pads), rows)
+            return rows @ Wb, (x, W, Static(pads), rows)  # rows: (N, H_out, W_out, kh * kw [+ 1])
         y = lax.conv_general_dilated(x, W, strides, pads, dimension_numbers=_NHWC)
         return (y + params["b"] if bias else y), (x, W, Static(pads), None)
 
@@ -167,9 +165,8 @@ def _offset_products(xpad, dout, window, strides):
     """
     (kh, kw), c, k, outs = window, xpad.shape[-1], dout.shape[-1], dout.shape[1:3]
     if strides != (1, 1):
-        offsets = _spatial.offsets(xpad, window, strides, outs)
-        rows = jnp.concatenate([x_ab for _, _, x_ab in offsets], axis=-1)  # im2col: (n, ho, wo, kh*kw*c)
-        return (rows.reshape(-1, kh * kw * c).T @ dout.reshape(-1, k)).reshape(kh, kw, c, k)
+        rows = _spatial.im2col(xpad, window, strides, outs).reshape(-1, kh * kw * c)
+        return (rows.T @ dout.reshape(-1, k)).reshape(kh, kw, c, k)
     (ho, wo), wp = outs, xpad.shape[2]
     d2 = jnp.pad(dout, ((0, 0), (0, 0), (0, wp - wo), (0, 0))).reshape(-1, k)
     shifted = jnp.concatenate([jnp.pad(d2, ((b, 0), (0, 0)))[:d2.shape[0]] for b in range(kw)], axis=1)
