@@ -121,3 +121,30 @@ def test_bad_arguments_name_the_function(call, message):
     x = jnp.zeros((2, 8, 8, 1), jnp.float32)
     with pytest.raises(ValueError, match=message):
         call(net, params, x if "one image" in message else (x[:1] if "target" in message else x))
+
+
+@pytest.mark.parametrize("view", ["score_gradient", "saliency_map", "fooling_image", "class_visualization"])
+def test_each_view_compiles_once_for_a_network_and_its_shapes(view):
+    # the layers run op by op would trace (and compile each operation) on every call; each view is
+    # one compiled program: its second call with the same network and shapes runs no layer's Python
+    traced = []
+    base = sequential(L.flatten(), L.affine(3))
+
+    def forward(params, x, **ctx):
+        traced.append(x.shape)
+        return base.forward(params, x, **ctx)
+
+    net = base.__class__(**{**vars(base), "forward": forward})
+    params, _ = net.init(jax.random.key(0), (None, 4, 4, 1))
+    x, labels = jax.random.normal(jax.random.key(1), (2, 4, 4, 1)), jnp.array([0, 2])
+    call = {"score_gradient": lambda: score_gradient(net, params, x, labels),
+            "saliency_map": lambda: saliency_map(net, params, x, labels),
+            "fooling_image": lambda: fooling_image(net, params, x[:1], 1, max_steps=3),
+            "class_visualization": lambda: class_visualization(net, params, 2, (4, 4, 1), key=jax.random.key(0),
+                                                               steps=3)}[view]
+    first = jax.tree.map(np.asarray, call())
+    assert traced, "the first call traces the network"
+    before = len(traced)
+    again = jax.tree.map(np.asarray, call())
+    assert len(traced) == before, f"{view} ran the layers again: {traced[before:]}"
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(first), jax.tree.leaves(again), strict=True))

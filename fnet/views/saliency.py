@@ -13,12 +13,17 @@ statistics) and its handwritten backward, with no autodiff:
   image the network scores as the target class.
 
 Images are ``(N, H, W, C)`` (or what the network takes); scores are the network's output
-``(N, classes)`` before the softmax. All three are pure and ``jax.jit``-able with ``net`` static.
+``(N, classes)`` before the softmax. Each function is compiled with ``jax.jit`` (``net`` and the
+integer options static): the first call for a network and shapes compiles one program, later
+calls run it, where running the layers op by op would compile each operation of the network on
+its first use (about ten times slower on the first call of a ResNet's saliency map). They can
+be called inside a user's ``jax.jit`` too.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -35,12 +40,15 @@ def score_gradient(net: Layer, params: Params, x: jax.Array, classes: jax.Array,
                    state: State | None = None) -> tuple[jax.Array, jax.Array]:
     """``(scores (N, K), dscore/dx)``: the gradient of each example's score of ``classes[i]`` with
     respect to its input, by ``net.backward`` from a one-hot ``dout`` (evaluation mode)."""
-    x = jnp.asarray(x)
+    return _score_gradient(net, params, jnp.asarray(x), jnp.asarray(classes), state)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _score_gradient(net: Layer, params: Params, x: jax.Array, classes: jax.Array, state: State | None):
     scores, cache, _ = apply(net, params, x, train=False, state=state)
     if scores.ndim != 2:
         raise ShapeError("score_gradient", f"needs a network giving class scores (N, K); {net.name} gives "
                                            f"{shape_str(scores.shape)}")
-    classes = jnp.asarray(classes)
     if classes.shape != (x.shape[0],) or not jnp.issubdtype(classes.dtype, jnp.integer):
         raise ShapeError("score_gradient", f"needs one integer class per example, shape ({x.shape[0]},); "
                                            f"got {shape_str(classes.shape)} of dtype {classes.dtype}")
@@ -59,7 +67,12 @@ def _check_target(where: str, target, n_classes: int) -> int:
 def saliency_map(net: Layer, params: Params, x: jax.Array, labels: jax.Array, *,
                  state: State | None = None) -> jax.Array:
     """``(N, H, W)``: the largest ``|dscore_label/dx|`` over each pixel's channels."""
-    _, dx = score_gradient(net, params, x, labels, state=state)
+    return _saliency_map(net, params, jnp.asarray(x), jnp.asarray(labels), state)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _saliency_map(net: Layer, params: Params, x: jax.Array, labels: jax.Array, state: State | None):
+    _, dx = _score_gradient(net, params, x, labels, state)
     return jnp.abs(dx).max(axis=-1)
 
 
@@ -86,8 +99,23 @@ def fooling_image(net: Layer, params: Params, x: jax.Array, target: int, *, lr: 
     x = jnp.asarray(x)
     if x.shape[:1] != (1,):
         raise ShapeError("fooling_image", f"takes one image, shape (1, ...); got {shape_str(x.shape)}")
-    scores, _, _ = apply(net, params, x, train=False, state=state)
-    target = _check_target("fooling_image", target, scores.shape[-1])
+    target = _check_target("fooling_image", target, _n_classes(net, params, x, state))
+    return _fooling_image(net, params, x, target, lr, max_steps, state)
+
+
+def _n_classes(net: Layer, params: Params, x, state: State | None) -> int:
+    """The number of scores ``net`` gives for ``x`` (an array or its shape), from shapes alone."""
+    return _scores.eval_shape(net, params, x, state).shape[-1]
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _scores(net: Layer, params: Params, x: jax.Array, state: State | None) -> jax.Array:
+    return apply(net, params, x, train=False, state=state)[0]
+
+
+@functools.partial(jax.jit, static_argnums=(0, 3, 5))
+def _fooling_image(net: Layer, params: Params, x: jax.Array, target: int, lr, max_steps: int,
+                   state: State | None) -> FoolingResult:
     target_ids = jnp.full((1,), target, jnp.int32)
 
     def predicted(scores):
@@ -99,11 +127,12 @@ def fooling_image(net: Layer, params: Params, x: jax.Array, target: int, *, lr: 
 
     def body(carry):
         image, step, _ = carry
-        _, g = score_gradient(net, params, image, target_ids, state=state)
+        _, g = _score_gradient(net, params, image, target_ids, state)
         image = image + lr * g / (jnp.linalg.norm(g) + jnp.finfo(g.dtype).tiny)
         scores, _, _ = apply(net, params, image, train=False, state=state)
         return image, step + 1, predicted(scores)
 
+    scores, _, _ = apply(net, params, x, train=False, state=state)
     image, steps, fooled = lax.while_loop(cond, body, (x, jnp.int32(0), predicted(scores)))
     return FoolingResult(image, steps, fooled)
 
@@ -118,14 +147,23 @@ def class_visualization(net: Layer, params: Params, target: int, input_shape: tu
     steps = _args.count("class_visualization", "steps", steps, 1)
     lr = _args.positive("class_visualization", "lr", lr)
     l2 = _args.non_negative("class_visualization", "l2", l2)
+    input_shape = tuple(input_shape)
+    floats = [w.dtype for w in jax.tree.leaves(params) if jnp.issubdtype(w.dtype, jnp.floating)]
+    dtype = floats[0] if floats else jnp.float32
+    n_classes = _n_classes(net, params, jax.ShapeDtypeStruct((1, *input_shape), dtype), state)
+    target = _check_target("class_visualization", target, n_classes)
+    return _class_visualization(net, params, target, input_shape, key, steps, lr, l2, state)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 2, 3, 5))
+def _class_visualization(net: Layer, params: Params, target: int, input_shape: tuple[int, ...],
+                         key: jax.Array, steps: int, lr, l2, state: State | None) -> jax.Array:
     floats = [w.dtype for w in jax.tree.leaves(params) if jnp.issubdtype(w.dtype, jnp.floating)]
     x = 0.1 * jax.random.normal(key, (1, *input_shape), floats[0] if floats else jnp.float32)
-    scores, _, _ = apply(net, params, x, train=False, state=state)
-    target = _check_target("class_visualization", target, scores.shape[-1])
     target_ids = jnp.full((1,), target, jnp.int32)
 
     def step(image, _):
-        _, g = score_gradient(net, params, image, target_ids, state=state)
+        _, g = _score_gradient(net, params, image, target_ids, state)
         g = g - 2 * l2 * image
         return image + lr * g / (jnp.linalg.norm(g) + jnp.finfo(g.dtype).tiny), None
 
