@@ -1,6 +1,7 @@
 """The second book's encoder-decoder models: attention's pieces agree, greedy decoding is the
 model's own argmax, and the tasks' data is the book's format."""
 
+import dataclasses
 from collections import Counter
 
 import jax
@@ -53,6 +54,26 @@ def test_greedy_decoding_is_the_models_own_argmax(make):
         assert attention is None
 
 
+def test_greedy_decoding_compiles_once_for_a_network_and_its_shapes(monkeypatch):
+    # one compiled program: a second call with the same network and shapes runs no step's Python
+    # (decoding op by op would dispatch, and on first use compile, every operation of every step)
+    import fnet.models.encoder_decoder as encoder_decoder
+
+    traced = []
+    lstm = encoder_decoder.LSTM
+    monkeypatch.setattr(encoder_decoder, "LSTM", dataclasses.replace(
+        lstm, step=lambda *args: (traced.append(1), lstm.step(*args))[1]))
+    net = models.seq2seq(11, 5, 8, peeky=True)
+    params, _ = net.init(jax.random.key(1), ((None, 6), (None, 4)))
+    src = jax.random.randint(jax.random.key(2), (4, 6), 0, 11)
+    first, _ = generate(net, params, src, 3, 4)
+    assert traced, "the first call traces the decoder's steps"
+    before = len(traced)
+    again, _ = generate(net, params, src, 3, 4)
+    assert len(traced) == before
+    np.testing.assert_array_equal(first, again)
+
+
 def test_models_name_what_is_wrong_with_their_input():
     net = models.seq2seq(11, 5, 8)
     params, _ = net.init(jax.random.key(0), ((None, 6), (None, 4)))
@@ -63,6 +84,8 @@ def test_models_name_what_is_wrong_with_their_input():
         net.forward(params, (src, jnp.zeros((3, 4), jnp.int32)))
     with pytest.raises(ValueError, match="generate: decodes the models"):
         generate(L.relu(), params, src, 0, 3)
+    with pytest.raises(TypeError, match="generate: start_id must be the id of the start character"):
+        generate(net, params, src, jnp.int32(0), 3)
     with pytest.raises(ShapeError, match=r"init takes the pair of input shapes"):
         net.init(jax.random.key(0), (None, 6))
 

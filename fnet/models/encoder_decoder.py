@@ -20,8 +20,11 @@ state the decoder started from), then that gradient enters the encoder at its la
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from fnet import _args
@@ -220,15 +223,23 @@ def generate(net: Layer, params, source, start_id: int, length: int) -> tuple[ja
     The encoder runs once; the decoder then runs one step at a time from its state, reading at
     each step its own previous output (the most probable character), as no answer is known.
     ``ids: (N, length)``; ``attention: (N, length, T_src)`` for ``attention_seq2seq`` (the weights
-    of each output step over the source, Figure 8-26), else ``None``. Jit it with ``length`` static.
+    of each output step over the source, Figure 8-26), else ``None``. Compiled with ``jax.jit``
+    (``net``, ``start_id`` and ``length`` static): one program per network and shapes.
     """
     if net.name not in MODELS:
         raise ValueError(f"generate: decodes the models {MODELS}; got a {net.name!r} layer")
     length = _args.count("generate", "length", length, 1)
+    if isinstance(start_id, bool) or not isinstance(start_id, (int, np.integer)):
+        raise TypeError(f"generate: start_id must be the id of the start character, an int; got {start_id!r}")
     source = jnp.asarray(source)
     if source.ndim != 2 or not jnp.issubdtype(source.dtype, jnp.integer):
         raise ShapeError("generate", f"source must be integer ids of shape (N, T_src); got "
                                      f"{shape_str(source.shape)} of dtype {source.dtype}")
+    return _generate(net, params, source, int(start_id), length)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 3, 4))
+def _generate(net: Layer, params, source: jax.Array, start_id: int, length: int):
     pe, pd = params["encoder"], params["decoder"]
     e = jnp.take(pe["embedding"]["W"], source, axis=0)
     hs_e, (h, c), _ = sequence_forward(LSTM, pe["lstm"], e)
