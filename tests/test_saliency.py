@@ -140,11 +140,12 @@ def test_each_view_compiles_once_for_a_network_and_its_shapes(view):
     call = {"score_gradient": lambda: score_gradient(net, params, x, labels),
             "saliency_map": lambda: saliency_map(net, params, x, labels),
             "fooling_image": lambda: fooling_image(net, params, x[:1], 1, max_steps=3),
-            "class_visualization": lambda: class_visualization(net, params, 2, (4, 4, 1), key=jax.random.key(0),
-                                                               steps=3)}[view]
+            "class_visualization": lambda: class_visualization(net, params, 2, (4, 4, 1),
+                                                               key=jax.random.key(0), steps=3)}[view]
     first = jax.tree.map(np.asarray, call())
     assert traced, "the first call traces the network"
     before = len(traced)
     again = jax.tree.map(np.asarray, call())
     assert len(traced) == before, f"{view} ran the layers again: {traced[before:]}"
-    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(first), jax.tree.leaves(again), strict=True))
+    for a, b in zip(jax.tree.leaves(first), jax.tree.leaves(again), strict=True):
+        np.testing.assert_array_equal(a, b)
