@@ -16,8 +16,7 @@ Images are ``(N, H, W, C)`` (or what the network takes); scores are the network'
 ``(N, classes)`` before the softmax. Each function is compiled with ``jax.jit`` (``net`` and the
 integer options static): the first call for a network and shapes compiles one program, later
 calls run it, where running the layers op by op would compile each operation of the network on
-its first use (about ten times slower on the first call of a ResNet's saliency map). They can
-be called inside a user's ``jax.jit`` too.
+its first use. They can be called inside a user's ``jax.jit`` too.
 """
 
 from __future__ import annotations
@@ -152,14 +151,14 @@ def class_visualization(net: Layer, params: Params, target: int, input_shape: tu
     dtype = floats[0] if floats else jnp.float32
     n_classes = _n_classes(net, params, jax.ShapeDtypeStruct((1, *input_shape), dtype), state)
     target = _check_target("class_visualization", target, n_classes)
-    return _class_visualization(net, params, target, input_shape, key, steps, lr, l2, state)
+    return _class_visualization(net, params, target, (1, *input_shape), jnp.dtype(dtype), key, steps, lr, l2,
+                                state)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 2, 3, 5))
-def _class_visualization(net: Layer, params: Params, target: int, input_shape: tuple[int, ...],
+@functools.partial(jax.jit, static_argnums=(0, 2, 3, 4, 6))
+def _class_visualization(net: Layer, params: Params, target: int, shape: tuple[int, ...], dtype,
                          key: jax.Array, steps: int, lr, l2, state: State | None) -> jax.Array:
-    floats = [w.dtype for w in jax.tree.leaves(params) if jnp.issubdtype(w.dtype, jnp.floating)]
-    x = 0.1 * jax.random.normal(key, (1, *input_shape), floats[0] if floats else jnp.float32)
+    x = 0.1 * jax.random.normal(key, shape, dtype)
     target_ids = jnp.full((1,), target, jnp.int32)
 
     def step(image, _):
