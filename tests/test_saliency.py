@@ -1,5 +1,7 @@
 """fnet.views.saliency: the input gradient by the handwritten backward, and what CS231n builds on it."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -134,7 +136,7 @@ def test_each_view_compiles_once_for_a_network_and_its_shapes(view):
         traced.append(x.shape)
         return base.forward(params, x, **ctx)
 
-    net = base.__class__(**{**vars(base), "forward": forward})
+    net = dataclasses.replace(base, forward=forward)
     params, _ = net.init(jax.random.key(0), (None, 4, 4, 1))
     x, labels = jax.random.normal(jax.random.key(1), (2, 4, 4, 1)), jnp.array([0, 2])
     call = {"score_gradient": lambda: score_gradient(net, params, x, labels),
