@@ -128,11 +128,10 @@ def _fooling_image(net: Layer, params: Params, x: jax.Array, target: int, lr, ma
         image, step, _ = carry
         _, g = _score_gradient(net, params, image, target_ids, state)
         image = image + lr * g / (jnp.linalg.norm(g) + jnp.finfo(g.dtype).tiny)
-        scores, _, _ = apply(net, params, image, train=False, state=state)
-        return image, step + 1, predicted(scores)
+        return image, step + 1, predicted(_scores(net, params, image, state))
 
-    scores, _, _ = apply(net, params, x, train=False, state=state)
-    image, steps, fooled = lax.while_loop(cond, body, (x, jnp.int32(0), predicted(scores)))
+    start = (x, jnp.int32(0), predicted(_scores(net, params, x, state)))
+    image, steps, fooled = lax.while_loop(cond, body, start)
     return FoolingResult(image, steps, fooled)
 
 
