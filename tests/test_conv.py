@@ -32,14 +32,55 @@ def conv_loop(x, W, b, stride, pad):
 @pytest.mark.parametrize("channels", [3, 1])  # one input channel: the im2col rows times the kernel
 @pytest.mark.parametrize("stride,pad", [(1, 0), (2, 1), (3, 2)])
 @pytest.mark.parametrize("bias", [True, False])
-def test_conv2d_forward_equals_a_loop(stride, pad, channels, bias):
+@pytest.mark.parametrize("width", [6, 7])  # stride 1: 5 output columns, or 6 computed in pairs
+def test_conv2d_forward_equals_a_loop(stride, pad, channels, bias, width):
     layer = L.conv2d(4, (3, 2), stride=stride, padding=pad, b_init=0.5, bias=bias)
-    x = rand((2, 7, 6, channels))
+    x = rand((2, 7, width, channels))
     params = init_params(layer, x.shape)
     y, _, _ = jax.jit(lambda params, x: fnet.apply(layer, params, x))(params, x)
     want = conv_loop(x, params["W"], params["b"] if bias else 0.0, stride, pad)
     np.testing.assert_allclose(y, want, rtol=1e-12, atol=1e-12)
     assert y.shape == fnet.output_shape(layer, x.shape)
+
+
+def _conv_strides(f, *args):
+    """The window strides of every convolution in ``f``'s program."""
+    return [e.params["window_strides"] for e in jax.make_jaxpr(f)(*args).eqns
+            if e.primitive.name == "conv_general_dilated"]
+
+
+@pytest.mark.parametrize("shape,filters,pads,pairs", [
+    ((3, 6, 8, 5), 4, ((1, 1), (1, 1)), True),
+    ((2, 5, 9, 16), 16, ((1, 1), (0, 0)), True),  # 7 output columns are odd: one at a time
+    ((2, 5, 10, 16), 16, ((1, 1), (1, 1)), True),
+    ((2, 7, 8, 3), 6, ((-1, 2), (2, 0)), True),  # negative pads crop, as dx's can
+    ((2, 6, 8, 17), 8, ((1, 1), (1, 1)), False),  # more than PAIR_MAX_CHANNELS inputs
+    ((2, 6, 8, 8), 32, ((1, 1), (1, 1)), False),  # more than PAIR_MAX_FILTERS outputs
+])
+def test_correlate_in_pairs_equals_the_convolution(shape, filters, pads, pairs):
+    x, W = rand(shape), rand((3, 3, shape[-1], filters))
+    want = jax.lax.conv_general_dilated(x, W, (1, 1), pads, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    got = conv._correlate(x, W, (1, 1), pads)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    w_out = shape[2] + sum(pads[1]) - 2
+    in_pairs = pairs and w_out % 2 == 0
+    strides = _conv_strides(lambda x, W: conv._correlate(x, W, (1, 1), pads), x, W)
+    assert strides == [(1, 2) if in_pairs else (1, 1)]
+
+
+def test_conv2d_narrow_layer_computes_pairs_forward_and_backward():
+    # the ResNet's 16-channel 3x3 convolutions: forward and dx in pairs; a strided one the plain way
+    layer, x = L.conv2d(16, 3, padding=1, bias=False), rand((2, 8, 8, 16))
+    params = init_params(layer, x.shape)
+
+    def both(params, x):
+        y, cache, _ = fnet.apply(layer, params, x)
+        return layer.backward(cache, y)
+
+    assert _conv_strides(both, params, x) == [(1, 2), (1, 2)]
+    strided = L.conv2d(16, 3, stride=2, padding=1, bias=False)
+    forward = lambda p, x: fnet.apply(strided, p, x)[0]  # noqa: E731
+    assert _conv_strides(forward, init_params(strided, x.shape), x) == [(2, 2)]
 
 
 def test_conv2d_rows_in_no_window_get_zero_gradient():

@@ -60,6 +60,11 @@ LAYER_CASES = [
          [(1, 5, 5, 2), (2, 4, 8, 3), (2, 7, 8, 1)]),
     Case("conv2d SAME", lambda: L.conv2d(5, 4, stride=(2, 3), padding="SAME"), [(2, 5, 7, 2), (1, 6, 5, 1)]),
     Case("conv2d no bias", lambda: L.conv2d(3, 3, padding=1, bias=False), [(2, 5, 6, 1), (1, 4, 4, 2)]),
+    # narrow stride-1 kernels: output pixels in pairs (even widths; odd ones the plain way)
+    Case("conv2d pairs", lambda: L.conv2d(5, 3, padding=1), [(2, 6, 8, 3), (1, 5, 4, 2), (2, 4, 5, 2)],
+         float32=[(8, 28, 28, 16)]),
+    Case("conv2d pairs rectangular", lambda: L.conv2d(4, (2, 3), padding=((1, 0), (2, 1))),
+         [(2, 5, 6, 3), (1, 3, 7, 1)]),
     Case("max_pool2d", L.max_pool2d, [(1, 4, 4, 1), (2, 6, 4, 3), (2, 7, 5, 2)],
          float32=[(100, 24, 24, 30)]),
     Case("max_pool2d overlap pad 1", lambda: L.max_pool2d(3, stride=2, padding=1),

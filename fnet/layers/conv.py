@@ -17,6 +17,13 @@ from fnet.layers._checks import float_input
 # (input, kernel, output) layouts for lax.conv_general_dilated: images NHWC, kernel HWIO.
 _NHWC = ("NHWC", "HWIO", "NHWC")
 
+# A stride-1 correlation with at most PAIR_MAX_CHANNELS input channels and at most
+# PAIR_MAX_FILTERS output channels computes pairs of neighbouring output pixels as one
+# (``_correlate``), on a CPU: XLA's CPU convolution (Eigen's) runs such narrow kernels faster
+# that way, and no faster from 32 input or output channels up (docs/speed.md has the measurements).
+PAIR_MAX_CHANNELS = 16
+PAIR_MAX_FILTERS = 24
+
 # dW sums over the batch in chunks of at most this many bytes of padded input, so that a
 # chunk's per-offset copies stay in the CPU's cache instead of streaming the whole batch
 # through memory once per kernel row or offset (docs/speed.md has the measurements).
@@ -45,6 +52,10 @@ def conv2d(filters: int, kernel_size: int | tuple[int, int], stride: int | tuple
     every window as a row ``(N, H_out, W_out, kh * kw)`` times ``W`` as a ``(kh * kw,
     filters)`` matrix, with a last column of ones times ``b`` (the bias as the weight
     of an input 1); ``dW`` and ``db`` are then one matmul of the same rows with ``dout``.
+    Otherwise ``lax.conv_general_dilated``; a narrow stride-1 kernel (16 channels or fewer in
+    and 24 or fewer out, as a ResNet's first stage) computes neighbouring output pixels in
+    pairs, as one kernel one column wider with twice the filters (``_correlate``), and so
+    does its ``dx``.
 
     **Derivative:** ``db = sum of dout`` over ``N, H_out, W_out``; both other
     gradients are correlations again (``dW`` as matmuls, ``dx`` with
@@ -121,7 +132,7 @@ def conv2d(filters: int, kernel_size: int | tuple[int, int], stride: int | tuple
                 rows = jnp.concatenate([rows, jnp.ones_like(rows[..., :1])], axis=-1)
                 Wb = jnp.concatenate([Wb, params["b"][None]])
             return rows @ Wb, (x, W, Static(pads), rows)  # rows: (N, H_out, W_out, kh * kw [+ 1])
-        y = lax.conv_general_dilated(x, W, strides, pads, dimension_numbers=_NHWC)
+        y = _correlate(x, W, strides, pads)
         return (y + params["b"] if bias else y), (x, W, Static(pads), None)
 
     def backward(cache, dout):
@@ -143,13 +154,39 @@ def conv2d(filters: int, kernel_size: int | tuple[int, int], stride: int | tuple
         # the padding k - 1 - lo crops the forward padding (negative pads crop) and
         # + c restores rows that no window reached.
         W_t = jnp.swapaxes(jnp.flip(W, axis=(0, 1)), 2, 3)
-        dx = lax.conv_general_dilated(
-            dout, W_t, window_strides=(1, 1),
-            padding=[(k - 1 - lo, k - 1 - hi + c) for k, (lo, hi), c in zip(window, pads, cut, strict=True)],
-            lhs_dilation=strides, dimension_numbers=_NHWC)
+        dx_pads = [(k - 1 - lo, k - 1 - hi + c) for k, (lo, hi), c in zip(window, pads, cut, strict=True)]
+        dx = _correlate(dout, W_t, (1, 1), dx_pads, lhs_dilation=strides)
         return grads, dx
 
     return Layer("conv2d", init, forward, backward)
+
+
+def _correlate(x, W, strides, pads, lhs_dilation=(1, 1)):
+    """``lax.conv_general_dilated(x, W, strides, pads, lhs_dilation)`` in NHWC / HWIO; a narrow
+    stride-1 correlation (at most ``PAIR_MAX_CHANNELS`` input channels, at most
+    ``PAIR_MAX_FILTERS`` filters) with an even output width as pairs of output pixels, the
+    same values up to rounding. On a CPU only: the measurements are Eigen's (XLA's CPU
+    convolutions); a GPU's convolutions get the plain form.
+
+    **Pairs:** output pixels ``(i, 2j)`` and ``(i, 2j + 1)`` read the windows at columns ``2j``
+    and ``2j + 1``, which lie in one window one column wider. So a kernel ``(kh, kw + 1, C,
+    2K)`` whose first ``K`` filters are ``W`` with a zero column after it and whose last ``K``
+    are ``W`` with a zero column before it, slid with stride 2 along the width, gives both
+    pixels' ``K`` channels side by side: ``(N, H_out, W_out / 2, 2K)``, which is the output
+    ``(N, H_out, W_out, K)`` reshaped (channels-last, no copy). A third more products (the
+    zeros), but twice the filters for the kernel's matrix tiles.
+    """
+    _, kw, c, k = W.shape
+    n, _, w, _ = x.shape
+    w_out = w + sum(pads[1]) - kw + 1
+    if (strides != (1, 1) or lhs_dilation != (1, 1) or c > PAIR_MAX_CHANNELS or k > PAIR_MAX_FILTERS
+            or w_out < 2 or w_out % 2 or jax.default_backend() != "cpu"):
+        return lax.conv_general_dilated(x, W, strides, pads, lhs_dilation=lhs_dilation,
+                                        dimension_numbers=_NHWC)
+    W2 = jnp.concatenate([jnp.pad(W, ((0, 0), (0, 1), (0, 0), (0, 0))),
+                          jnp.pad(W, ((0, 0), (1, 0), (0, 0), (0, 0)))], axis=-1)
+    y = lax.conv_general_dilated(x, W2, (1, 2), pads, dimension_numbers=_NHWC)
+    return y.reshape(n, y.shape[1], w_out, k)
 
 
 def _offset_products(xpad, dout, window, strides):
