@@ -173,8 +173,8 @@ def _correlate(x, W, strides, pads, lhs_dilation=(1, 1)):
     2K)`` whose first ``K`` filters are ``W`` with a zero column after it and whose last ``K``
     are ``W`` with a zero column before it, slid with stride 2 along the width, gives both
     pixels' ``K`` channels side by side: ``(N, H_out, W_out / 2, 2K)``, which is the output
-    ``(N, H_out, W_out, K)`` reshaped (channels-last, no copy). A third more products (the
-    zeros), but twice the filters for the kernel's matrix tiles.
+    ``(N, H_out, W_out, K)`` reshaped (channels-last, no copy). ``(kw + 1) / kw`` times the
+    products (the zeros), but twice the filters for the kernel's matrix tiles.
     """
     _, kw, c, k = W.shape
     n, _, w, _ = x.shape
