@@ -212,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--process-id", type=int, metavar="I", help="multi-host: this host's index, 0..N-1")
     g.add_argument("--xla-option", type=xla_option, action="append", metavar="NAME=VALUE",
                    help="an XLA compiler option for the training and evaluation programs (repeatable), "
-                        "over fnet's CPU default (convolutions by Eigen, single-threaded); e.g. "
+                        "over fnet's CPU default (convolutions by Eigen); e.g. "
                         "xla_cpu_experimental_ynn_fusion_type= (empty: Eigen's matmuls too) makes the "
                         "book's small network faster on a CPU, larger ones slower (docs/speed.md)")
     g = p.add_argument_group("output")

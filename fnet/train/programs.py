@@ -48,13 +48,8 @@ _PENDING: set[concurrent.futures.Future] = set()  # deferred compilations not ye
 # convolution took 0.5-0.75 of YNNPACK's time on each of the ResNet's, and its training step 0.85
 # (docs/speed.md, "Convolutions by Eigen"). So fnet's programs on a CPU keep XLA's other YNNPACK
 # fusions (dots, reductions) but not its convolutions; programs without one compile as before.
-# Eigen runs single-threaded: multi-threaded, its convolutions round differently when another
-# program shares the thread pool (the evaluation on a second CPU device beside training,
-# --devices 2), so a seeded run was not reproducible; single-threaded they are, and the ResNet
-# step is no slower (docs/speed.md, "Reproducible convolutions").
 CPU_XLA_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type":
-                   "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE",
-                   "xla_cpu_multi_thread_eigen": False}
+                   "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE"}
 
 
 def compiler_options(xla_options: Mapping[str, Any] | None, platform: str | None = None) -> dict:
