@@ -176,9 +176,8 @@ def _correlate(x, W, strides, pads, lhs_dilation=(1, 1)):
     ``(N, H_out, W_out, K)`` reshaped (channels-last, no copy). ``(kw + 1) / kw`` times the
     products (the zeros), but twice the filters for the kernel's matrix tiles.
     """
-    _, kw, c, k = W.shape
-    n, _, w, _ = x.shape
-    w_out = w + sum(pads[1]) - kw + 1
+    c, k = W.shape[2:]
+    w_out = _spatial.out_hw(x.shape[1:3], W.shape[:2], (1, 1), pads)[1]  # read only with stride 1
     if (strides != (1, 1) or lhs_dilation != (1, 1) or c > PAIR_MAX_CHANNELS or k > PAIR_MAX_FILTERS
             or w_out < 2 or w_out % 2 or jax.default_backend() != "cpu"):
         return lax.conv_general_dilated(x, W, strides, pads, lhs_dilation=lhs_dilation,
@@ -186,7 +185,7 @@ def _correlate(x, W, strides, pads, lhs_dilation=(1, 1)):
     W2 = jnp.concatenate([jnp.pad(W, ((0, 0), (0, 1), (0, 0), (0, 0))),
                           jnp.pad(W, ((0, 0), (1, 0), (0, 0), (0, 0)))], axis=-1)
     y = lax.conv_general_dilated(x, W2, (1, 2), pads, dimension_numbers=_NHWC)
-    return y.reshape(n, y.shape[1], w_out, k)
+    return y.reshape(*y.shape[:2], w_out, k)
 
 
 def _offset_products(xpad, dout, window, strides):
