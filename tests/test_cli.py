@@ -51,27 +51,31 @@ def test_short_run_with_json_plot_checkpoint_and_resume(tmp_path):
     assert any((tmp_path / "xla").iterdir())  # compiled programs were kept for the next run
 
 
-def test_on_a_cpu_the_evaluation_runs_on_a_second_device_with_the_same_results(tmp_path):
+@pytest.mark.parametrize("model", ["mlp", "resnet"])
+def test_on_a_cpu_the_evaluation_runs_on_a_second_device_with_the_same_results(tmp_path, model):
     # a new process: the command line asks JAX for two CPU devices before it starts, trains on the
-    # first and evaluates on the second while the next epoch trains; --no-eval-overlap does neither.
-    # Both train on one device without a mesh: a one-device mesh would draw other augmentations
-    # (each device of a mesh folds its index into its keys), which this small ResNet would show.
-    common = ["scripts/train.py", "--model", "resnet", "--widths", "4", "8", "8", "--blocks", "1", "1", "1",
-              "--augment", "crop,flip", "--batch-size", "64", "--train-size", "640", "--epochs", "2",
-              "--seed", "4", "--no-compile-cache"]
+    # first and evaluates on the second, while the next epoch trains (mlp) or after each epoch (a
+    # network convolving several channels: fnet.train.checks.may_evaluate_beside); --no-eval-overlap
+    # does neither. Both train on one device without a mesh: a one-device mesh would draw other
+    # augmentations (each device of a mesh folds its index into its keys), which this small ResNet would show.
+    common = ["scripts/train.py", "--model", model, "--train-size", "640", "--epochs", "2", "--seed", "4",
+              "--batch-size", "64", "--no-compile-cache"]
+    if model == "resnet":
+        common += ["--widths", "4", "8", "8", "--blocks", "1", "1", "1", "--augment", "crop,flip"]
     reports = {}
-    for name, extra in (("beside", []), ("serial", ["--no-eval-overlap"])):
+    for name, extra in (("second", []), ("serial", ["--no-eval-overlap"])):
         proc = run_script(*common, *extra, "--json", str(tmp_path / f"{name}.json"))
         assert proc.returncode == 0, proc.stderr
         reports[name] = json.loads((tmp_path / f"{name}.json").read_text())
         lines = proc.stdout.splitlines()
         reports[name]["line"] = next(line for line in lines if line.startswith("devices: "))
-    assert reports["beside"]["device"] == "1 x cpu (cpu), evaluating on cpu:1 beside it"
-    assert reports["beside"]["line"] == "devices: 1 x cpu (cpu:0), evaluating on cpu:1 beside it"
+    when = "beside it" if model == "mlp" else "after each epoch"
+    assert reports["second"]["device"] == f"1 x cpu (cpu), evaluating on cpu:1 {when}"
+    assert reports["second"]["line"] == f"devices: 1 x cpu (cpu:0), evaluating on cpu:1 {when}"
     assert reports["serial"]["line"] == "devices: 1 x cpu (cpu:0)"  # fit says where it trains
     assert reports["serial"]["device"] == "1 x cpu (cpu)"
     for k in ("loss", "train_loss", "train_acc", "test_loss", "test_acc"):
-        assert reports["beside"]["history"][k] == reports["serial"]["history"][k], k
+        assert reports["second"]["history"][k] == reports["serial"]["history"][k], k
     assert "no_eval_overlap" not in reports["serial"]["config"]  # a resumed run may change it
 
 

@@ -7,6 +7,7 @@ import pytest
 
 import fnet
 from fnet import checkpoint, distributed, losses, optim, schedules, train
+from fnet import layers as L
 
 CE = losses.softmax_cross_entropy
 
@@ -342,6 +343,47 @@ def test_each_evaluation_is_dispatched_after_the_next_epoch_when_beside(fashion_
         assert order == ["train 0", "train 1", "evaluate", "train 2", "evaluate", "evaluate"]
     else:
         assert order == ["train 0", "evaluate", "train 1", "evaluate", "train 2", "evaluate"]
+
+
+def test_which_networks_convolve_several_channels():
+    from fnet.train.checks import convolves_channels
+
+    image = (None, 12, 12, 1)
+    assert convolves_channels(fnet.resnet(widths=(4, 8), blocks=(1, 1)), image)
+    assert not convolves_channels(fnet.models.book.simple_convnet((12, 12, 1)), image)  # one grey channel in
+    assert not convolves_channels(fnet.two_layer_net(144, 8, 10), (None, 144))
+    assert convolves_channels(L.conv2d(4, 3), (None, 12, 12, 3))  # three colours in
+    narrow_then_wide = fnet.sequential(L.conv2d(1, 3, padding=1), L.relu(), L.conv2d(4, 3, padding=1))
+    assert not convolves_channels(narrow_then_wide, image)
+    inner = fnet.sequential(L.conv2d(4, 3, padding=1), fnet.residual(L.conv2d(4, 3, padding=1)))
+    assert convolves_channels(inner, image)  # the second, inside a combinator
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="the rule is the CPU's")
+def test_a_network_convolving_channels_evaluates_after_each_epoch_on_a_cpu(fashion_small, monkeypatch):
+    # XLA's CPU convolutions of such a network trained to other values while a program ran on a
+    # second CPU device (docs/design.md): the evaluation then waits for each epoch
+    from fnet.train import loop
+
+    (xtr, ttr), (xte, tte) = fashion_small
+    images = ((xtr[:400].reshape(-1, 28, 28, 1), ttr[:400]), (xte[:200].reshape(-1, 28, 28, 1), tte[:200]))
+    net = fnet.sequential(L.conv2d(4, 3, 2, padding=1), L.relu(), L.conv2d(4, 3, padding=1), L.relu(),
+                          L.global_avg_pool2d(), L.affine(10))
+    order, real_train, real_evaluate = [], loop.train, loop.evaluate
+    monkeypatch.setattr(loop, "train", lambda programs, e, *a, **k: order.append(f"train {e}") or
+                        real_train(programs, e, *a, **k))
+    monkeypatch.setattr(loop, "evaluate", lambda *a: order.append("evaluate") or real_evaluate(*a))
+    runs = {}
+    for name, device in (("plain", None), ("after", jax.devices()[0])):
+        lines = []
+        runs[name] = _fit(images, net=net, epochs=2, log=lines.append, eval_device=device)
+        where = ", evaluating on cpu:0 after each epoch" if device else ""
+        assert lines[0] == f"devices: 1 x cpu (cpu:0){where}"
+    assert order == ["train 0", "evaluate", "train 1", "evaluate"] * 2
+    assert not runs["after"].evaluated_beside and _same(runs["plain"].params, runs["after"].params)
+    lines = []
+    assert _fit(fashion_small, epochs=1, log=lines.append, eval_device=jax.devices()[0]).evaluated_beside
+    assert lines[0] == "devices: 1 x cpu (cpu:0), evaluating on cpu:0 beside it"
 
 
 def test_a_stop_with_the_evaluation_beside_records_the_epoch_before(fashion_small, tmp_path):

@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     timings = {"total_s": time.perf_counter() - t_start, "data_s": t_loaded - t_start,
                "compile_s": result.compile_seconds, "train_s": result.train_seconds}
     final = report(a, result, timings, resumed_from, log)
-    return write_outputs(a, result, config, final, timings, describe_device(mesh, eval_device))
+    device = describe_device(mesh, eval_device, result.evaluated_beside)
+    return write_outputs(a, result, config, final, timings, device)
 
 
 def start_jax(parser, a) -> tuple[Any, Any]:

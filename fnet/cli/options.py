@@ -205,7 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "docs/speed.md)")
     g.add_argument("--no-eval-overlap", action="store_true",
                    help="on a CPU, evaluate each epoch on the training device after it, instead of on a "
-                        "second CPU device while the next epoch trains (the same results; docs/speed.md)")
+                        "second CPU device while the next epoch trains (the same results; a network "
+                        "convolving several channels, the resnet, is evaluated after each epoch anyway: "
+                        "docs/design.md)")
     g.add_argument("--coordinator", metavar="HOST:PORT", type=_host_port,
                    help="multi-host: address of process 0, the same on every host")
     g.add_argument("--num-processes", type=positive_int, metavar="N", help="multi-host: number of hosts")

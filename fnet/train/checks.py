@@ -29,7 +29,7 @@ from jax.sharding import Mesh
 from fnet import _args, distributed, optim
 from fnet import checkpoint as ckpt_lib
 from fnet._trees import check_like, first_non_finite
-from fnet.core import Layer, param_shapes, reads_ids
+from fnet.core import Layer, apply, param_shapes, reads_ids
 from fnet.errors import shape_str
 from fnet.losses import Loss
 from fnet.metrics import SETS, history_keys
@@ -52,6 +52,8 @@ __all__ = [
     "check_progress",
     "check_resume",
     "check_targets",
+    "convolves_channels",
+    "may_evaluate_beside",
     "plan",
     "resolve_mesh",
     "settle",
@@ -90,7 +92,9 @@ def settle(net: Layer, loss: Loss, optimizer: Optimizer, train_data, test_data, 
         plan=plan(len(data.x_train), a.batch_size, epochs=a.epochs, iters=a.iters, mesh=mesh),
         batch_size=a.batch_size, sampling=a.sampling, seed=a.seed,
         first_epoch=resumed_epoch(checkpoint, config) if a.resume else 0, augment=augment, mesh=mesh,
-        eval_device=a.eval_device, xla_options=dict(a.xla_options) if a.xla_options else None,
+        eval_device=a.eval_device,
+        beside=may_evaluate_beside(net, input_shape, a.eval_device, data.x_train.dtype),
+        xla_options=dict(a.xla_options) if a.xla_options else None,
         eval_sets=eval_sets, metrics=a.metrics,
         history_keys=keys, eval_batch_size=a.eval_batch_size, divergence=a.divergence,
         callbacks=tuple(a.callbacks), checkpoint=checkpoint, resume=a.resume, keep_best=keep_best,
@@ -459,6 +463,54 @@ def check_eval_device(eval_device, mesh) -> None:
     if eval_device.process_index != jax.process_index():
         raise ValueError(f"fit: eval_device {eval_device} belongs to process {eval_device.process_index}, "
                          f"not to this one ({jax.process_index()}); pass one of jax.local_devices()")
+
+
+def may_evaluate_beside(net: Layer, input_shape: tuple, eval_device: jax.Device | None,
+                        dtype=jnp.float32) -> bool:
+    """Whether the evaluation on ``eval_device`` may run while the next epoch trains: there is an
+    evaluation device, and it is no CPU or ``net`` has no convolution over several channels
+    (``convolves_channels``). XLA's CPU convolutions of such a network (Eigen's), in a training
+    epoch on one CPU device, computed other values while another program ran on a second CPU
+    device (a step's loss 0.5% off; ``docs/design.md``, "The evaluation beside the next epoch"):
+    ``fit`` then evaluates on ``eval_device`` after each epoch, with nothing beside it."""
+    if eval_device is None:
+        return False
+    return eval_device.platform != "cpu" or not convolves_channels(net, input_shape, dtype)
+
+
+def convolves_channels(net: Layer, input_shape: tuple, dtype=jnp.float32) -> bool:
+    """Whether ``net``'s forward pass (in training, for ``input_shape = (None, *example)``) has a
+    convolution (``lax.conv_general_dilated``) reading more than one channel. Traced from shapes,
+    nothing computed: the book's ``simple_convnet`` (one grey channel in) has none, ``resnet`` many."""
+    example = (1, *input_shape[1:])
+    uses = net.uses
+
+    def forward(key, x):
+        params, _ = net.init(key, (None, *input_shape[1:]))
+        state = net.init_state((None, *input_shape[1:])) if "state" in uses else None
+        return apply(net, params, x, key=key if "key" in uses else None,
+                     train=True if "train" in uses else None, state=state)[0]
+
+    jaxpr = jax.make_jaxpr(forward)(jax.random.key(0), jax.ShapeDtypeStruct(example, dtype))
+    return any(_conv_channels(eqn) > 1 for eqn in _equations(jaxpr.jaxpr)
+               if eqn.primitive.name == "conv_general_dilated")
+
+
+def _equations(jaxpr) -> Iterable:
+    """Every equation of ``jaxpr`` and of the jaxprs inside it (scan and loop bodies, branches)."""
+    for eqn in jaxpr.eqns:
+        yield eqn
+        for value in eqn.params.values():
+            for sub in value if isinstance(value, (tuple, list)) else (value,):
+                inner = getattr(sub, "jaxpr", sub)  # a ClosedJaxpr holds its Jaxpr
+                if hasattr(inner, "eqns"):
+                    yield from _equations(inner)
+
+
+def _conv_channels(eqn) -> int:
+    """The input channels of a ``conv_general_dilated`` equation (its lhs feature dimension)."""
+    lhs_spec = eqn.params["dimension_numbers"].lhs_spec  # (batch, feature, spatial...) positions
+    return eqn.invars[0].aval.shape[lhs_spec[1]]
 
 
 def resolve_mesh(mesh: Mesh | str | None, progress, eval_device=None) -> Mesh | None:

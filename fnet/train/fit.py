@@ -67,6 +67,8 @@ class TrainResult:
     total_seconds: float
     stopped: str | None = None
     """Why training stopped before its last epoch (a callback's reason), or ``None``."""
+    evaluated_beside: bool = False
+    """Whether each epoch's evaluation ran on ``eval_device`` while the next epoch trained."""
 
     def __repr__(self) -> str:
         n_params = sum(int(np.size(p)) for p in jax.tree.leaves(self.params))
@@ -151,17 +153,19 @@ def fit(net: Layer, loss: Loss, optimizer: Optimizer, train_data: tuple, test_da
     end = run_epochs(run, programs, start, placed)
     history = {k: np.asarray(v) for k, v in end.history.items()}
     return TrainResult(*end.carry, history, len(history["epoch"]), compile_seconds, end.train_seconds,
-                       time.perf_counter() - t_start, end.stopped)
+                       time.perf_counter() - t_start, end.stopped, run.evaluates_beside)
 
 
 def describe_devices(run: Settings) -> str:
-    """Where the run trains and evaluates: ``1 x cpu (cpu:0), evaluating on cpu:1 beside it``."""
+    """Where the run trains and evaluates: ``1 x cpu (cpu:0), evaluating on cpu:1 beside it``
+    (``... after each epoch`` where the evaluation waits for the epoch: ``Settings.evaluates_beside``)."""
     devices = list(run.mesh.devices.flat) if run.mesh is not None else [jax.devices()[0]]
     kind = f"{len(devices)} x {devices[0].device_kind} ({', '.join(str(d) for d in devices[:4])}"
     kind += ", ...)" if len(devices) > 4 else ")"
     hosts = f" on {jax.process_count()} hosts" if jax.process_count() > 1 else ""
     parallel = ", data parallel" if len(devices) > 1 else ""
-    beside = f", evaluating on {run.eval_device} beside it" if run.eval_device is not None else ""
+    when = "beside it" if run.evaluates_beside else "after each epoch"
+    beside = f", evaluating on {run.eval_device} {when}" if run.eval_device is not None else ""
     return f"{kind}{hosts}{parallel}{beside}"
 
 

@@ -62,7 +62,8 @@ class Settings:
     **How:** ``plan`` (epochs and steps), ``batch_size`` (global), ``sampling``,
     ``seed``, ``first_epoch`` (0, or the epochs the checkpoint holds on resume),
     ``augment``; on ``mesh`` (data parallel) or one device, evaluating on
-    ``eval_device`` beside it; ``xla_options`` for every program.
+    ``eval_device``, beside the next epoch where ``beside`` (``checks.may_evaluate_beside``);
+    ``xla_options`` for every program.
 
     **What is measured:** ``eval_sets``, the names of the sets evaluated after every
     epoch, in order (``"train"``, ``"val"``, ``"test"``); ``metrics`` (names; ``None``: what the
@@ -86,6 +87,7 @@ class Settings:
     augment: Augment | None
     mesh: Mesh | None
     eval_device: jax.Device | None
+    beside: bool
     xla_options: Mapping[str, Any] | None
     eval_sets: tuple[str, ...]
     metrics: Sequence[str] | None
@@ -108,9 +110,9 @@ class Settings:
     @property
     def evaluates_beside(self) -> bool:
         """Whether epoch ``e``'s evaluation runs on ``eval_device`` while epoch ``e + 1`` trains:
-        with an evaluation device, in whole epochs (no ``progress``), and no callbacks (which may
-        stop on an evaluation, so each must see it before the next epoch starts)."""
-        return self.eval_device is not None and self.progress is None and not self.callbacks
+        where it may (``beside``), in whole epochs (no ``progress``), and with no callbacks (which
+        may stop on an evaluation, so each must see it before the next epoch starts)."""
+        return self.beside and self.progress is None and not self.callbacks
 
 
 @dataclasses.dataclass(frozen=True)
