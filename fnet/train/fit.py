@@ -130,6 +130,8 @@ def fit(net: Layer, loss: Loss, optimizer: Optimizer, train_data: tuple, test_da
     - ``augment``: ``"crop,flip"``: random crops and flips of each training batch (``fnet.train.augment``);
       ``eval_device``: evaluate there (``jax.devices()[1]``) beside training on one device, each epoch's
       evaluation while the next epoch trains unless there are callbacks (``fnet.train.loop``); same results.
+      On a CPU a network that convolves several channels is evaluated there after each epoch
+      instead (``checks.may_evaluate_beside``; ``TrainResult.evaluated_beside`` says which).
 
     **Returns:** a ``TrainResult``. **Raises:** before training, ``ValueError``/``TypeError``
     naming the bad argument (NaN data, labels out of range, an unwritable path, ...);
