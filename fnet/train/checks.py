@@ -485,13 +485,14 @@ def convolves_channels(net: Layer, input_shape: tuple, dtype=jnp.float32) -> boo
     example = (1, *input_shape[1:])
     uses = net.uses
 
-    def forward(key, x):
+    def forward(x):
+        key = jax.random.key(0)  # traced too: nothing runs eagerly
         params, _ = net.init(key, (None, *input_shape[1:]))
         state = net.init_state((None, *input_shape[1:])) if "state" in uses else None
         return apply(net, params, x, key=key if "key" in uses else None,
                      train=True if "train" in uses else None, state=state)[0]
 
-    jaxpr = jax.make_jaxpr(forward)(jax.random.key(0), jax.ShapeDtypeStruct(example, dtype))
+    jaxpr = jax.make_jaxpr(forward)(jax.ShapeDtypeStruct(example, dtype))
     return any(_conv_channels(eqn) > 1 for eqn in _equations(jaxpr.jaxpr)
                if eqn.primitive.name == "conv_general_dilated")
 
