@@ -10,7 +10,9 @@ One epoch, in four steps:
    checkpoint (and the best one), the callbacks.
 
 **The evaluation beside the next epoch.** With an evaluation device (``fit(eval_device=)``)
-and no callbacks, the loop dispatches epoch ``e + 1``, then epoch ``e``'s evaluation, and
+where it may run beside training (``Settings.beside``: not for a network convolving several
+channels on a CPU, ``checks.may_evaluate_beside``) and no callbacks, the loop dispatches
+epoch ``e + 1``, then epoch ``e``'s evaluation, and
 then waits for the evaluation, so the two run at the same time on their two devices (and
 the first epoch does not wait for the evaluation program, which may still be compiling:
 ``fnet.train.programs``). Nothing is computed in
