@@ -359,6 +359,24 @@ def test_which_networks_convolve_several_channels():
     assert convolves_channels(inner, image)  # the second, inside a combinator
 
 
+def test_the_convolutions_are_found_inside_loops_and_branches():
+    from jax import lax
+
+    from fnet.train.checks import _conv_channels, _equations
+
+    def conv(x):
+        return lax.conv_general_dilated(x, jax.numpy.ones((3, 3, 5, 2), x.dtype), (1, 1), "SAME",
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    def f(x):
+        in_loop = lax.scan(lambda c, _: (conv(c).sum() + c, None), x, None, length=2)[0]
+        return lax.cond(x.sum() > 0, lambda y: conv(y).sum() + y, lambda y: y, in_loop)
+
+    jaxpr = jax.make_jaxpr(f)(jax.ShapeDtypeStruct((1, 4, 4, 5), "float32"))
+    convs = [e for e in _equations(jaxpr.jaxpr) if e.primitive.name == "conv_general_dilated"]
+    assert len(convs) == 2 and [_conv_channels(e) for e in convs] == [5, 5]
+
+
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="the rule is the CPU's")
 def test_a_network_convolving_channels_evaluates_after_each_epoch_on_a_cpu(fashion_small, monkeypatch):
     # XLA's CPU convolutions of such a network trained to other values while a program ran on a
