@@ -32,12 +32,12 @@ def progress_line(total_epochs: int, batch_size: int):
 def describe_device(mesh=None, eval_device=None, beside: bool = True) -> str:
     import jax
 
+    from fnet.train.fit import describe_evaluation
+
     d = jax.devices()[0]
     used = 1 if mesh is None else mesh.size
     hosts = f" on {jax.process_count()} hosts" if jax.process_count() > 1 else ""
-    when = "beside it" if beside else "after each epoch"
-    evaluating = f", evaluating on {eval_device} {when}" if eval_device is not None else ""
-    return f"{used} x {d.device_kind} ({d.platform}){hosts}{evaluating}"
+    return f"{used} x {d.device_kind} ({d.platform}){hosts}{describe_evaluation(eval_device, beside)}"
 
 
 def strict_json(value):

@@ -482,17 +482,15 @@ def convolves_channels(net: Layer, input_shape: tuple, dtype=jnp.float32) -> boo
     """Whether ``net``'s forward pass (in training, for ``input_shape = (None, *example)``) has a
     convolution (``lax.conv_general_dilated``) reading more than one channel. Traced from shapes,
     nothing computed: the book's ``simple_convnet`` (one grey channel in) has none, ``resnet`` many."""
-    example = (1, *input_shape[1:])
     uses = net.uses
 
-    def forward(x):
-        key = jax.random.key(0)  # traced too: nothing runs eagerly
-        params, _ = net.init(key, (None, *input_shape[1:]))
-        state = net.init_state((None, *input_shape[1:])) if "state" in uses else None
-        return apply(net, params, x, key=key if "key" in uses else None,
-                     train=True if "train" in uses else None, state=state)[0]
+    def forward(params, x):
+        key = jax.random.key(0) if "key" in uses else None  # traced: nothing runs eagerly
+        state = net.init_state(input_shape) if "state" in uses else None
+        return apply(net, params, x, key=key, train=True if "train" in uses else None, state=state)[0]
 
-    jaxpr = jax.make_jaxpr(forward)(jax.ShapeDtypeStruct(example, dtype))
+    params_like, _ = param_shapes(net, input_shape)
+    jaxpr = jax.make_jaxpr(forward)(params_like, jax.ShapeDtypeStruct((1, *input_shape[1:]), dtype))
     return any(_conv_channels(eqn) > 1 for eqn in _equations(jaxpr.jaxpr)
                if eqn.primitive.name == "conv_general_dilated")
 

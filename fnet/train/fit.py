@@ -166,9 +166,14 @@ def describe_devices(run: Settings) -> str:
     kind += ", ...)" if len(devices) > 4 else ")"
     hosts = f" on {jax.process_count()} hosts" if jax.process_count() > 1 else ""
     parallel = ", data parallel" if len(devices) > 1 else ""
-    when = "beside it" if run.evaluates_beside else "after each epoch"
-    beside = f", evaluating on {run.eval_device} {when}" if run.eval_device is not None else ""
-    return f"{kind}{hosts}{parallel}{beside}"
+    return f"{kind}{hosts}{parallel}{describe_evaluation(run.eval_device, run.evaluates_beside)}"
+
+
+def describe_evaluation(eval_device: jax.Device | None, beside: bool) -> str:
+    """``, evaluating on cpu:1 beside it`` (or ``... after each epoch``); ``""`` without ``eval_device``."""
+    if eval_device is None:
+        return ""
+    return f", evaluating on {eval_device} {'beside it' if beside else 'after each epoch'}"
 
 
 def _place(run: Settings, data: Data) -> Placed:
