@@ -70,7 +70,7 @@ def test_correlate_in_pairs_equals_the_convolution(shape, filters, pads, pairs):
 
 def test_conv2d_narrow_layer_computes_pairs_forward_and_backward():
     # the ResNet's 16-channel 3x3 convolutions: forward and dx in pairs; a strided one the plain way
-    layer, x = L.conv2d(16, 3, padding=1, bias=False), rand((2, 8, 8, 16))
+    layer, x = L.conv2d(16, 3, padding=1, bias=False), rand((2, 10, 10, 16))
     params = init_params(layer, x.shape)
 
     def both(params, x):
@@ -112,6 +112,38 @@ def test_conv2d_dW_summed_in_chunks_equals_the_definition(strides, chunk_images)
             x_ab = xpad[:, a:a + (ho - 1) * sh + 1:sh, b:b + (wo - 1) * sw + 1:sw]
             want[a, b] = np.einsum("nijc,nijo->co", x_ab, g)
     np.testing.assert_allclose(dW, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("shape, pads, window", [
+    ((2, 3, 4, 4), ((1, 1), (1, 1)), (3, 3)),  # 12 pixels <= 4 * 4 channels
+    ((3, 2, 3, 2), ((1, 0), (0, 2)), (3, 2)),  # uneven padding, a rectangular kernel
+    ((1, 4, 4, 5), ((0, 0), (0, 0)), (2, 2)),  # no padding
+])
+def test_conv2d_dW_of_few_pixels_per_channel_is_one_convolution_equal_to_the_definition(
+        shape, pads, window, monkeypatch):
+    x = rand(shape)
+    (kh, kw), (h, w) = window, (shape[1] + sum(pads[0]), shape[2] + sum(pads[1]))
+    dout = rand((shape[0], h - kh + 1, w - kw + 1, 3), seed=1)
+    taken = []
+    by_convolution = conv._weight_gradient_by_convolution
+    monkeypatch.setattr(conv, "_weight_gradient_by_convolution",
+                        lambda *a: taken.append(True) or by_convolution(*a))
+    dW = conv._weight_gradient(x, pads, dout, window, (1, 1))
+    assert taken == ([True] if jax.default_backend() == "cpu" else [])
+    xpad, g = np.pad(np.asarray(x), ((0, 0), *pads, (0, 0))), np.asarray(dout)
+    want = np.array([[np.einsum("nijc,nijo->co", xpad[:, a:a + g.shape[1], b:b + g.shape[2]], g)
+                      for b in range(kw)] for a in range(kh)])
+    np.testing.assert_allclose(dW, want, rtol=1e-12, atol=1e-12)
+
+
+def test_conv2d_dW_of_many_pixels_per_channel_or_strided_keeps_the_chunked_rows(monkeypatch):
+    def refuse(*a):
+        raise AssertionError("the convolution form was taken")
+    monkeypatch.setattr(conv, "_weight_gradient_by_convolution", refuse)
+    x, pads = rand((2, 5, 5, 3)), ((1, 1), (1, 1))  # 25 pixels > 4 * 3 channels
+    conv._weight_gradient(x, pads, rand((2, 5, 5, 2), seed=1), (3, 3), (1, 1))
+    x = rand((2, 3, 4, 4))  # few pixels, but stride 2
+    conv._weight_gradient(x, pads, rand((2, 2, 2, 2), seed=1), (3, 3), (2, 2))
 
 
 def test_conv2d_dW_in_chunks_trains_inside_the_compiled_epoch(monkeypatch):

@@ -65,6 +65,11 @@ LAYER_CASES = [
          float32=[(8, 28, 28, 16)]),
     Case("conv2d pairs rectangular", lambda: L.conv2d(4, (2, 3), padding=((1, 0), (2, 1))),
          [(2, 5, 6, 3), (1, 3, 7, 1)]),
+    # few pixels per input channel (H * W <= 4 * C_in, stride 1): dW as one convolution on a CPU
+    Case("conv2d dW by convolution", lambda: L.conv2d(5, 3, padding=1),
+         [(2, 3, 4, 4), (1, 2, 2, 3), (3, 2, 3, 2)], float32=[(16, 7, 7, 64)]),
+    Case("conv2d dW by convolution rectangular", lambda: L.conv2d(3, (3, 2), padding=((1, 0), (0, 2))),
+         [(2, 2, 3, 2), (1, 3, 3, 4)]),
     Case("max_pool2d", L.max_pool2d, [(1, 4, 4, 1), (2, 6, 4, 3), (2, 7, 5, 2)],
          float32=[(100, 24, 24, 30)]),
     Case("max_pool2d overlap pad 1", lambda: L.max_pool2d(3, stride=2, padding=1),

@@ -29,6 +29,13 @@ PAIR_MAX_FILTERS = 24
 # through memory once per kernel row or offset (docs/speed.md has the measurements).
 DW_CHUNK_BYTES = 512 * 1024
 
+# On a CPU, a stride-1 kernel's dW over images with at most this many pixels per input channel
+# (H * W <= 4 * C_in: a ResNet's 7x7x64 stage, not its 14x14x32 or 28x28x16 ones) is one
+# convolution of the transposed input with the transposed dout (``_weight_gradient_by_convolution``):
+# Eigen's convolution runs those shapes faster than the chunked matmuls, and the small-channel,
+# large-image shapes slower (docs/speed.md has the measurements).
+DW_CONV_MAX_PIXELS_PER_CHANNEL = 4
+
 
 def conv2d(filters: int, kernel_size: int | tuple[int, int], stride: int | tuple[int, int] = 1,
            padding: int | tuple | str = 0, *, W_init: initializers.Initializer | float | str = "he",
@@ -68,7 +75,10 @@ def conv2d(filters: int, kernel_size: int | tuple[int, int], stride: int | tuple
       per kernel row, otherwise one matmul of all offsets' ``x_ab`` side by side,
       ``_offset_products``), summed over chunks of images that stay in the CPU's
       cache, each chunk padded on its own; for a single input channel the same sum as one
-      matmul of the forward's rows with ``dout``, which gives ``db`` too;
+      matmul of the forward's rows with ``dout``, which gives ``db`` too; on a CPU, for a
+      stride-1 kernel over images of few pixels per input channel (``H * W <= 4 * C_in``),
+      one convolution of the input read as ``C_in`` images of ``N`` features with ``dout``
+      read as a kernel (``_weight_gradient_by_convolution``);
     - ``dx``: ``dout`` spread out by the stride (``lhs_dilation``, ``stride - 1``
       zeros between rows), padded by ``kh - 1``, correlated with the kernel
       flipped in space and with in/out channels swapped, then cropped by the
@@ -215,6 +225,9 @@ def _weight_gradient(x, pads, dout, window, strides, chunk_bytes: int | None = N
     summed over chunks of at most ``chunk_bytes`` (default ``DW_CHUNK_BYTES``) of padded images:
     the first chunk, then a ``fori_loop`` over the others, then a shorter last one. Each chunk
     is padded on its own (``xpad`` is never built whole)."""
+    if (strides == (1, 1) and x.shape[1] * x.shape[2] <= DW_CONV_MAX_PIXELS_PER_CHANNEL * x.shape[3]
+            and jax.default_backend() == "cpu"):
+        return _weight_gradient_by_convolution(x, pads, dout)
     n = x.shape[0]
     padded = (x.shape[1] + sum(pads[0]), x.shape[2] + sum(pads[1]), x.shape[3])
     per_image = math.prod(padded) * x.dtype.itemsize
@@ -236,3 +249,16 @@ def _weight_gradient(x, pads, dout, window, strides, chunk_bytes: int | None = N
     if rest:
         dW = dW + products(x[full * size:], dout[full * size:])
     return dW
+
+
+def _weight_gradient_by_convolution(x, pads, dout):
+    """A stride-1 ``dW`` as one convolution: ``dW[a, b, c, o] = sum_{n, i, j} xpad[n, i + a, j + b, c]
+    dout[n, i, j, o]`` is the correlation of the input, read as ``C_in`` images ``(C_in, H, W, N)``
+    whose features are the batch, with ``dout`` read as a kernel ``(H_out, W_out, N, filters)``: the
+    output ``(C_in, kh, kw, filters)`` is ``dW`` with its first two axes moved. Both operands are
+    transposed first, so that the convolution is in the layouts XLA's CPU convolution (Eigen's)
+    takes; without the transposes, inside a training epoch's loop XLA computes it far more slowly."""
+    xT = jnp.transpose(x, (3, 1, 2, 0))  # (C_in, H, W, N): C_in as the batch, N as the features
+    dT = jnp.transpose(dout, (1, 2, 0, 3))  # (H_out, W_out, N, filters): a kernel over N features
+    return jnp.transpose(lax.conv_general_dilated(xT, dT, (1, 1), pads, dimension_numbers=_NHWC),
+                         (1, 2, 0, 3))
