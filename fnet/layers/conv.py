@@ -224,7 +224,9 @@ def _weight_gradient(x, pads, dout, window, strides, chunk_bytes: int | None = N
     """``dW[a, b, c, o] = sum_{n, i, j} xpad[n, i*sh + a, j*sw + b, c] dout[n, i, j, o]``,
     summed over chunks of at most ``chunk_bytes`` (default ``DW_CHUNK_BYTES``) of padded images:
     the first chunk, then a ``fori_loop`` over the others, then a shorter last one. Each chunk
-    is padded on its own (``xpad`` is never built whole)."""
+    is padded on its own (``xpad`` is never built whole). On a CPU, a stride-1 kernel over at
+    most ``DW_CONV_MAX_PIXELS_PER_CHANNEL`` pixels per input channel is one convolution instead
+    (``_weight_gradient_by_convolution``)."""
     if (strides == (1, 1) and x.shape[1] * x.shape[2] <= DW_CONV_MAX_PIXELS_PER_CHANNEL * x.shape[3]
             and jax.default_backend() == "cpu"):
         return _weight_gradient_by_convolution(x, pads, dout)
@@ -256,8 +258,8 @@ def _weight_gradient_by_convolution(x, pads, dout):
     dout[n, i, j, o]`` is the correlation of the input, read as ``C_in`` images ``(C_in, H, W, N)``
     whose features are the batch, with ``dout`` read as a kernel ``(H_out, W_out, N, filters)``: the
     output ``(C_in, kh, kw, filters)`` is ``dW`` with its first two axes moved. Both operands are
-    transposed first, so that the convolution is in the layouts XLA's CPU convolution (Eigen's)
-    takes; without the transposes, inside a training epoch's loop XLA computes it far more slowly."""
+    transposed first, into the layouts XLA's CPU convolution (Eigen's) takes: untransposed, inside
+    a training epoch's loop, XLA computed it far more slowly (docs/speed.md)."""
     xT = jnp.transpose(x, (3, 1, 2, 0))  # (C_in, H, W, N): C_in as the batch, N as the features
     dT = jnp.transpose(dout, (1, 2, 0, 3))  # (H_out, W_out, N, filters): a kernel over N features
     return jnp.transpose(lax.conv_general_dilated(xT, dT, (1, 1), pads, dimension_numbers=_NHWC),
