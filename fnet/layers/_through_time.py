@@ -4,10 +4,10 @@ A **cell** is one time step: what ``fnet.layers.recurrent`` writes out for the
 tanh RNN, the LSTM and the GRU. This module is the loop around it, the same
 for all three (the book's sequel, chapter 5: ``TimeRNN`` around ``RNN``):
 
-- forward: ``a_x = x Wx + b`` for every step at once (one matmul over
-  ``N * T`` rows: the input does not depend on the past), then a ``lax.scan``
-  over time that carries ``h`` (and the LSTM's ``c``) and stacks each step's
-  cache;
+- forward: ``x Wx`` for every step at once (one matmul over ``N * T`` rows:
+  the input does not depend on the past), then a ``lax.scan`` over time that
+  adds ``b`` and ``h_{t-1} Wh`` to step ``t``'s rows, carries ``h`` (and the
+  LSTM's ``c``) and stacks each step's cache;
 - backward: a ``lax.scan`` over time **in reverse**. At step ``t`` the gradient
   reaching ``h_t`` is the sum of two paths, the output's ``dout_t`` and the
   next step's ``dh_prev`` (the fan-out of ``h_t`` to both: the ``repeat``
@@ -133,22 +133,24 @@ def sequence_forward(cell: Cell, params, x, carry=None):
     ``None``: zeros): ``(hs, last, run)`` with ``hs: (T, N, H)`` every step's ``h`` (time first),
     ``last`` the final carry and ``run`` what ``sequence_backward`` needs.
 
-    ``a_x = x Wx + b`` for all steps in one matmul, then a ``lax.scan`` over time. The building
-    block of the recurrent layers and of the encoder-decoder models, whose decoder starts from
-    the encoder's state (``fnet.models.seq2seq``)."""
+    ``x Wx`` for all steps in one matmul, then a ``lax.scan`` over time whose step ``t`` hands
+    the cell ``a_x = x_t Wx + b``: the bias is added there, inside the step's own elementwise
+    work, not in a pass of its own over the whole ``(T, N, G)`` array (the same values;
+    docs/speed.md). The building block of the recurrent layers and of the encoder-decoder
+    models, whose decoder starts from the encoder's state (``fnet.models.seq2seq``)."""
     Wx, Wh, b = params["Wx"], params["Wh"], params["b"]
     xt = jnp.swapaxes(x, 0, 1)  # (T, N, D): time first, for the scan
-    a_x = xt @ Wx + b  # (T, N, G): every step's input term in one matmul
-    # zeros_like of a slice of a_x, not jnp.zeros: under shard_map the carry must vary over
+    xW = xt @ Wx  # (T, N, G): every step's input term in one matmul
+    # zeros_like of a slice of xW, not jnp.zeros: under shard_map the carry must vary over
     # the devices as the values computed from x do (the scan requires equal types)
-    zeros = jnp.zeros_like(a_x[0, :, :Wh.shape[0]])
+    zeros = jnp.zeros_like(xW[0, :, :Wh.shape[0]])
     carry = tuple(zeros for _ in cell.carry) if carry is None else tuple(zeros + c for c in carry)
 
-    def step(carry, a):
-        carry, saved = cell.step(Wh, a, carry)
+    def step(carry, xW_t):
+        carry, saved = cell.step(Wh, xW_t + b, carry)
         return carry, (carry[0], saved)
 
-    last, (hs, saved) = lax.scan(step, carry, a_x)
+    last, (hs, saved) = lax.scan(step, carry, xW)
     return hs, last, (xt, Wx, Wh, saved)
 
 
