@@ -18,6 +18,9 @@ class _Traced:
     def __init__(self, name, log, seconds=0.0, error=None):
         self.name, self.log, self.seconds, self.error = name, log, seconds, error
 
+    def as_text(self):  # a program without matmuls
+        return ""
+
     def compile(self, options=None):
         self.log.append(("start", self.name))
         time.sleep(self.seconds)
@@ -112,7 +115,47 @@ def test_every_program_is_compiled_with_the_defaults():
 
     compile_all([("epoch", _Options("epoch", [])), ("evaluate", _Options("evaluate", []))], None,
                 later=("evaluate",))["evaluate"].compiled()
-    assert seen == [programs.compiler_options(None)] * 2
+    assert seen == [programs.compiler_options(None, program=_Traced("any", []))] * 2
+
+
+def _scan_of(*products):
+    """A traced program whose loop body computes each ``(lhs shape, rhs shape, einsum)`` product."""
+    def f(*operands):
+        def body(c, _):
+            return c + sum(jnp.einsum(spec, a, b).sum() for (_, _, spec), a, b in
+                           zip(products, operands[::2], operands[1::2], strict=True)), None
+        return jax.lax.scan(body, 0.0, None, length=2)[0]
+
+    return jax.jit(f).lower(*(jnp.ones(shape) for lhs, rhs, _ in products for shape in (lhs, rhs)))
+
+
+def test_largest_matmul_counts_the_multiply_adds_of_every_product_in_loops_too():
+    book = ((100, 784), (784, 50), "nd,dk->nk")  # 100 * 50 outputs, 784 long each
+    batched = ((4, 30, 16), (4, 20, 16), "nth,nsh->nts")  # 4 * 30 * 20 outputs, 16 long
+    gram = ((100, 784), (100, 784), "nd,ne->de")  # contracted over the first axis
+    assert programs.largest_matmul(_scan_of(book)) == 100 * 784 * 50
+    assert programs.largest_matmul(_scan_of(batched)) == 4 * 30 * 20 * 16
+    assert programs.largest_matmul(_scan_of(book, gram, batched)) == 784 * 784 * 100
+    assert programs.largest_matmul(jax.jit(lambda x: x + 1).lower(jnp.float32(1))) == 0
+
+
+def test_a_program_of_small_matmuls_compiles_them_with_eigen_a_larger_one_with_ynnpack():
+    small = _scan_of(((100, 784), (784, 50), "nd,dk->nk"))  # the book's first layer
+    large = _scan_of(((512, 784), (784, 1024), "nd,dk->nk"))  # the wide config's
+    assert programs.largest_matmul(small) <= programs.SMALL_MATMUL_MACS < programs.largest_matmul(large)
+    assert programs.compiler_options(None, "cpu", program=small) == programs.CPU_SMALL_MATMUL_OPTIONS
+    assert programs.compiler_options(None, "cpu", program=large) == programs.CPU_XLA_OPTIONS
+    assert programs.compiler_options(None, "gpu", program=small) == {}
+    mine = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
+    assert programs.compiler_options(mine, "cpu", program=small) == mine  # the caller's value wins
+    if jax.default_backend() != "cpu":
+        return
+    x, w1, w2 = (jnp.ones(s, jnp.float32) for s in ((100, 784), (784, 50), (784, 1024)))
+    compiled = compile_all([("small", jax.jit(jnp.matmul).lower(x, w1)),
+                            ("large", jax.jit(jnp.matmul).lower(x, w2))], None)
+    assert "__ynn_fusion" not in compiled["small"].as_text()  # Eigen's dot
+    assert "__ynn_fusion" in compiled["large"].as_text()
+    np.testing.assert_allclose(compiled["small"](x, w1), x @ w1, rtol=1e-6)
 
 
 def test_the_cpu_default_hands_convolutions_to_eigen_not_ynnpack():
@@ -131,6 +174,7 @@ def test_the_cpu_default_hands_convolutions_to_eigen_not_ynnpack():
 
 def test_a_default_this_xla_rejects_is_left_out_with_a_warning(monkeypatch):
     monkeypatch.setattr(programs, "CPU_XLA_OPTIONS", {"xla_no_such_default": 1})
+    monkeypatch.setattr(programs, "CPU_SMALL_MATMUL_OPTIONS", {"xla_no_such_default": 1})
     if programs.compiler_options(None) == {}:
         pytest.skip("no defaults off the CPU")
     low = jax.jit(lambda x: x + 1).lower(jnp.float32(1))

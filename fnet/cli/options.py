@@ -214,9 +214,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--process-id", type=int, metavar="I", help="multi-host: this host's index, 0..N-1")
     g.add_argument("--xla-option", type=xla_option, action="append", metavar="NAME=VALUE",
                    help="an XLA compiler option for the training and evaluation programs (repeatable), "
-                        "over fnet's CPU default (convolutions by Eigen); e.g. "
-                        "xla_cpu_experimental_ynn_fusion_type= (empty: Eigen's matmuls too) makes the "
-                        "book's small network faster on a CPU, larger ones slower (docs/speed.md)")
+                        "over fnet's CPU default (convolutions by Eigen, and matmuls too in a program "
+                        "whose matmuls are all small); e.g. xla_cpu_experimental_ynn_fusion_type= "
+                        "(empty: Eigen's matmuls in every program) makes larger networks slower on a "
+                        "CPU (docs/speed.md)")
     g = p.add_argument_group("output")
     g.add_argument("--checkpoint", type=Path, metavar="PATH", help="save after every epoch (.npz)")
     g.add_argument("--resume", action="store_true", help="continue from --checkpoint")

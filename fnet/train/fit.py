@@ -115,8 +115,9 @@ def fit(net: Layer, loss: Loss, optimizer: Optimizer, train_data: tuple, test_da
       checkpoint. The first line logged names the devices.
     - ``xla_options``: XLA compiler options, e.g. ``{"xla_cpu_experimental_ynn_fusion_type": ""}``
       (``docs/speed.md``), over fnet's defaults (on a CPU, ``programs.CPU_XLA_OPTIONS``: Eigen's
-      convolutions rather than YNNPACK's); an option XLA does not know raises ``ValueError`` before
-      training.
+      convolutions rather than YNNPACK's, and ``CPU_SMALL_MATMUL_OPTIONS``, Eigen's matmuls too, for
+      a program whose matmuls are all small); an option XLA does not know raises ``ValueError``
+      before training.
     - ``divergence``: stop when an epoch's mean loss exceeds this factor times the starting loss
       (``stopping.check_divergence``); ``None`` turns the check off.
     - ``callbacks``: called with each epoch's record (``HISTORY_KEYS``) after its checkpoint; a

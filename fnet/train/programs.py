@@ -24,6 +24,8 @@ import concurrent.futures
 import contextlib
 import functools
 import itertools
+import math
+import re
 import time
 import warnings
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
@@ -38,9 +40,9 @@ from fnet.train.epoch import chunk_lengths, finite_leaves, make_epoch_pieces, ma
 from fnet.train.evaluate import make_evaluate
 from fnet.train.settings import Placed, Settings
 
-__all__ = ["CPU_XLA_OPTIONS", "Compiling", "compile_all", "compile_run", "compiler_options", "epoch_program",
-           "lower_epochs", "lower_evaluation", "lower_in_pieces", "lower_init", "shapes_like",
-           "wait_for_compilations"]
+__all__ = ["CPU_SMALL_MATMUL_OPTIONS", "CPU_XLA_OPTIONS", "SMALL_MATMUL_MACS", "Compiling", "compile_all",
+           "compile_run", "compiler_options", "epoch_program", "largest_matmul", "lower_epochs",
+           "lower_evaluation", "lower_in_pieces", "lower_init", "shapes_like", "wait_for_compilations"]
 
 _PENDING: set[concurrent.futures.Future] = set()  # deferred compilations not yet done
 
@@ -51,12 +53,45 @@ _PENDING: set[concurrent.futures.Future] = set()  # deferred compilations not ye
 CPU_XLA_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type":
                    "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE"}
 
+# YNNPACK's matmuls win on the larger products, Eigen's on the small ones: a program whose
+# every matmul has at most SMALL_MATMUL_MACS multiply-adds (the book's 784-50-10 network at
+# batch 100: 3.9 million) compiles its matmuls with Eigen too. Its epoch took 0.71 of the time;
+# MLPs whose largest product is 5-16 million took 0.94-0.99, 20 million and more 1.03-1.14
+# (docs/speed.md, "Small matmuls by Eigen").
+SMALL_MATMUL_MACS = 8_000_000
+CPU_SMALL_MATMUL_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_REDUCE"}
 
-def compiler_options(xla_options: Mapping[str, Any] | None, platform: str | None = None) -> dict:
-    """The XLA options fnet compiles a run's programs with: ``CPU_XLA_OPTIONS`` on a CPU
-    (``platform``; default: JAX's default backend), then ``xla_options``, whose entries win."""
-    defaults = CPU_XLA_OPTIONS if (platform or jax.default_backend()) == "cpu" else {}
+
+def compiler_options(xla_options: Mapping[str, Any] | None, platform: str | None = None,
+                     program: Any = None) -> dict:
+    """The XLA options fnet compiles a run's programs with: on a CPU (``platform``; default: JAX's
+    default backend) ``CPU_XLA_OPTIONS``, or ``CPU_SMALL_MATMUL_OPTIONS`` for a traced ``program``
+    (``jit(f).lower(...)``) whose every matmul is small (``largest_matmul``); then
+    ``xla_options``, whose entries win."""
+    defaults = {}
+    if (platform or jax.default_backend()) == "cpu":
+        small = program is not None and largest_matmul(program) <= SMALL_MATMUL_MACS
+        defaults = CPU_SMALL_MATMUL_OPTIONS if small else CPU_XLA_OPTIONS
     return {**defaults, **dict(xla_options or {})}
+
+
+_DOT = re.compile(r"stablehlo\.dot_general .*?contracting_dims = \[([\d, ]*)\] x .*? : "
+                  r"\(tensor<([^>]*)>, tensor<[^>]*>\) -> tensor<([^>]*)>")
+
+
+def largest_matmul(program: Any) -> int:
+    """The most multiply-adds of any one matmul (``dot_general``) in a traced program, loops and
+    calls included: output elements times the contracted length. 0 when it has none."""
+
+    def dims(tensor: str) -> list[int]:
+        return [int(d) for d in tensor.split(",")[0].split("x")[:-1]]
+
+    most = 0
+    for contracting, lhs, out in _DOT.findall(program.as_text()):
+        lhs_dims = dims(lhs)
+        length = math.prod(lhs_dims[int(i)] for i in contracting.split(",") if i.strip())
+        most = max(most, math.prod(dims(out)) * length)
+    return most
 
 
 def compile_run(run: Settings, data: Placed, params=None) -> tuple[dict, float]:
@@ -195,17 +230,18 @@ def compile_all(lowered: Iterable[tuple[Any, Any]], xla_options: Mapping[str, An
     Each program is compiled in a thread as soon as it is traced, so XLA compiles one while
     the next is traced. This returns once all are compiled, except those named in ``later``:
     their compilation starts once the others are done, and they come back as ``Compiling``.
-    The options are ``compiler_options(xla_options)``. An ``xla_options`` entry XLA rejects raises
-    ``ValueError`` (from the first programs, before any is run); a default of fnet's that this XLA
-    does not know (a later jaxlib may drop an experimental option) is left out, with a warning.
+    Each program's options are ``compiler_options(xla_options, program=...)``. An ``xla_options``
+    entry XLA rejects raises ``ValueError`` (from the first programs, before any is run); a default
+    of fnet's that this XLA does not know (a later jaxlib may drop an experimental option) is left
+    out, with a warning.
     """
     given = dict(xla_options or {})
-    options = compiler_options(given)
 
     def compile_with(low, opts):
         return low.compile(opts) if opts else low.compile()
 
     def compile_one(low):
+        options = compiler_options(given, program=low)
         try:
             return compile_with(low, options)
         except jax.errors.JaxRuntimeError as e:

@@ -61,7 +61,7 @@ def prepare_jax(name: str, net, params, x: np.ndarray, t: np.ndarray, config: Co
     from fnet import apply, losses, train
     from fnet.train.programs import compiler_options
 
-    xla_options = compiler_options(xla_options)  # fit's: fnet's CPU defaults under --xla-option
+    given = dict(xla_options or {})  # --xla-option; each program gets fit's options over them
     loss = losses.softmax_cross_entropy
     grad_fn = None
     stateful = "state" in net.uses  # batch norm (resnet): training mode, running statistics carried
@@ -78,7 +78,7 @@ def prepare_jax(name: str, net, params, x: np.ndarray, t: np.ndarray, config: Co
     opt = optimizer(config)
     opt_state = opt.init(params)
     if name == "progress":
-        return _prepare_pieces(net, params, x, t, config, steps, seed, xla_options, opt)
+        return _prepare_pieces(net, params, x, t, config, steps, seed, given, opt)
     mesh = None
     if name == "fnet_dp":  # fnet-train --devices N on a CPU: the batch split over N CPU devices
         from fnet import distributed
@@ -94,6 +94,7 @@ def prepare_jax(name: str, net, params, x: np.ndarray, t: np.ndarray, config: Co
     base = jax.random.key(seed)
     t0 = time.perf_counter()
     lowered = epoch.lower(params, opt_state, state0, X, T, base)
+    xla_options = compiler_options(given, program=lowered)  # fit's: fnet's CPU defaults under --xla-option
     compiled = lowered.compile(xla_options)
     compile_s = time.perf_counter() - t0
 
@@ -106,7 +107,7 @@ def prepare_jax(name: str, net, params, x: np.ndarray, t: np.ndarray, config: Co
     t0 = time.perf_counter()
     check = run(-1)  # the check run: key `base`, the same shuffle the NumPy contender is given
     first_call_s = time.perf_counter() - t0
-    info: dict[str, Any] = {}
+    info: dict[str, Any] = {"xla_options": xla_options}
     if mesh is not None:
         info["devices"] = mesh.size
         # batch norm normalizes with each device's share of the batch (docs/design.md): other losses
@@ -130,7 +131,7 @@ def prepare_jax(name: str, net, params, x: np.ndarray, t: np.ndarray, config: Co
     return Runner(name, run, check, compile_s, first_call_s, info)
 
 
-def _prepare_pieces(net, params, x, t, config: Config, steps: int, seed: int, xla_options, opt) -> Runner:
+def _prepare_pieces(net, params, x, t, config: Config, steps: int, seed: int, given, opt) -> Runner:
     """fnet's epoch as ``fit(progress=...)`` runs it: ``train.PROGRESS_CHUNKS`` compiled pieces,
     each waited for (the progress report's host sync) before the next starts."""
     import jax
@@ -145,7 +146,7 @@ def _prepare_pieces(net, params, x, t, config: Config, steps: int, seed: int, xl
     pieces = train.make_epoch_pieces(net, losses.softmax_cross_entropy, opt, batch_size=config.batch_size,
                                      n_steps=steps)
     lowered = programs.lower_in_pieces(pieces, (params, opt_state, None), X, T, base, steps)
-    compiled = {k: low.compile(xla_options) for k, low in lowered.items()}
+    compiled = {k: low.compile(programs.compiler_options(given, program=low)) for k, low in lowered.items()}
     compile_s = time.perf_counter() - t0
 
     def run(rep: int) -> np.ndarray:

@@ -121,6 +121,9 @@ def format_table(results: dict) -> str:
                 lines.append(f"{'':8} {name} hlo: " + ", ".join(f"{k} {v}" for k, v in e["hlo_ops"].items())
                              + (f"; XLA temp {e['xla_memory_bytes']['temp'] / 2**20:.1f} MiB"
                                 if "xla_memory_bytes" in e else ""))
+            if e.get("xla_options"):
+                lines.append(f"{'':8} {name} XLA options: "
+                             + ", ".join(f"{k}={v!r}" for k, v in e["xla_options"].items()))
         for s in res.get("shape_roofs", []):
             lines.append(f"{'':8} roof at {s['matmul']:18} {tuple(s['lhs'])}x{tuple(s['rhs'])}: "
                          f"{s['gflops']:6.1f} GFLOP/s ({s['ms']:.3f} ms)")
