@@ -139,6 +139,19 @@ def test_largest_matmul_counts_the_multiply_adds_of_every_product_in_loops_too()
     assert programs.largest_matmul(jax.jit(lambda x: x + 1).lower(jnp.float32(1))) == 0
 
 
+def test_a_matmul_whose_shapes_cannot_be_read_counts_as_large():
+    class _Text:
+        def __init__(self, text):
+            self.text = text
+
+        def as_text(self):
+            return self.text
+
+    unknown = _Text('%0 = "stablehlo.dot_general"(%a, %b) <{dot_dimension_numbers = #stablehlo.dot<...>}>')
+    assert programs.largest_matmul(unknown) > programs.SMALL_MATMUL_MACS
+    assert programs.compiler_options(None, "cpu", program=unknown) == programs.CPU_XLA_OPTIONS
+
+
 def test_a_program_of_small_matmuls_compiles_them_with_eigen_a_larger_one_with_ynnpack():
     small = _scan_of(((100, 784), (784, 50), "nd,dk->nk"))  # the book's first layer
     large = _scan_of(((512, 784), (784, 1024), "nd,dk->nk"))  # the wide config's

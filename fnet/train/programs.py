@@ -79,18 +79,27 @@ _DOT = re.compile(r"stablehlo\.dot_general .*?contracting_dims = \[([\d, ]*)\] x
                   r"\(tensor<([^>]*)>, tensor<[^>]*>\) -> tensor<([^>]*)>")
 
 
-def largest_matmul(program: Any) -> int:
+def largest_matmul(program: Any) -> float:
     """The most multiply-adds of any one matmul (``dot_general``) in a traced program, loops and
-    calls included: output elements times the contracted length. 0 when it has none."""
+    calls included: output elements times the contracted length. 0 when it has none; infinite
+    when a matmul's shapes cannot be read (the text of another JAX version, say), so that such a
+    program keeps the defaults for large matmuls rather than being guessed small."""
 
     def dims(tensor: str) -> list[int]:
         return [int(d) for d in tensor.split(",")[0].split("x")[:-1]]
 
     most = 0
-    for contracting, lhs, out in _DOT.findall(program.as_text()):
-        lhs_dims = dims(lhs)
-        length = math.prod(lhs_dims[int(i)] for i in contracting.split(",") if i.strip())
-        most = max(most, math.prod(dims(out)) * length)
+    for line in program.as_text().splitlines():
+        if "dot_general" not in line:
+            continue
+        found = _DOT.search(line)
+        try:
+            contracting, lhs, out = found.groups()
+            lhs_dims = dims(lhs)
+            length = math.prod(lhs_dims[int(i)] for i in contracting.split(",") if i.strip())
+            most = max(most, math.prod(dims(out)) * length)
+        except (AttributeError, ValueError, IndexError):
+            return math.inf
     return most
 
 
