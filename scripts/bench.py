@@ -222,17 +222,11 @@ def main(argv: list[str] | None = None) -> int:
     log(f"machine: {machine['cpu_model']}, {machine['cpus_usable']} usable cores, JAX {machine['jax']} on "
         f"{machine['jax_device_kind']} ({machine['jax_platform']}), NumPy {machine['numpy']} with "
         f"{machine['numpy_blas_threads']} BLAS threads; load average {machine['loadavg_start']}")
-    if configs:  # fit's options: fnet's defaults on a CPU (per program), under --xla-option
-        import jax
-
-        from fnet.train import programs
-
+    if configs:  # fit's options: fnet's defaults for each program, under --xla-option
         machine["xla_options"] = options = dict(args.xla_option or [])
-        log("XLA options for fnet and autodiff: "
-            + (f"fnet's CPU defaults ({programs.CPU_XLA_OPTIONS}; {programs.CPU_SMALL_MATMUL_OPTIONS} for "
-               f"a program whose every matmul has at most {programs.SMALL_MATMUL_MACS:,} multiply-adds)"
-               if jax.default_backend() == "cpu" else "XLA's defaults")
-            + ("; under them: " + ", ".join(f"{k}={v!r}" for k, v in options.items()) if options else ""))
+        log("XLA options for fnet and autodiff: fit's, chosen per program (each contender's line "
+            "below says which)" + ("; over them: " + ", ".join(f"{k}={v!r}" for k, v in options.items())
+                                   if options else ""))
     results: dict[str, Any] = {}
     for cname in configs:
         results[cname] = bench_config(CONFIGS[cname], args, names, log)
