@@ -12,7 +12,8 @@ steps, and at the end, ``val_loss`` is the mean cross-entropy in nats per charac
 held-out text read in consecutive windows of ``--context`` characters, every position
 predicted, beside the unigram baseline's (the characters' frequencies alone). ``--sample N``
 prints N characters generated after ``--prompt``, feeding the model its last ``--context``
-characters at each step; with ``--no-train`` from a ``--checkpoint``'s model.
+characters at each step; with ``--no-train`` from a ``--checkpoint``'s model. Compiled programs
+are kept in ``--compile-cache`` (as ``fnet-train`` keeps them), so that a rerun skips compiling.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ SCRIPT = "char_lm"
 
 def parser() -> argparse.ArgumentParser:
     from fnet.cli.options import (
+        add_compile_cache_options,
         divergence_factor,
         fraction,
         non_negative_float,
@@ -86,12 +88,14 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--top-k", type=count, help="draw only among the K likeliest characters")
     g.add_argument("--json", type=Path, metavar="PATH", help="the effective config, the figures, the sample")
     g.add_argument("--quiet", action="store_true", help="no progress lines")
+    add_compile_cache_options(p.add_argument_group("compilation"))
     return p
 
 
 def check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
     """Every option checked before any text is read or anything compiled."""
     from fnet import _args
+    from fnet.cli.options import check_compile_cache
     from fnet.train import checks
 
     a.layers = a.layers or (4 if a.model == "gpt" else 1)
@@ -119,6 +123,7 @@ def check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
                                          spell=lambda k: f"--{k}")
         if a.json is not None:
             _args.writable_path("", "--json", a.json)
+        check_compile_cache(a)
     except ValueError as e:
         p.error(str(e))
 
@@ -182,10 +187,11 @@ def main(argv: list[str] | None = None) -> int:
     import jax
 
     from fnet import distributed
-    from fnet.cli.options import devices_mesh
+    from fnet.cli.options import devices_mesh, use_compile_cache
 
     if a.devices > 1:  # on a CPU, a.devices CPU devices
         distributed.ask_for_cpu_devices(a.devices)
+    use_compile_cache(a)  # before the weights' initialisation compiles its first program
     import numpy as np
 
     from fnet import checkpoint as ckpt_lib

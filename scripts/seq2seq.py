@@ -18,6 +18,8 @@ left out, as the book's ``Trainer``), Adam with ``--lr``, gradients clipped to a
 are answered by greedy decoding and ``test acc`` is the share answered exactly right (every
 character of the answer, padding included). ``--devices N`` splits every minibatch over N devices
 (on a CPU, N CPU devices sharing the cores) and averages the gradients: the same run up to rounding.
+Compiled programs are kept in ``--compile-cache`` (as ``fnet-train`` keeps them), so that a rerun
+starts training without compiling.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ MAP_EXAMPLES = 4
 
 
 def parser() -> argparse.ArgumentParser:
-    from fnet.cli.options import positive_float, positive_int, seed_number
+    from fnet.cli.options import add_compile_cache_options, positive_float, positive_int, seed_number
 
     count, number = positive_int, positive_float
     p = argparse.ArgumentParser(prog="seq2seq.py", description=__doc__,
@@ -73,12 +75,14 @@ def parser() -> argparse.ArgumentParser:
                    help=f"--model attention: a PNG of the attention weights of {MAP_EXAMPLES} held-out "
                         "examples (needs matplotlib)")
     g.add_argument("--quiet", action="store_true", help="no progress lines")
+    add_compile_cache_options(p.add_argument_group("compilation"))
     return p
 
 
 def check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
     """Every option checked before any data is made or anything compiled."""
     from fnet import _args
+    from fnet.cli.options import check_compile_cache
     from fnet.train import checks
 
     if a.data not in TASKS and not Path(a.data).is_file():
@@ -97,6 +101,7 @@ def check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
         for option, path in (("--json", a.json), ("--attention-map", a.attention_map)):
             if path is not None:
                 _args.writable_path("", option, path)
+        check_compile_cache(a)
     except ValueError as e:
         p.error(str(e))
 
@@ -201,10 +206,11 @@ def main(argv: list[str] | None = None) -> int:
     import jax
 
     from fnet import distributed
-    from fnet.cli.options import devices_mesh
+    from fnet.cli.options import devices_mesh, use_compile_cache
 
     if a.devices > 1:  # on a CPU, a.devices CPU devices
         distributed.ask_for_cpu_devices(a.devices)
+    use_compile_cache(a)  # before the weights' initialisation compiles its first program
     import jax.numpy as jnp
     import numpy as np
 

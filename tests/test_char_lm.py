@@ -22,8 +22,8 @@ from fnet import losses, models, optim
 WORDS = ["the cat", "a dog", "my bird", "one fish"]
 VERBS = ["sees", "likes", "follows"]
 TEXT = "".join(f"{WORDS[i % 4]} {VERBS[i % 3]} {WORDS[(i * 7 + 1) % 4]}.\n" for i in range(600))
-SMALL = ["--layers", "2", "--heads", "2", "--dim", "32", "--context", "24", "--batch-size", "8",
-         "--lr", "3e-3", "--warmup", "10", "--eval-every", "100"]
+SMALL = ["--no-compile-cache", "--layers", "2", "--heads", "2", "--dim", "32", "--context", "24",
+         "--batch-size", "8", "--lr", "3e-3", "--warmup", "10", "--eval-every", "100"]
 
 
 @pytest.fixture
@@ -86,7 +86,7 @@ def test_an_lstm_trains_the_same_way(text_file, tmp_path):
     report = tmp_path / "lstm.json"
     r = run_script("scripts/char_lm.py", "--text", str(text_file), "--model", "lstm", "--dim", "32",
                    "--context", "24", "--batch-size", "8", "--lr", "1e-2", "--warmup", "10", "--iters", "150",
-                   "--eval-every", "150", "--json", str(report), "--sample", "20")
+                   "--no-compile-cache", "--eval-every", "150", "--json", str(report), "--sample", "20")
     assert r.returncode == 0, r.stderr
     out = json.loads(report.read_text())
     assert out["config"]["layers"] == 1 and out["val_loss"] < out["unigram_loss"] * 0.7
@@ -96,7 +96,7 @@ def test_two_devices_take_the_same_steps(text_file, tmp_path):
     # --devices 2: every step's windows split over two (CPU) devices, the gradients averaged
     run = ["scripts/char_lm.py", "--text", str(text_file), "--model", "lstm", "--dim", "32", "--context",
            "24", "--batch-size", "8", "--lr", "1e-2", "--warmup", "10", "--iters", "60", "--eval-every", "30",
-           "--quiet"]
+           "--quiet", "--no-compile-cache"]
     reports = json_reports_on_devices(run, tmp_path)
     assert reports["2"]["config"]["devices"] == 2
     for k in ("loss", "val_loss"):
@@ -127,6 +127,8 @@ def _script():
      "--prompt: characters not in the model's vocabulary"),
     (["--text", "{text}", "--sample", "5", "--prompt", ""], "--prompt must hold at least one character"),
     (["--text", "{text}", "--json", "{dir}"], "--json {dir} is a directory"),
+    (["--text", "{text}", "--compile-cache", "{existing}"],
+     "--compile-cache {existing}/probe: {existing} is a file, not a directory"),
     (["--text", "{text}", "--checkpoint", "{existing}"], "already exists"),
     (["--text", "{text}", "--resume", "--checkpoint", "{truncated}"],
      "--checkpoint: {truncated}: not a readable"),

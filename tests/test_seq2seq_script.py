@@ -34,7 +34,7 @@ def sums(tmp_path):
     return path
 
 
-SMALL = ["--hidden", "64", "--batch-size", "64", "--reverse"]
+SMALL = ["--hidden", "64", "--batch-size", "64", "--reverse", "--no-compile-cache"]
 
 
 def test_attention_learns_the_dates_and_draws_its_map(dates, tmp_path):
@@ -82,6 +82,24 @@ def test_two_devices_train_as_one(sums, tmp_path):
     assert r.returncode == 2 and message in r.stderr, r.stderr
 
 
+def test_a_rerun_takes_every_program_from_the_compile_cache_and_computes_the_same(sums, tmp_path):
+    cache = tmp_path / "xla"
+    run = ["scripts/seq2seq.py", "--data", str(sums), "--model", "peeky", "--hidden", "32", "--batch-size",
+           "64", "--epochs", "1", "--quiet", "--compile-cache", str(cache)]
+    first, again = tmp_path / "first.json", tmp_path / "again.json"
+    assert run_script(*run, "--json", str(first)).returncode == 0
+    kept = sorted(p.name for p in cache.iterdir())
+    # the weights' initialisation, the epoch and the answering: every program the run compiled
+    assert len(kept) > 10, kept
+    r = run_script(*run, "--json", str(again))
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in cache.iterdir()) == kept  # nothing compiled anew
+    a, b = json.loads(first.read_text()), json.loads(again.read_text())
+    assert a["loss"] == b["loss"] and a["test_acc"] == b["test_acc"]
+    r = run_script(*run[:-2], "--no-compile-cache", "--json", str(again))
+    assert r.returncode == 0 and json.loads(again.read_text())["loss"] == a["loss"], r.stderr
+
+
 @pytest.mark.parametrize("args, message", [
     ([], "the following arguments are required: --data"),
     (["--data", "nowhere.txt"], "--data must be addition, date or an existing file"),
@@ -91,6 +109,8 @@ def test_two_devices_train_as_one(sums, tmp_path):
     (["--data", "addition", "--lr", "nan"], "argument --lr: expected a positive number"),
     (["--data", "addition", "--json", "{dir}"], "is a directory"),
     (["--data", "addition", "--checkpoint", "{existing}"], "already exists"),
+    (["--data", "addition", "--compile-cache", "{existing}"],
+     "--compile-cache {existing}/probe: {existing} is a file, not a directory"),
     (["--data", "addition", "--resume"], "--resume needs --checkpoint"),
     (["--data", "{bad}"], "line 2: expected QUESTION_ANSWER"),
     (["--data", "{few}", "--batch-size", "128"], "--batch-size 128 is larger than the 9 training lines"),

@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from fnet.cli.models import DEFAULT_LR, build_network, model_input, used_model_options
-from fnet.cli.options import CLI_SPELLING, build_parser, check_args, default_lr, lr_schedule
+from fnet.cli.options import (
+    CLI_SPELLING,
+    build_parser,
+    check_args,
+    default_lr,
+    lr_schedule,
+    use_compile_cache,
+)
 from fnet.cli.outputs import describe_device, progress_line, report, write_outputs
 
 OPTIONAL_CONFIG = ("widths", "blocks", "augment", "label_smoothing", "val_fraction", "schedule_steps",
@@ -87,9 +94,7 @@ def start_jax(parser, a) -> tuple[Any, Any]:
 
     if a.coordinator is not None:  # before anything else touches JAX
         distributed.initialize(a.coordinator, a.num_processes, a.process_id)
-    if not a.no_compile_cache:
-        jax.config.update("jax_compilation_cache_dir", str(a.compile_cache))
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    use_compile_cache(a)
     if _ask_for_cpu_devices(a) and jax.default_backend() == "cpu" and a.devices in (None, 1):
         return None, jax.devices()[1]
     try:

@@ -31,6 +31,8 @@ from fnet.cli.models import (
 CLI_SPELLING = {"no_download": "--no-download", "download": "without --no-download",
                 "data_dir": "--data-dir /path/to/dir", "data_dir_name": "--data-dir"}
 """How a data-not-found message names the options here (``fnet.data.locate.API_SPELLING``)."""
+DEFAULT_COMPILE_CACHE = Path("~/.cache/fnet/xla").expanduser()
+"""Where ``--compile-cache`` keeps the compiled programs unless told otherwise."""
 def _argument(convert, ok, what: str):
     """An argparse ``type``: ``convert`` the text, then require ``ok(value)``; errors say ``what``."""
 
@@ -239,12 +241,38 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--progress", action="store_true",
                    help="a progress line within each epoch (steps, samples/s, ETA) on stderr; the epoch runs "
                         "as 10 compiled pieces (one device)")
-    g.add_argument("--compile-cache", type=Path, metavar="DIR",
-                   default=Path("~/.cache/fnet/xla").expanduser(),
-                   help="keep compiled XLA programs here, so that a rerun skips compilation "
-                        "(JAX's persistent compilation cache; default %(default)s)")
-    g.add_argument("--no-compile-cache", action="store_true", help="compile from scratch every time")
+    add_compile_cache_options(g)
     return p
+
+
+def add_compile_cache_options(group) -> None:
+    """``--compile-cache DIR`` and ``--no-compile-cache``, as ``fnet-train``, ``seq2seq.py`` and
+    ``char_lm.py`` take them (check them with ``check_compile_cache``, use them with
+    ``use_compile_cache``)."""
+    group.add_argument("--compile-cache", type=Path, metavar="DIR", default=DEFAULT_COMPILE_CACHE,
+                       help="keep compiled XLA programs here, so that a rerun skips compilation "
+                            "(JAX's persistent compilation cache; default %(default)s)")
+    group.add_argument("--no-compile-cache", action="store_true", help="compile from scratch every time")
+
+
+def check_compile_cache(a: argparse.Namespace) -> None:
+    """``ValueError`` naming ``--compile-cache`` when a file cannot be written in its folder (checked
+    before any work is done, as every output path)."""
+    from fnet import _args
+
+    if not a.no_compile_cache:
+        _args.writable_path("", "--compile-cache", a.compile_cache / "probe")
+
+
+def use_compile_cache(a: argparse.Namespace) -> None:
+    """Turn on JAX's persistent compilation cache in ``a.compile_cache`` (unless
+    ``--no-compile-cache``), every program kept however fast it compiled: before anything is
+    compiled, so that a rerun finds all of its programs there."""
+    import jax
+
+    if not a.no_compile_cache:
+        jax.config.update("jax_compilation_cache_dir", str(a.compile_cache))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
 def check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
@@ -389,8 +417,7 @@ def check_outputs(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
         for option, path in (("--json", a.json), ("--plot", a.plot)):
             if path is not None:
                 _args.writable_path("", option, path)
-        if not a.no_compile_cache:
-            _args.writable_path("", "--compile-cache", a.compile_cache / "probe")
+        check_compile_cache(a)
     except ValueError as e:
         p.error(str(e))
     if a.plot is not None:
