@@ -33,6 +33,8 @@ CLI_SPELLING = {"no_download": "--no-download", "download": "without --no-downlo
 """How a data-not-found message names the options here (``fnet.data.locate.API_SPELLING``)."""
 DEFAULT_COMPILE_CACHE = Path("~/.cache/fnet/xla").expanduser()
 """Where ``--compile-cache`` keeps the compiled programs unless told otherwise."""
+
+
 def _argument(convert, ok, what: str):
     """An argparse ``type``: ``convert`` the text, then require ``ok(value)``; errors say ``what``."""
 
@@ -245,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def add_compile_cache_options(group) -> None:
+def add_compile_cache_options(group: argparse._ActionsContainer) -> None:
     """``--compile-cache DIR`` and ``--no-compile-cache``, as ``fnet-train``, ``seq2seq.py`` and
     ``char_lm.py`` take them (check them with ``check_compile_cache``, use them with
     ``use_compile_cache``)."""

@@ -156,7 +156,7 @@ def seq2seq_vs_book(book_dir: Path, tasks: Sequence[str], repeats: int, log: Cal
 
 def report(result: dict) -> tuple[list[str], list[dict]]:
     """The table's lines and the target checks (the book's faster median / each run's median)."""
-    lines = ["task      run      wall s   min-max        x book   held-out accuracy by epoch (last repeat)"]
+    lines = ["task      run       wall s   min-max        x book   held-out accuracy by epoch (last repeat)"]
     checks = []
     for task, t in result["tasks"].items():
         runs = t["runs"]
@@ -168,7 +168,7 @@ def report(result: dict) -> tuple[list[str], list[dict]]:
             accs = rs[-1]["test_acc"]
             shown = ", ".join(f"{100 * a:.2f}%" for a in accs[-3:])
             spread = f"{min(walls):.1f}-{max(walls):.1f}"
-            lines.append(f"{task:9} {name:8} {wall[name]:6.1f}  {spread:13} "
+            lines.append(f"{task:9} {name:9} {wall[name]:6.1f}  {spread:13} "
                          f"{book / wall[name]:5.2f}x   {'... ' if len(accs) > 3 else ''}{shown}")
         target = TASKS[task]["target"]
         for name in FNET_RUNS:
