@@ -10,6 +10,7 @@ import pytest
 from fnet import layers as L
 from fnet.combinators import sequential
 from fnet.core import apply
+from fnet.errors import RangeError
 from fnet.models import resnet, simple_convnet
 from fnet.views import class_visualization, fooling_image, saliency_map, score_gradient
 
@@ -65,6 +66,41 @@ def test_the_saliency_map_is_the_largest_channel_of_the_gradient():
     assert s.shape == (2, 8, 8)
     np.testing.assert_array_equal(s, jnp.abs(dx)[..., 0])
     assert float(s.max()) > 0
+
+
+def test_a_saliency_map_of_a_flat_input_keeps_every_feature():
+    # no channel axis to take the largest of: |dscore/dx| itself, one value per input feature
+    net = sequential(L.affine(6), L.relu(), L.affine(3))
+    params, _ = net.init(jax.random.key(0), (None, 10))
+    x = jax.random.normal(jax.random.key(1), (4, 10), jnp.float32)
+    labels = jnp.array([0, 2, 1, 2])
+    s = saliency_map(net, params, x, labels)
+    _, dx = score_gradient(net, params, x, labels)
+    assert s.shape == (4, 10)
+    np.testing.assert_array_equal(s, jnp.abs(dx))
+    assert float(s.min()) >= 0 and float(s.max()) > 0
+
+
+@pytest.mark.parametrize("labels", [[1, 5], [-1, 0], np.array([9, 1])])
+@pytest.mark.parametrize("view", ["score_gradient", "saliency_map"])
+def test_a_class_outside_the_scores_is_refused_not_a_blank_map(view, labels):
+    # one-hot of such an index is all zeros: its gradient would be a silent map of zeros
+    net, params = _convnet()
+    x = jax.random.normal(jax.random.key(4), (2, 8, 8, 1), jnp.float32)
+    call = {"score_gradient": score_gradient, "saliency_map": saliency_map}[view]
+    message = rf"{view}: classes must be in \[0, 5\) \(the network gives 5 scores\)"
+    with pytest.raises(RangeError, match=message):
+        call(net, params, x, jnp.asarray(labels))
+
+
+def test_classes_traced_inside_a_users_jit_cannot_be_checked():
+    # as documented: a traced index is not known until the program runs, and one outside the
+    # scores picks none of them (a zero map); the index inside gives the map it gives outside jit
+    net, params = _convnet()
+    x = jax.random.normal(jax.random.key(4), (2, 8, 8, 1), jnp.float32)
+    s = jax.jit(lambda labels: saliency_map(net, params, x, labels))(jnp.array([1, 7]))
+    np.testing.assert_allclose(s[0], saliency_map(net, params, x[:1], jnp.array([1]))[0], atol=1e-6)
+    assert float(jnp.abs(s[1]).max()) == 0.0
 
 
 def test_a_fooling_image_climbs_the_targets_score_until_it_is_predicted():

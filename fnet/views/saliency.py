@@ -6,17 +6,22 @@ score. Three uses, each the network run in evaluation mode (dropout off, batch n
 statistics) and its handwritten backward, with no autodiff:
 
 - ``saliency_map``: ``max over channels |dscore_label/dx|`` (Simonyan et al. 2014), which pixels
-  the score of the true class depends on most.
+  the score of the true class depends on most (for an input other than images ``(N, H, W, C)``,
+  ``|dscore_label/dx|`` of each input value).
 - ``fooling_image``: normalised gradient ascent on a target class's score, ``x <- x + lr * g /
   ||g||``, until the network predicts the target (at most ``max_steps``); the image barely changes.
 - ``class_visualization``: gradient ascent from noise on ``score_target(x) - l2 * ||x||^2``, an
   image the network scores as the target class.
 
 Images are ``(N, H, W, C)`` (or what the network takes); scores are the network's output
-``(N, classes)`` before the softmax. Each function is compiled with ``jax.jit`` (``net`` and the
-integer options static): the first call for a network and shapes compiles one program, later
-calls run it, where running the layers op by op would compile each operation of the network on
-its first use. They can be called inside a user's ``jax.jit`` too.
+``(N, classes)`` before the softmax. A class index outside ``[0, classes)`` is refused with a
+``RangeError`` when the classes are known at the call (a NumPy or concrete JAX array; inside a
+user's ``jax.jit`` they are not, and such an index would pick no score: a zero gradient).
+
+Each function is compiled with ``jax.jit`` (``net`` and the integer options static): the first
+call for a network and shapes compiles one program, later calls run it, where running the
+layers op by op would compile each operation of the network on its first use. They can be
+called inside a user's ``jax.jit`` too.
 """
 
 from __future__ import annotations
@@ -26,11 +31,12 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from fnet import _args
 from fnet.core import Layer, Params, State, apply
-from fnet.errors import ShapeError, shape_str
+from fnet.errors import RangeError, ShapeError, shape_str
 
 __all__ = ["FoolingResult", "class_visualization", "fooling_image", "saliency_map", "score_gradient"]
 
@@ -39,7 +45,9 @@ def score_gradient(net: Layer, params: Params, x: jax.Array, classes: jax.Array,
                    state: State | None = None) -> tuple[jax.Array, jax.Array]:
     """``(scores (N, K), dscore/dx)``: the gradient of each example's score of ``classes[i]`` with
     respect to its input, by ``net.backward`` from a one-hot ``dout`` (evaluation mode)."""
-    return _score_gradient(net, params, jnp.asarray(x), jnp.asarray(classes), state)
+    x, classes = jnp.asarray(x), jnp.asarray(classes)
+    _check_classes("score_gradient", net, params, x, classes, state)
+    return _score_gradient(net, params, x, classes, state)
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -56,6 +64,24 @@ def _score_gradient(net: Layer, params: Params, x: jax.Array, classes: jax.Array
     return scores, dx
 
 
+def _check_classes(where: str, net: Layer, params: Params, x: jax.Array, classes: jax.Array,
+                   state: State | None) -> None:
+    """Refuse class indices outside ``[0, K)`` when they are known (not traced): one-hot of such an
+    index is all zeros, so its gradient would be zero, a blank map rather than an error."""
+    known = not isinstance(classes, jax.core.Tracer) and classes.size
+    if not known or not jnp.issubdtype(classes.dtype, jnp.integer):
+        return  # traced, empty or not integers (the compiled function names the last)
+    scores = _scores.eval_shape(net, params, x, state)
+    if len(scores.shape) != 2:
+        return  # the compiled function names a network that gives no class scores
+    values = np.asarray(classes)
+    bad = values[(values < 0) | (values >= scores.shape[1])]
+    if bad.size:
+        raise RangeError(where, f"classes must be in [0, {scores.shape[1]}) (the network gives "
+                                f"{scores.shape[1]} scores); got {bad.size} outside it, e.g. "
+                                f"{sorted(set(bad.tolist()))[:5]}")
+
+
 def _check_target(where: str, target, n_classes: int) -> int:
     if isinstance(target, bool) or not isinstance(target, int) or not 0 <= target < n_classes:
         raise ValueError(f"{where}: target must be a class index in [0, {n_classes}) (the network gives "
@@ -65,14 +91,18 @@ def _check_target(where: str, target, n_classes: int) -> int:
 
 def saliency_map(net: Layer, params: Params, x: jax.Array, labels: jax.Array, *,
                  state: State | None = None) -> jax.Array:
-    """``(N, H, W)``: the largest ``|dscore_label/dx|`` over each pixel's channels."""
-    return _saliency_map(net, params, jnp.asarray(x), jnp.asarray(labels), state)
+    """``(N, H, W)`` for images ``x: (N, H, W, C)``: the largest ``|dscore_label/dx|`` over each
+    pixel's channels. For any other input (flat ``(N, D)``, sequences ``(N, T, D)``) there is no
+    channel axis to take the largest of: ``|dscore_label/dx|``, of ``x``'s shape."""
+    x, labels = jnp.asarray(x), jnp.asarray(labels)
+    _check_classes("saliency_map", net, params, x, labels, state)
+    return _saliency_map(net, params, x, labels, state)
 
 
 @functools.partial(jax.jit, static_argnums=0)
 def _saliency_map(net: Layer, params: Params, x: jax.Array, labels: jax.Array, state: State | None):
     _, dx = _score_gradient(net, params, x, labels, state)
-    return jnp.abs(dx).max(axis=-1)
+    return jnp.abs(dx).max(axis=-1) if x.ndim == 4 else jnp.abs(dx)
 
 
 @dataclasses.dataclass(frozen=True)
