@@ -20,6 +20,7 @@ any network of ids ``(N, T)`` to scores ``(N, T, V)`` for the next id at every p
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import jax
@@ -152,37 +153,64 @@ def generate(net: Layer, params, prompt: jax.Array, n: int, *, context: int, key
     each drawn from ``softmax(logits / temperature)`` of the next position (only the ``top_k`` largest
     logits, when given). No state: each step feeds the network the last ``context`` ids.
 
-    One compiled program whatever the prompt's length: the ids are kept in a window of ``context``
-    positions, filled from the left; while it is not full, the next id is read at the last filled
-    position, which a causal network computes without looking at the empty positions after it.
+    One compiled program per network, ``context``, ``n`` and ``top_k``, whatever the prompt's
+    length: the ids are kept in a window of ``context`` positions, filled from the left; while it is
+    not full, the next id is read at the last filled position, which a causal network computes
+    without looking at the empty positions after it.
+
+    **Raises:** ``ValueError`` for a prompt that is not a non-empty 1-D array of ids in ``[0, V)``
+    (``TypeError`` for ids that are not integers), a negative ``n``, a ``context`` below 1, a
+    temperature that is not positive, a ``top_k`` outside ``1 .. V``.
     """
-    prompt = jnp.asarray(prompt, jnp.int32)
-    return _generator(net, int(context), int(n), top_k)(params, prompt, key, jnp.float32(temperature))
+    prompt = jnp.asarray(prompt)
+    if prompt.ndim != 1 or not prompt.size:
+        raise ValueError(f"generate: the prompt must be a 1-D array of at least one id, shape (T,); got "
+                         f"shape {tuple(prompt.shape)}")
+    if not jnp.issubdtype(prompt.dtype, jnp.integer):
+        raise TypeError(f"generate: the prompt must hold integer ids; got dtype {prompt.dtype}")
+    n = _args.count("generate", "n", n, 0)
+    context = _args.count("generate", "context", context, 1)
+    temperature = _args.positive("generate", "temperature", temperature)
+    vocab_size = _logits.eval_shape(net, params, jax.ShapeDtypeStruct((1, context), jnp.int32)).shape[-1]
+    if top_k is not None:
+        top_k = _args.count("generate", "top_k", top_k, 1)
+        _args.interval("generate", "top_k", top_k, 1, vocab_size,
+                       hint=f" (the network gives {vocab_size} scores)")
+    length = min(prompt.shape[0], context)  # the last `context` ids, at the window's start
+    if isinstance(prompt, jax.core.Tracer):  # inside a user's jax.jit: ids not known, not checked
+        window = jnp.zeros((context,), jnp.int32).at[:length].set(prompt[-length:].astype(jnp.int32))
+    else:
+        ids = np.asarray(prompt)
+        bad = ids[(ids < 0) | (ids >= vocab_size)]
+        if bad.size:
+            raise ValueError(f"generate: the prompt's ids must be in [0, {vocab_size}) (the network gives "
+                             f"{vocab_size} scores); got {sorted(set(bad.tolist()))[:5]}")
+        window = np.zeros(context, np.int32)
+        window[:length] = ids[-length:]
+    return _generate(net, context, n, top_k, params, window, np.int32(length), key, np.float32(temperature))
 
 
-def _generator(net: Layer, context: int, n: int, top_k: int | None):
-    @jax.jit
-    def run(params, prompt, key, temperature):
-        kept = prompt[-context:]
-        length = kept.shape[0]
-        window = jnp.zeros((context,), jnp.int32).at[:length].set(kept)
+@functools.partial(jax.jit, static_argnums=0)
+def _logits(net: Layer, params, window: jax.Array) -> jax.Array:
+    return apply(net, params, window, train=False if "train" in net.uses else None)[0]
 
-        def write(carry, k):
-            window, length = carry
-            y, _, _ = apply(net, params, window[None], train=False if "train" in net.uses else None)
-            logits = jax.lax.dynamic_index_in_dim(y[0], length - 1, keepdims=False) / temperature
-            if top_k is not None:
-                kth = jax.lax.top_k(logits, top_k)[0][-1]
-                logits = jnp.where(logits < kth, -jnp.inf, logits)
-            c = jax.random.categorical(k, logits).astype(jnp.int32)
-            full = length == context
-            window = jnp.where(full, jnp.roll(window, -1).at[-1].set(c), window.at[length].set(c))
-            return (window, jnp.where(full, length, length + 1)), c
 
-        _, out = jax.lax.scan(write, (window, jnp.int32(length)), jax.random.split(key, n))
-        return out
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
+def _generate(net: Layer, context: int, n: int, top_k: int | None, params, window, length, key, temperature):
+    def write(carry, k):
+        window, length = carry
+        y = _logits(net, params, window[None])
+        logits = jax.lax.dynamic_index_in_dim(y[0], length - 1, keepdims=False) / temperature
+        if top_k is not None:
+            kth = jax.lax.top_k(logits, top_k)[0][-1]
+            logits = jnp.where(logits < kth, -jnp.inf, logits)
+        c = jax.random.categorical(k, logits).astype(jnp.int32)
+        full = length == context
+        window = jnp.where(full, jnp.roll(window, -1).at[-1].set(c), window.at[length].set(c))
+        return (window, jnp.where(full, length, length + 1)), c
 
-    return run
+    _, out = jax.lax.scan(write, (window, length), jax.random.split(key, n))
+    return out
 
 
 def sample(net: Layer, params, vocab: str, prompt: str, n: int, *, context: int, key: jax.Array,
@@ -191,14 +219,20 @@ def sample(net: Layer, params, vocab: str, prompt: str, n: int, *, context: int,
     same text. ``temperature`` below 1 sharpens the distribution (towards the likeliest character),
     above 1 flattens it; ``top_k`` keeps only the ``k`` likeliest.
 
-    **Raises:** ``ValueError`` for an empty prompt, characters the vocabulary lacks, a temperature
-    that is not positive, a ``top_k`` outside ``1 .. len(vocab)``.
+    **Raises:** ``ValueError`` for an empty prompt, characters the vocabulary lacks, a network
+    whose scores do not match the vocabulary, a temperature that is not positive, a ``top_k``
+    outside ``1 .. len(vocab)``.
     """
     if not prompt:
         raise ValueError("sample: the prompt needs at least one character")
     _args.positive("sample", "temperature", temperature)
     if top_k is not None:
         _args.interval("sample", "top_k", _args.count("sample", "top_k", top_k, 1), 1, len(vocab))
+    context = _args.count("sample", "context", context, 1)
+    scores = _logits.eval_shape(net, params, jax.ShapeDtypeStruct((1, context), jnp.int32)).shape[-1]
+    if scores != len(vocab):
+        raise ValueError(f"sample: the network gives {scores} scores per position but the vocabulary has "
+                         f"{len(vocab)} characters; pass the vocabulary the network was trained with")
     ids = generate(net, params, encode(prompt, vocab), n, context=context, key=key, temperature=temperature,
                    top_k=top_k)
     return decode(ids, vocab)

@@ -5,6 +5,7 @@ Every layer's backward is also in tests/test_gradients.py's list; the wrong rule
 must reject are in tests/test_harness_can_fail.py.
 """
 
+import dataclasses
 import math
 
 import jax
@@ -209,6 +210,52 @@ def test_sampling_needs_no_state_is_deterministic_and_follows_top_k():
         lm.sample(net, params, "abcdefgh", "", 5, context=6, key=key)
     with pytest.raises(ValueError, match="top_k"):
         lm.sample(net, params, "abcdefgh", "a", 5, context=6, key=key, top_k=9)
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda net, p, k: lm.generate(net, p, jnp.zeros((0,), jnp.int32), 5, context=6, key=k), ValueError,
+     r"generate: the prompt must be a 1-D array of at least one id, shape \(T,\); got shape \(0,\)"),
+    (lambda net, p, k: lm.generate(net, p, jnp.asarray([[1, 2]]), 5, context=6, key=k), ValueError,
+     r"got shape \(1, 2\)"),
+    (lambda net, p, k: lm.generate(net, p, jnp.asarray([1.0, 2.0]), 5, context=6, key=k), TypeError,
+     "generate: the prompt must hold integer ids; got dtype float"),
+    (lambda net, p, k: lm.generate(net, p, jnp.asarray([1, 8]), 5, context=6, key=k), ValueError,
+     r"generate: the prompt's ids must be in \[0, 8\) \(the network gives 8 scores\); got \[8\]"),
+    (lambda net, p, k: lm.generate(net, p, jnp.asarray([1, 2]), -1, context=6, key=k), ValueError,
+     "generate: n must be an int >= 0, got -1"),
+    (lambda net, p, k: lm.generate(net, p, jnp.asarray([1, 2]), 5, context=6, key=k, temperature=0.0),
+     ValueError, "generate: temperature must be a positive number, got 0"),
+    (lambda net, p, k: lm.generate(net, p, jnp.asarray([1, 2]), 5, context=6, key=k, top_k=9), ValueError,
+     r"generate: top_k must be in \[1, 8\], got 9 \(the network gives 8 scores\)"),
+    (lambda net, p, k: lm.sample(net, p, "abcdef", "ab", 5, context=6, key=k), ValueError,
+     "sample: the network gives 8 scores per position but the vocabulary has 6 characters"),
+])
+def test_generate_refuses_what_it_would_sample_wrongly(call, error, message):
+    # each of these drew ids silently before: from an empty window, from an id the embedding
+    # fills with NaN, from logits divided by zero
+    net = fnet.models.gpt(8, 6, layers=1, heads=2, dim=8)
+    params, _ = net.init(jax.random.key(0), (None, 6))
+    with pytest.raises(error, match=message):
+        call(net, params, jax.random.key(1))
+
+
+def test_generate_compiles_once_whatever_the_prompts_length():
+    traced = []
+    base = fnet.models.gpt(8, 6, layers=1, heads=2, dim=8)
+
+    def forward(params, x, **ctx):
+        traced.append(x.shape)
+        return base.forward(params, x, **ctx)
+
+    net = dataclasses.replace(base, forward=forward)
+    params, _ = net.init(jax.random.key(0), (None, 6))
+    key = jax.random.key(2)
+    short = lm.generate(net, params, jnp.asarray([1, 2]), 7, context=6, key=key)
+    before = len(traced)
+    longer = lm.generate(net, params, np.arange(9) % 8, 7, context=6, key=key)
+    again = lm.generate(net, params, jnp.asarray([1, 2]), 7, context=6, key=key)
+    assert len(traced) == before, f"generate traced the network again: {traced[before:]}"
+    assert np.array_equal(short, again) and longer.shape == (7,)
 
 
 def c_key():
