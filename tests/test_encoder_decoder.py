@@ -13,7 +13,7 @@ from fnet import layers as L
 from fnet import models
 from fnet.data import DataError, load_task
 from fnet.data.sequence import addition_lines, date_lines, split_line
-from fnet.errors import ShapeError
+from fnet.errors import RangeError, ShapeError
 from fnet.layers.encoder_attention import attention_weights
 from fnet.models.encoder_decoder import generate
 
@@ -88,6 +88,13 @@ def test_models_name_what_is_wrong_with_their_input():
         generate(net, params, src, jnp.int32(0), 3)
     with pytest.raises(ShapeError, match=r"init takes the pair of input shapes"):
         net.init(jax.random.key(0), (None, 6))
+    # each of these decoded without an error before: NaN rows of the embeddings, or wrapped ones
+    with pytest.raises(RangeError, match=r"generate: start_id must be in \[0, 11\) \(the decoder's vocab"):
+        generate(net, params, src, 11, 3)
+    with pytest.raises(RangeError, match=r"generate: source ids must be in \[0, 11\).*got \[-1, 12\]"):
+        generate(net, params, src.at[0, 0].set(12).at[1, 2].set(-1), 0, 3)
+    with pytest.raises(ShapeError, match=r"generate: source must be integer ids of shape \(N, T_src\), T"):
+        generate(net, params, src[:, :0], 0, 3)
 
 
 def test_the_generated_tasks_are_the_books_format_and_deterministic():

@@ -30,7 +30,7 @@ from jax import lax
 from fnet import _args
 from fnet import layers as L
 from fnet.core import Layer, Static, check_dout, check_shape
-from fnet.errors import DTypeError, ShapeError, shape_str
+from fnet.errors import DTypeError, RangeError, ShapeError, shape_str
 from fnet.layers._through_time import sequence_backward, sequence_forward
 from fnet.layers.encoder_attention import time_attention
 from fnet.layers.recurrent import LSTM
@@ -225,6 +225,10 @@ def generate(net: Layer, params, source, start_id: int, length: int) -> tuple[ja
     ``ids: (N, length)``; ``attention: (N, length, T_src)`` for ``attention_seq2seq`` (the weights
     of each output step over the source, Figure 8-26), else ``None``. Compiled with ``jax.jit``
     (``net``, ``start_id`` and ``length`` static): one program per network and shapes.
+
+    **Raises:** ``ValueError`` for another network, a ``length`` below 1, a source that is not
+    ``(N, T_src)`` integer ids (``ShapeError``), a ``start_id`` or (known, untraced) source ids
+    outside the embeddings' vocabularies (``RangeError``), which would decode from NaN or wrapped rows.
     """
     if net.name not in MODELS:
         raise ValueError(f"generate: decodes the models {MODELS}; got a {net.name!r} layer")
@@ -232,9 +236,19 @@ def generate(net: Layer, params, source, start_id: int, length: int) -> tuple[ja
     if isinstance(start_id, bool) or not isinstance(start_id, (int, np.integer)):
         raise TypeError(f"generate: start_id must be the id of the start character, an int; got {start_id!r}")
     source = jnp.asarray(source)
-    if source.ndim != 2 or not jnp.issubdtype(source.dtype, jnp.integer):
-        raise ShapeError("generate", f"source must be integer ids of shape (N, T_src); got "
+    if source.ndim != 2 or not source.shape[1] or not jnp.issubdtype(source.dtype, jnp.integer):
+        raise ShapeError("generate", f"source must be integer ids of shape (N, T_src), T_src >= 1; got "
                                      f"{shape_str(source.shape)} of dtype {source.dtype}")
+    source_vocab, vocab = (params[half]["embedding"]["W"].shape[0] for half in ("encoder", "decoder"))
+    if not 0 <= start_id < vocab:
+        raise RangeError("generate", f"start_id must be in [0, {vocab}) (the decoder's vocabulary); "
+                                     f"got {start_id}")
+    if not isinstance(source, jax.core.Tracer) and source.size:  # traced ids are not known yet
+        ids = np.asarray(source)
+        bad = ids[(ids < 0) | (ids >= source_vocab)]
+        if bad.size:
+            raise RangeError("generate", f"source ids must be in [0, {source_vocab}) (the encoder's "
+                                         f"vocabulary); got {sorted(set(bad.tolist()))[:5]}")
     return _generate(net, params, source, int(start_id), length)
 
 
