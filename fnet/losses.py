@@ -158,9 +158,10 @@ def _sce_forward(y, t, *, mask=None, ignore_index=None, label_smoothing=0.0):
     if is_labels:
         if ignore_index is not None:  # an ignored label may be any value (-100, say): never look it up
             t = jnp.where(t == ignore_index, 0, t)
-        # Out-of-range labels give NaN (mode="fill"), never a silent zero loss.
-        per_position = -jnp.take_along_axis(logp, t[..., None].astype(jnp.int32), axis=-1, mode="fill",
-                                            fill_value=jnp.nan)[..., 0]
+        # Out-of-range labels give NaN (mode="fill"), never a silent zero loss; a negative one would
+        # count from the end (-1 the last class), so it is sent past the end too.
+        index = jnp.where(t < 0, y.shape[-1], t)[..., None].astype(jnp.int32)
+        per_position = -jnp.take_along_axis(logp, index, axis=-1, mode="fill", fill_value=jnp.nan)[..., 0]
     else:
         per_position = -jnp.sum(t * logp, axis=-1)
     if eps:  # the target (1 - eps) t + eps / C: the term above, plus eps / C of every class

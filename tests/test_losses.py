@@ -57,8 +57,10 @@ def test_cross_entropy_is_finite_at_extreme_logits(scale):
     assert float(loss) == pytest.approx(_np_sce(y, np.asarray(t)), rel=1e-6)
 
 
-def test_out_of_range_label_gives_nan_not_a_silent_zero():
-    loss, _ = sce.forward(jnp.zeros((2, 3)), jnp.array([0, 3]))
+@pytest.mark.parametrize("labels", [[0, 3], [0, -1], [-3, 1]])
+def test_out_of_range_label_gives_nan_not_a_silent_zero(labels):
+    # a negative label must not count from the end (-1 read as the last class)
+    loss, _ = sce.forward(jnp.zeros((2, 3)), jnp.array(labels))
     assert jnp.isnan(loss)
 
 
