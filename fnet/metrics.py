@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 import jax
 import jax.numpy as jnp
 
+from fnet import _args
 from fnet.losses import Loss, softmax_cross_entropy
 from fnet.net import accuracy_of
 
@@ -26,9 +27,13 @@ Metric = tuple[str, Callable[[jax.Array, jax.Array], jax.Array]]  # (history key
 
 def top_k_accuracy(k: int) -> Callable[[jax.Array, jax.Array], jax.Array]:
     """Fraction of predictions (rows of ``(N, C)``, positions of ``(N, T, C)``) whose label is among the
-    ``k`` largest outputs."""
+    ``k`` largest outputs. ``k`` is at least 1 and at most ``C`` (checked when ``y`` arrives)."""
+    k = _args.count("top_k_accuracy", "k", k, 1)
 
     def fn(y, t):
+        if k > y.shape[-1]:
+            raise ValueError(f"top{k}: the network gives {y.shape[-1]} scores, fewer than {k}; ask for "
+                             f"top1 to top{y.shape[-1]}")
         t = jnp.asarray(t)
         labels = jnp.argmax(t, axis=-1) if t.shape == y.shape else t
         top = jax.lax.top_k(y, k)[1]

@@ -277,6 +277,18 @@ def test_metrics_fit_the_loss(fashion_small):
         _fit(fashion_small, metrics="accuracy")
 
 
+def test_top_k_accuracy_counts_the_k_largest_and_refuses_more_than_the_classes():
+    from fnet.metrics import top_k_accuracy
+
+    y = np.array([[0.1, 0.5, 0.4], [0.7, 0.2, 0.1]], np.float32)
+    assert float(top_k_accuracy(1)(y, np.array([2, 0]))) == 0.5
+    assert float(top_k_accuracy(2)(y, np.array([2, 1]))) == 1.0
+    with pytest.raises(ValueError, match=r"top4: the network gives 3 scores, fewer than 4; ask for top1 to"):
+        top_k_accuracy(4)(y, np.array([2, 1]))  # lax.top_k's own error named neither the metric nor the fix
+    with pytest.raises(ValueError, match="top_k_accuracy: k must be a positive int, got 0"):
+        top_k_accuracy(0)  # it scored every prediction wrong
+
+
 def test_progress_runs_the_same_epoch_in_pieces(fashion_small):
     seen = []
     plain = _fit(fashion_small, epochs=2)
