@@ -116,7 +116,9 @@ def check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
     elif a.text is None:
         p.error("--text FILE is required (the text to learn)")
     if not 0 <= a.warmup < a.iters:
-        p.error(f"--warmup must be in [0, --iters) = [0, {a.iters}), got {a.warmup}")
+        default = " (the default)" if a.warmup == p.get_default("warmup") else ""
+        p.error(f"--warmup must be in [0, --iters) = [0, {a.iters}), got {a.warmup}{default}; give a "
+                f"short run a shorter --warmup")
     try:
         if not a.no_train:
             checks.check_checkpoint_path(a.checkpoint, resume=a.resume, overwrite=a.overwrite, where="",
