@@ -208,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
             lm.encode(a.prompt, vocab)
         except ValueError as e:
             p.error(f"--prompt: {e}")
+        if a.top_k is not None and a.top_k > len(vocab):  # likewise for --top-k
+            p.error(f"--top-k {a.top_k}: the vocabulary has {len(vocab)} characters; use at most "
+                    f"{len(vocab)}")
     net, optimizer = build(a, len(vocab))
     config = {"script": SCRIPT, "vocab": vocab, **{k: getattr(a, k) for k in MODEL_KEYS + RUN_KEYS},
               "text": None if a.text is None else str(a.text)}

@@ -127,6 +127,7 @@ def _script():
     (["--text", "{text}", "--sample", "5", "--prompt", "§"],
      "--prompt: characters not in the model's vocabulary"),
     (["--text", "{text}", "--sample", "5", "--prompt", ""], "--prompt must hold at least one character"),
+    (["--text", "{text}", "--sample", "5", "--top-k", "500"], "--top-k 500: the vocabulary has"),
     (["--text", "{text}", "--json", "{dir}"], "--json {dir} is a directory"),
     (["--text", "{text}", "--compile-cache", "{existing}"],
      "--compile-cache {existing}/probe: {existing} is a file, not a directory"),
