@@ -82,7 +82,7 @@ def parser() -> argparse.ArgumentParser:
 def check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
     """Every option checked before any data is made or anything compiled."""
     from fnet import _args
-    from fnet.cli.options import check_compile_cache
+    from fnet.cli.options import check_compile_cache, check_figure_path
     from fnet.train import checks
 
     if a.data not in TASKS and not Path(a.data).is_file():
@@ -91,10 +91,7 @@ def check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
     if a.attention_map is not None:
         if a.model != "attention":
             p.error(f"--attention-map draws the attention weights: it needs --model attention, not {a.model}")
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            p.error("--attention-map needs matplotlib: pip install 'fnet[plot]' (or pip install matplotlib)")
+        check_figure_path(p, "--attention-map", a.attention_map)
     try:
         checks.check_checkpoint_path(a.checkpoint, resume=a.resume, overwrite=a.overwrite, where="",
                                      spell=lambda k: f"--{k}")

@@ -52,6 +52,14 @@ def test_outputs_the_file_system_refuses_are_refused_before_the_data_is_read(tmp
     assert proc.returncode == 2 and "--json /proc/fnet-lm.json cannot be created" in proc.stderr, proc.stderr
 
 
+def test_a_plot_of_a_kind_matplotlib_cannot_write_is_refused_before_the_data_is_read(tmp_path, capsys):
+    # it failed in savefig after the last epoch, a traceback at the end of the run
+    line = _refused(["--data-dir", str(tmp_path / "no-data"), "--no-download", "--epochs", "1",
+                     "--plot", str(tmp_path / "curves.xyz")], capsys)
+    assert line.startswith(f"fnet-train: error: --plot {tmp_path}/curves.xyz: matplotlib cannot write .xyz "
+                           "files; name a .png, .pdf or .svg file (it writes "), line
+
+
 def test_keep_best_never_replaces_an_earlier_runs_best_model(tmp_path, capsys):
     best = tmp_path / "run.best.npz"
     best.write_bytes(b"an earlier run's best model")  # its run.npz was deleted

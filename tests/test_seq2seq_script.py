@@ -104,6 +104,8 @@ def test_a_rerun_takes_every_program_from_the_compile_cache_and_computes_the_sam
     ([], "the following arguments are required: --data"),
     (["--data", "nowhere.txt"], "--data must be addition, date or an existing file"),
     (["--data", "addition", "--attention-map", "{dir}/a.png"], "it needs --model attention, not seq2seq"),
+    (["--data", "addition", "--model", "attention", "--attention-map", "{dir}/a.xyz"],
+     "--attention-map {dir}/a.xyz: matplotlib cannot write .xyz files; name a .png, .pdf or .svg"),
     (["--data", "addition", "--model", "transformer"], "argument --model: invalid choice"),
     (["--data", "addition", "--hidden", "0"], "argument --hidden: expected a positive integer, got 0"),
     (["--data", "addition", "--lr", "nan"], "argument --lr: expected a positive number"),

@@ -423,10 +423,22 @@ def check_outputs(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
     except ValueError as e:
         p.error(str(e))
     if a.plot is not None:
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            p.error("--plot needs matplotlib: pip install 'fnet[plot]' (or pip install matplotlib)")
+        check_figure_path(p, "--plot", a.plot)
+
+
+def check_figure_path(p: argparse.ArgumentParser, option: str, path: Path) -> None:
+    """A figure's path (``--plot``, ``--attention-map``): matplotlib installed, and a file type it
+    writes (the suffix; none: PNG), checked before training so that a finished run never ends in
+    matplotlib's error about either."""
+    try:
+        from matplotlib.backend_bases import FigureCanvasBase
+    except ImportError:
+        p.error(f"{option} needs matplotlib: pip install 'fnet[plot]' (or pip install matplotlib)")
+    kinds = FigureCanvasBase.get_supported_filetypes()
+    suffix = path.suffix[1:].lower()
+    if suffix and suffix not in kinds:
+        p.error(f"{option} {path}: matplotlib cannot write .{suffix} files; name a .png, .pdf or .svg file "
+                f"(it writes {', '.join(sorted(kinds))})")
 
 
 def devices_mesh(p: argparse.ArgumentParser, devices: int, batch_size: int):
