@@ -82,3 +82,11 @@ def test_layer_norm_normalizes_each_example():
     xn = np.asarray(x)
     want = (xn - xn.mean(-1, keepdims=True)) / np.sqrt(xn.var(-1, keepdims=True) + 1e-5)
     np.testing.assert_allclose(y, want, rtol=1e-12, atol=1e-12)
+
+
+def test_layer_norm_needs_a_known_feature_axis():
+    # (None,) is the batch axis alone: the layer's gamma would have no size to take
+    with pytest.raises(ShapeError, match=r"^layer_norm: normalises the last axis D, which input_shape \(N"):
+        L.layer_norm().init(jax.random.key(0), (None,))
+    params, shape = L.layer_norm().init(jax.random.key(0), (6,))  # one example of D = 6 is fine
+    assert params["gamma"].shape == (6,) and shape == (6,)

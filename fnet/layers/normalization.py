@@ -159,6 +159,10 @@ def layer_norm(eps: float = 1e-5, *, dtype=jnp.float32) -> Layer:
     def init(key, input_shape):
         shape = check_shape(input_shape, "layer_norm")
         min_rank("layer_norm", shape, 1, "(..., D)")
+        if shape[-1] is None:  # (None,): the batch axis alone, no feature axis to normalise
+            raise ShapeError("layer_norm", f"normalises the last axis D, which input_shape "
+                                           f"{shape_str(shape)} leaves unknown; give (N, ..., D), e.g. "
+                                           "(None, 64)")
         return _gamma_beta(shape, dtype), shape
 
     def forward(params, x):
