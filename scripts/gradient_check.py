@@ -44,6 +44,8 @@ rounding noise."""
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    from fnet.cli.options import non_negative_float, positive_float
+
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", choices=["mnist", "fashion-mnist"], default="fashion-mnist",
@@ -59,9 +61,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="hidden activation of --model mlp (default relu)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the weight initialisation")
     parser.add_argument("--float32", action="store_true", help="compute in float32 (default float64)")
-    parser.add_argument("--eps", type=float, default=None,
+    parser.add_argument("--eps", type=positive_float, default=None,
                         help="step h of the central difference (default 1e-5 in float64, 3e-3 in float32)")
-    parser.add_argument("--threshold", type=float, default=None,
+    parser.add_argument("--threshold", type=non_negative_float, default=None,
                         help="largest absolute difference allowed (default 1e-7 in float64, 5e-3 in "
                              "float32); above it the exit status is 1")
     args = parser.parse_args(argv)

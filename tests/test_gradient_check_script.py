@@ -72,3 +72,13 @@ def test_gradient_check_of_a_multi_layer_net(idx_dir):
     n_params = 784 * 4 + 4 + 4 * 3 + 3 + 3 * 10 + 10
     assert any(line.startswith(f"numerical: {2 * n_params:,} loss evaluations") for line in lines)
     assert lines[-1].startswith("OK:")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--eps", "0"], "argument --eps: expected a positive number, got 0.0"),  # it reported inf
+    (["--threshold", "-1"], "argument --threshold: expected a number >= 0, got -1.0"),  # it failed all
+    (["--samples", "0"], "--samples must be at least 1"),
+])
+def test_options_that_cannot_check_anything_are_refused(args, message):
+    proc = run_check(*args)
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr
