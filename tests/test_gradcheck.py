@@ -125,6 +125,12 @@ def test_bad_arguments():
         gradcheck.numerical_gradient(lambda p: p * 2, jnp.ones(3))
     with pytest.raises(ValueError, match="chunk_size"):
         gradcheck.numerical_gradient(lambda p: jnp.sum(p), jnp.ones(3), chunk_size=0)
+    with pytest.raises(ValueError, match="numerical_gradient: eps must be a positive number, got 0"):
+        gradcheck.numerical_gradient(lambda p: jnp.sum(p), jnp.ones(3), eps=0.0)  # it gave NaN
+    report = gradcheck.compare({"w": jnp.ones(3)}, {"w": jnp.ones(3)})
+    assert report.ok(0.0)
+    with pytest.raises(ValueError, match=r"GradReport\.ok: threshold must be >= 0, got -1"):
+        report.ok(-1.0)  # nothing could pass it
 
 
 # --------------------------------------------------------------------------- the book's check

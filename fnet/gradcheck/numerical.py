@@ -71,6 +71,8 @@ def numerical_gradient(f: Callable[[Params], jax.Array], params: Params, eps: fl
     in another order.
     """
     chunk_size = _args.count("numerical_gradient", "chunk_size", chunk_size, 1)
+    if eps is not None:  # 0 would divide by zero (NaN everywhere); the step is a positive h
+        eps = _args.positive("numerical_gradient", "eps", eps)
     leaves, treedef = jax.tree.flatten(params)
     leaves = [jnp.asarray(leaf) for leaf in leaves]
     for leaf in leaves:

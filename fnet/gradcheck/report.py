@@ -10,6 +10,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from fnet import _args
 from fnet._text import table
 from fnet._trees import book_names, path_str
 
@@ -86,6 +87,7 @@ class GradReport:
         entries whose gradient is almost zero.
         """
         _check_metric(metric)
+        threshold = _args.non_negative("GradReport.ok", "threshold", threshold)  # below 0 nothing passes
         return all(getattr(d, metric) <= threshold for d in self.leaves)
 
     def format(self) -> str:
