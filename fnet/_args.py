@@ -170,3 +170,16 @@ def _try_writing(named: str, path: Path) -> None:
             # a folder in which another process probes or writes at the same time is left to it
             with contextlib.suppress(OSError):
                 made_path.unlink() if made_path.is_file() else made_path.rmdir()
+
+
+def outside(values, n: int) -> tuple[int, list[int]]:
+    """How many of the integer ``values`` (ids, class indices) lie outside ``[0, n)``, and the first
+    five of them, distinct and sorted, for a message. ``(0, [])`` for traced values: inside
+    ``jax.jit`` they are not known until the program runs, so they cannot be checked here."""
+    import jax
+
+    if isinstance(values, jax.core.Tracer):
+        return 0, []
+    host = np.asarray(values)
+    bad = host[(host < 0) | (host >= n)]
+    return int(bad.size), sorted(set(bad.tolist()))[:5]

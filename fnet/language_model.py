@@ -176,17 +176,16 @@ def generate(net: Layer, params, prompt: jax.Array, n: int, *, context: int, key
         top_k = _args.count("generate", "top_k", top_k, 1)
         _args.interval("generate", "top_k", top_k, 1, vocab_size,
                        hint=f" (the network gives {vocab_size} scores)")
+    count, examples = _args.outside(prompt, vocab_size)  # known ids only: not inside a user's jit
+    if count:
+        raise ValueError(f"generate: the prompt's ids must be in [0, {vocab_size}) (the network gives "
+                         f"{vocab_size} scores); got {examples}")
     length = min(prompt.shape[0], context)  # the last `context` ids, at the window's start
-    if isinstance(prompt, jax.core.Tracer):  # inside a user's jax.jit: ids not known, not checked
+    if isinstance(prompt, jax.core.Tracer):  # inside a user's jax.jit
         window = jnp.zeros((context,), jnp.int32).at[:length].set(prompt[-length:].astype(jnp.int32))
-    else:
-        ids = np.asarray(prompt)
-        bad = ids[(ids < 0) | (ids >= vocab_size)]
-        if bad.size:
-            raise ValueError(f"generate: the prompt's ids must be in [0, {vocab_size}) (the network gives "
-                             f"{vocab_size} scores); got {sorted(set(bad.tolist()))[:5]}")
+    else:  # in NumPy: no small program compiled for each prompt length
         window = np.zeros(context, np.int32)
-        window[:length] = ids[-length:]
+        window[:length] = np.asarray(prompt)[-length:]
     return _generate(net, context, n, top_k, params, window, np.int32(length), key, np.float32(temperature))
 
 

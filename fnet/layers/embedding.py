@@ -60,12 +60,10 @@ def embedding(vocab_size: int, dim: int, *, W_init: initializers.Initializer | f
         if W.shape[0] != vocab_size:
             raise ShapeError("embedding", f"the table W has shape {W.shape}, but this layer has "
                                           f"vocab_size {vocab_size}; were the params made by another layer?")
-        if not isinstance(ids, jax.core.Tracer) and ids.size:
-            values = np.asarray(ids)
-            bad = values[(values < 0) | (values >= vocab_size)]
-            if bad.size:
-                raise RangeError("embedding", f"ids must be in [0, {vocab_size}) (the vocab_size); got "
-                                              f"{bad.size} outside it, e.g. {sorted(set(bad.tolist()))[:5]}")
+        count, examples = _args.outside(ids, vocab_size)
+        if count:
+            raise RangeError("embedding", f"ids must be in [0, {vocab_size}) (the vocab_size); got "
+                                          f"{count} outside it, e.g. {examples}")
         # negative ids would wrap around (NumPy's indexing): send them past the end, where they fill
         ids = jnp.where(ids < 0, vocab_size, ids)
         y = jnp.take(W, ids, axis=0, mode="fill", fill_value=jnp.nan)

@@ -243,12 +243,10 @@ def generate(net: Layer, params, source, start_id: int, length: int) -> tuple[ja
     if not 0 <= start_id < vocab:
         raise RangeError("generate", f"start_id must be in [0, {vocab}) (the decoder's vocabulary); "
                                      f"got {start_id}")
-    if not isinstance(source, jax.core.Tracer) and source.size:  # traced ids are not known yet
-        ids = np.asarray(source)
-        bad = ids[(ids < 0) | (ids >= source_vocab)]
-        if bad.size:
-            raise RangeError("generate", f"source ids must be in [0, {source_vocab}) (the encoder's "
-                                         f"vocabulary); got {sorted(set(bad.tolist()))[:5]}")
+    count, examples = _args.outside(source, source_vocab)
+    if count:
+        raise RangeError("generate", f"source ids must be in [0, {source_vocab}) (the encoder's "
+                                     f"vocabulary); got {examples}")
     return _generate(net, params, source, int(start_id), length)
 
 

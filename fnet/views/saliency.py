@@ -31,7 +31,6 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 
 from fnet import _args
@@ -68,18 +67,15 @@ def _check_classes(where: str, net: Layer, params: Params, x: jax.Array, classes
                    state: State | None) -> None:
     """Refuse class indices outside ``[0, K)`` when they are known (not traced): one-hot of such an
     index is all zeros, so its gradient would be zero, a blank map rather than an error."""
-    known = not isinstance(classes, jax.core.Tracer) and classes.size
-    if not known or not jnp.issubdtype(classes.dtype, jnp.integer):
-        return  # traced, empty or not integers (the compiled function names the last)
+    if isinstance(classes, jax.core.Tracer) or not jnp.issubdtype(classes.dtype, jnp.integer):
+        return  # traced or not integers (the compiled function names the last)
     scores = _scores.eval_shape(net, params, x, state)
     if len(scores.shape) != 2:
         return  # the compiled function names a network that gives no class scores
-    values = np.asarray(classes)
-    bad = values[(values < 0) | (values >= scores.shape[1])]
-    if bad.size:
+    count, examples = _args.outside(classes, scores.shape[1])
+    if count:
         raise RangeError(where, f"classes must be in [0, {scores.shape[1]}) (the network gives "
-                                f"{scores.shape[1]} scores); got {bad.size} outside it, e.g. "
-                                f"{sorted(set(bad.tolist()))[:5]}")
+                                f"{scores.shape[1]} scores); got {count} outside it, e.g. {examples}")
 
 
 def _check_target(where: str, target, n_classes: int) -> int:
